@@ -1,0 +1,210 @@
+/* engine.h — the explaind CNN engine: load an ONNX image classifier, run it forward on a batch,
+ * and run vector-Jacobian products (activation gradients only) backward from any value.
+ *
+ * Nothing here knows about HTTP. The server and the CLI include this header and nothing else
+ * from engine/ (plus explain.h and sanity.h for the methods built on top).
+ *
+ * Model of use
+ *   graph_t  is loaded once and is read-only afterwards: any number of threads may use it at once.
+ *   ws_t     (a workspace) belongs to one thread at a time. It is planned at creation for a maximum
+ *            batch and allocated once; forward and backward never call malloc.
+ *   model_t  is a graph plus its sidecar (labels, input spec, CAM layer, ...).
+ *
+ * Tensors are float32, NCHW, batch-major: a value of per-image shape (C,H,W) occupies n*C*H*W
+ * floats for a batch of n. Value shapes reported here have dims[0] == 1 (the batch dimension).
+ *
+ * Errors are values: functions that can fail on input return ENG_OK or an ENG_E* status and fill
+ * an eng_err_t with a message that names the node, op type and opset when one is involved.
+ * Ownership: every *_create / *_load is paired with a *_free; pointers returned by accessors are
+ * borrowed and live as long as the object they came from.
+ */
+#ifndef EXPLAIND_ENGINE_H
+#define EXPLAIND_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+enum {
+    ENG_OK = 0,
+    ENG_EINVAL,       /* bad argument or parameter value (a caller's mistake, or a user's: 422) */
+    ENG_EFORMAT,      /* malformed or truncated file, inconsistent graph */
+    ENG_EUNSUPPORTED, /* valid ONNX we do not implement (op, attribute value, dtype) */
+    ENG_ENOMEM,
+    ENG_EIO,
+    ENG_ENOTFOUND,    /* unknown value, node, layer, file */
+    ENG_EDEADLINE,    /* the workspace deadline passed; work stopped between layers */
+    ENG_ETOOBIG,      /* input over a configured limit */
+};
+
+typedef struct {
+    int status;
+    char msg[512];
+} eng_err_t;
+
+/* Sets err (may be NULL) and returns status. */
+int eng_errf(eng_err_t *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *eng_status_name(int status);
+
+#define ENG_MAX_RANK 6
+
+/* ---- graph: a loaded ONNX network ------------------------------------------------------------ */
+typedef struct graph graph_t;
+
+typedef struct {
+    int max_external_bytes_mb; /* 0: no limit beyond the file sizes */
+    int no_fold_bn;            /* keep BatchNormalization standalone (tests) */
+} graph_opts_t;
+
+/* Load path (external data files are resolved next to it). opts may be NULL. */
+int graph_load_onnx(const char *path, const graph_opts_t *opts, graph_t **out, eng_err_t *err);
+/* Load from memory; base_dir resolves external data (NULL: external data is an error). */
+int graph_load_onnx_mem(const void *buf, size_t len, const char *base_dir, const graph_opts_t *opts,
+                        graph_t **out, eng_err_t *err);
+void graph_free(graph_t *g);
+
+typedef struct {
+    const char *name;     /* ONNX node name (or "<op>_<index>" when the file has none) */
+    const char *op;       /* ONNX op type; folded ops report e.g. "Conv+BatchNormalization" */
+    int out_value;        /* its (first) output value */
+    int64_t params;       /* parameters (weights + biases) */
+    double flops;         /* per image, multiply-add = 2 flops */
+} node_info_t;
+
+typedef struct {
+    const char *name;
+    int rank;
+    int64_t dims[ENG_MAX_RANK]; /* dims[0] is the batch (1) for activations */
+    size_t size;                /* elements per image (activations) */
+    int is_const;               /* initializer or constant-folded: not per-image */
+    int producer;               /* node index, -1 for the input and constants */
+} value_info_t;
+
+int graph_n_nodes(const graph_t *g);
+void graph_node_info(const graph_t *g, int node, node_info_t *out);
+int graph_n_values(const graph_t *g);
+void graph_value_info(const graph_t *g, int value, value_info_t *out);
+/* Resolve a node name or a value name to a value id (a node resolves to its first output). -1 if none. */
+int graph_find_value(const graph_t *g, const char *name);
+/* The node whose name or output is `name`; -1 if none. */
+int graph_find_node(const graph_t *g, const char *name);
+int graph_input_value(const graph_t *g);
+int graph_output_value(const graph_t *g);
+int graph_opset(const graph_t *g);
+int64_t graph_total_params(const graph_t *g);
+double graph_total_flops(const graph_t *g);
+/* Auto-detected CAM layer: the last 4-D activation before global pooling or flatten; -1 if none. */
+int graph_detect_cam_value(const graph_t *g);
+/* Is the head after `value` global-average-pooling followed by one linear layer (CAM applies)?
+ * On success fills the class-weight matrix pointer (classes x channels, borrowed) and bias. */
+int graph_gap_linear_head(const graph_t *g, int value, const float **w, const float **b, int *classes,
+                          int *channels, eng_err_t *err);
+/* Parameterized nodes (Conv, Gemm, MatMul with a constant, standalone BN) in topological order. */
+int graph_param_nodes(const graph_t *g, int *nodes, int max);
+
+/* ---- workspace: per-thread activations, gradients and scratch --------------------------------- */
+typedef struct ws ws_t;
+
+/* Plan and allocate a workspace for batches of up to max_batch images. */
+int ws_create(const graph_t *g, int max_batch, ws_t **out, eng_err_t *err);
+void ws_free(ws_t *ws);
+int ws_max_batch(const ws_t *ws);
+size_t ws_bytes(const ws_t *ws);
+const graph_t *ws_graph(const ws_t *ws);
+/* Bytes a workspace for this batch would take (to size batches to a memory budget). */
+size_t ws_plan_bytes(const graph_t *g, int max_batch);
+
+/* Deadline on CLOCK_MONOTONIC in ns (0: none). Forward and backward check it between nodes and
+ * return ENG_EDEADLINE once it has passed. */
+void ws_set_deadline(ws_t *ws, int64_t deadline_ns);
+int64_t eng_now_ns(void);
+
+/* Parameter overlay: run `node` with these weights/bias instead of the shared ones (borrowed,
+ * same sizes; NULL restores the shared tensor). Used by the sanity checks; the graph is untouched. */
+void ws_set_overlay(ws_t *ws, int node, const float *weight, const float *bias);
+void ws_clear_overlays(ws_t *ws);
+
+/* Forward on n images (input: n x input size). Keeps every value for backward. */
+int ws_forward(ws_t *ws, const float *input, int n, eng_err_t *err);
+/* Recompute only nodes first_node.. in topological order; values before it must be valid for n. */
+int ws_forward_from(ws_t *ws, int first_node, int n, eng_err_t *err);
+/* A value after forward: n x size floats, valid until the next forward. */
+const float *ws_value(const ws_t *ws, int value);
+int ws_batch(const ws_t *ws); /* n of the last forward */
+
+/* Backward hooks replace the backward rule of an element-wise unary op type (e.g. "Relu"):
+ * given x (input), y (output) and dy, write dx (or add into it when accumulate != 0). */
+typedef void (*bw_hook_fn)(const float *x, const float *y, const float *dy, float *dx, size_t count,
+                           int accumulate, void *ctx);
+typedef struct {
+    const char *op;
+    bw_hook_fn fn;
+    void *ctx;
+} bw_hook_t;
+
+/* A vector-Jacobian product. The seed is d(objective)/d(seed_value) for each image (n x size);
+ * gradients flow only through nodes between the seed and the lowest captured value, so capturing
+ * a mid-network layer stops the pass there. Each captured gradient is copied to capture_out[i]
+ * (n x size of capture[i]); capturing graph_input_value() gives the input gradient. */
+typedef struct {
+    int seed_value;
+    const float *seed;
+    int n_capture;
+    const int *capture;
+    float *const *capture_out;
+    int n_hooks;
+    const bw_hook_t *hooks;
+} bw_req_t;
+int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err);
+/* Number of nodes the last backward ran (to prove a pass stopped early). */
+int ws_backward_nodes_run(const ws_t *ws);
+
+/* ---- images and models ---------------------------------------------------------------------- */
+typedef struct {
+    int width, height;
+    int channels; /* 1 (gray) or 3 (RGB) */
+    uint8_t *data; /* row-major, interleaved, width*height*channels bytes */
+} image_t;
+void image_free(image_t *img); /* frees data, leaves the struct */
+
+enum { RESIZE_STRETCH = 0, RESIZE_CENTER_CROP, RESIZE_LETTERBOX };
+typedef struct {
+    int channels;          /* 1 gray, 3 rgb */
+    int height, width;
+    float scale;           /* pixel / scale before mean/std */
+    float mean[3], std[3];
+    int resize;            /* RESIZE_* */
+    int invert;            /* 255 - pixel first (white-on-black datasets) */
+} input_spec_t;
+
+#define MODEL_MAX_NAME 128
+typedef struct {
+    char name[MODEL_MAX_NAME];
+    graph_t *graph;
+    input_spec_t input;
+    int n_labels;
+    char **labels;
+    int cam_value;              /* -1 when none */
+    int n_attention;
+    int *attention_values;
+    char *twin;                 /* label_randomized_twin or NULL */
+    int n_groups;               /* randomization_groups: each a list of node indices */
+    int **group_nodes;
+    int *group_sizes;
+    int has_sidecar;
+} model_t;
+
+/* Load models_dir/NAME.onnx with its optional NAME.json sidecar (and NAME.labels / labels_file). */
+int model_load(const char *dir, const char *name, const graph_opts_t *opts, model_t **out, eng_err_t *err);
+/* Load from explicit paths; sidecar_path NULL means look for the .json next to the .onnx. */
+int model_load_path(const char *onnx_path, const char *sidecar_path, const graph_opts_t *opts, model_t **out,
+                    eng_err_t *err);
+/* Parse a sidecar document into m (used by model_load; exposed for the fuzzer). */
+int model_parse_sidecar(model_t *m, const char *json, size_t len, const char *dir, eng_err_t *err);
+void model_free(model_t *m);
+size_t model_input_size(const model_t *m); /* C*H*W */
+
+/* Image -> preprocessed tensor of model_input_size() floats, following the sidecar's input spec. */
+int model_preprocess(const model_t *m, const image_t *img, float *tensor, eng_err_t *err);
+
+#endif
