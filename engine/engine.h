@@ -54,6 +54,7 @@ typedef struct graph graph_t;
 typedef struct {
     int max_external_bytes_mb; /* 0: no limit beyond the file sizes */
     int no_fold_bn;            /* keep BatchNormalization standalone (tests) */
+    int input_h, input_w;      /* override symbolic H/W of the input (from the sidecar); 0: from the graph */
 } graph_opts_t;
 
 /* Load path (external data files are resolved next to it). opts may be NULL. */
@@ -118,6 +119,8 @@ size_t ws_plan_bytes(const graph_t *g, int max_batch);
  * return ENG_EDEADLINE once it has passed. */
 void ws_set_deadline(ws_t *ws, int64_t deadline_ns);
 int64_t eng_now_ns(void);
+/* OpenBLAS threads for this process (the server uses 1: parallelism comes from workers). */
+void eng_set_blas_threads(int n);
 
 /* Parameter overlay: run `node` with these weights/bias instead of the shared ones (borrowed,
  * same sizes; NULL restores the shared tensor). Used by the sanity checks; the graph is untouched. */

@@ -1,0 +1,456 @@
+/* graph.c — graph helpers, the finalize pass (prune, topological order, shape inference through
+ * each op's init) and the public introspection API of engine.h. */
+#include "graph.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+/* ---- small helpers ---------------------------------------------------------------------------- */
+size_t shape_size(int rank, const int64_t *dims)
+{
+    size_t s = 1;
+    for (int i = 0; i < rank; i++) s *= (size_t)dims[i];
+    return s;
+}
+
+void value_set_shape(value_t *v, int rank, const int64_t *dims)
+{
+    v->rank = rank;
+    for (int i = 0; i < rank; i++) v->dims[i] = dims[i];
+    for (int i = rank; i < ENG_MAX_RANK; i++) v->dims[i] = 0;
+}
+
+const attr_t *attr_get(const node_t *n, const char *name)
+{
+    for (int i = 0; i < n->n_attr; i++)
+        if (!strcmp(n->attr[i].name, name)) return &n->attr[i];
+    return NULL;
+}
+
+int64_t attr_int(const node_t *n, const char *name, int64_t dflt)
+{
+    const attr_t *a = attr_get(n, name);
+    return a && a->type == AT_INT ? a->i : dflt;
+}
+
+float attr_float(const node_t *n, const char *name, float dflt)
+{
+    const attr_t *a = attr_get(n, name);
+    if (!a) return dflt;
+    if (a->type == AT_FLOAT) return a->f;
+    if (a->type == AT_INT) return (float)a->i;
+    return dflt;
+}
+
+const char *attr_str(const node_t *n, const char *name, const char *dflt)
+{
+    const attr_t *a = attr_get(n, name);
+    return a && a->type == AT_STRING ? a->s : dflt;
+}
+
+int attr_ints(const node_t *n, const char *name, int64_t *out, int max)
+{
+    const attr_t *a = attr_get(n, name);
+    if (!a || a->type != AT_INTS) return -1;
+    int k = a->n < max ? a->n : max;
+    for (int i = 0; i < k; i++) out[i] = a->ints[i];
+    return a->n;
+}
+
+int node_err(const graph_t *g, const node_t *n, eng_err_t *err, int status, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return eng_errf(err, status, "node '%s' (%s, opset %d): %s", n->name, n->op_type, g->opset, msg);
+}
+
+int node_need_const(const graph_t *g, const node_t *n, int i, eng_err_t *err)
+{
+    if (i >= n->n_in || n->in[i] < 0) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing", i);
+    const value_t *v = nin(g, n, i);
+    if (!v->is_const)
+        return node_err(g, n, err, ENG_EUNSUPPORTED, "input %d ('%s') must be a constant (initializer)", i, v->name);
+    if (v->dtype != DT_FLOAT) return node_err(g, n, err, ENG_EUNSUPPORTED, "input %d ('%s') must be float", i, v->name);
+    return ENG_OK;
+}
+
+int node_need_act(const graph_t *g, const node_t *n, int i, eng_err_t *err)
+{
+    if (i >= n->n_in || n->in[i] < 0) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing", i);
+    const value_t *v = nin(g, n, i);
+    if (v->is_const)
+        return node_err(g, n, err, ENG_EUNSUPPORTED, "input %d ('%s') is a constant where an activation was expected",
+                        i, v->name);
+    return ENG_OK;
+}
+
+void eng_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                A, lda, B, ldb, beta, C, ldc);
+}
+
+void eng_set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+/* ---- finalize ----------------------------------------------------------------------------------- */
+/* Kahn's algorithm over live nodes; rewrites g->nodes in topological order (stable w.r.t. file order). */
+int graph_topo_sort(graph_t *g, eng_err_t *err)
+{
+    int n = g->n_nodes;
+    int *indeg = calloc((size_t)n + 1, sizeof(int)), *order = malloc(sizeof(int) * ((size_t)n + 1));
+    int *ready = malloc(sizeof(int) * ((size_t)n + 1));
+    if (!indeg || !order || !ready) {
+        free(indeg); free(order); free(ready);
+        return eng_errf(err, ENG_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        if (g->nodes[i].dead) continue;
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            int v = g->nodes[i].in[k];
+            if (v >= 0 && g->values[v].producer >= 0 && !g->nodes[g->values[v].producer].dead) indeg[i]++;
+        }
+    }
+    /* simple O(n^2) worst case is fine for a few thousand nodes; keep file order among ready nodes */
+    int cnt = 0, live = 0;
+    char *done = calloc((size_t)n + 1, 1);
+    for (int i = 0; i < n; i++) live += !g->nodes[i].dead;
+    int progress = 1;
+    while (progress) {
+        progress = 0;
+        for (int i = 0; i < n; i++) {
+            if (g->nodes[i].dead || done[i] || indeg[i]) continue;
+            done[i] = 1;
+            order[cnt++] = i;
+            progress = 1;
+            for (int o = 0; o < g->nodes[i].n_out; o++) {
+                int v = g->nodes[i].out[o];
+                if (v < 0) continue;
+                for (int j = 0; j < n; j++) {
+                    if (g->nodes[j].dead || done[j]) continue;
+                    for (int k = 0; k < g->nodes[j].n_in; k++)
+                        if (g->nodes[j].in[k] == v) indeg[j]--;
+                }
+            }
+        }
+    }
+    free(ready);
+    free(indeg);
+    free(done);
+    if (cnt != live) {
+        free(order);
+        return eng_errf(err, ENG_EFORMAT, "the graph has a cycle");
+    }
+    node_t *nn = malloc(sizeof(node_t) * ((size_t)cnt + 1));
+    if (!nn) {
+        free(order);
+        return eng_errf(err, ENG_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < cnt; i++) nn[i] = g->nodes[order[i]];
+    /* free the dead nodes' storage */
+    for (int i = 0; i < n; i++) {
+        node_t *d = &g->nodes[i];
+        if (!d->dead) continue;
+        free(d->name); free(d->op_type); free(d->display); free(d->in); free(d->out); free(d->p);
+        for (int k = 0; k < d->n_attr; k++) {
+            free(d->attr[k].name); free(d->attr[k].s); free(d->attr[k].ints); free(d->attr[k].floats);
+        }
+        free(d->attr);
+    }
+    free(g->nodes);
+    g->nodes = nn;
+    g->n_nodes = g->cap_nodes = cnt;
+    free(order);
+    for (int v = 0; v < g->n_values; v++) g->values[v].producer = -1;
+    for (int i = 0; i < cnt; i++)
+        for (int o = 0; o < nn[i].n_out; o++)
+            if (nn[i].out[o] >= 0) g->values[nn[i].out[o]].producer = i;
+    return ENG_OK;
+}
+
+/* Mark nodes that the output does not depend on as dead. */
+static void prune(graph_t *g)
+{
+    char *need = calloc((size_t)g->n_values + 1, 1);
+    if (!need) return;
+    need[g->output] = 1;
+    for (int i = g->n_nodes - 1; i >= 0; i--) { /* nodes are topologically ordered here */
+        node_t *n = &g->nodes[i];
+        if (n->dead) continue;
+        int used = 0;
+        for (int o = 0; o < n->n_out; o++) used |= n->out[o] >= 0 && need[n->out[o]];
+        if (!used) {
+            n->dead = 1;
+            continue;
+        }
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0) need[n->in[k]] = 1;
+    }
+    free(need);
+}
+
+int graph_init_node(graph_t *g, int i, eng_err_t *err)
+{
+    node_t *n = &g->nodes[i];
+    free(n->p);
+    n->p = NULL;
+    n->scratch_fixed = n->scratch_per_image = n->aux_per_image = 0;
+    n->flops = 0;
+    n->params = 0;
+    n->w_in = n->b_in = -1;
+    n->op = op_find(n->op_type);
+    if (!n->op) return node_err(g, n, err, ENG_EUNSUPPORTED, "op type '%s' is not supported", n->op_type);
+    for (int k = 0; k < n->n_in; k++) {
+        int v = n->in[k];
+        if (v < 0) continue;
+        const value_t *iv = &g->values[v];
+        if (!iv->is_const && iv->rank == 0 && v != g->input)
+            return node_err(g, n, err, ENG_EFORMAT, "input '%s' has no known shape", iv->name);
+    }
+    for (int o = 1; o < n->n_out; o++) {
+        int v = n->out[o];
+        if (v >= 0 && g->values[v].n_consumers)
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "only the first output is supported, but '%s' is used",
+                            g->values[v].name);
+    }
+    int rc = n->op->init(g, n, err);
+    if (rc) return rc;
+    value_t *ov = nout(g, n);
+    ov->is_const = 0;
+    if (ov->rank < 1 || ov->dims[0] != 1)
+        return node_err(g, n, err, ENG_EUNSUPPORTED,
+                        "the output must keep the batch as its first dimension (got rank %d, first dim %lld)", ov->rank,
+                        ov->rank ? (long long)ov->dims[0] : 0LL);
+    ov->size = shape_size(ov->rank, ov->dims);
+    return ENG_OK;
+}
+
+static void count_consumers(graph_t *g)
+{
+    for (int v = 0; v < g->n_values; v++) g->values[v].n_consumers = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].dead) continue;
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] >= 0) g->values[g->nodes[i].in[k]].n_consumers++;
+    }
+}
+
+int graph_finalize(graph_t *g, eng_err_t *err)
+{
+    if (g->output < 0 || g->values[g->output].is_const)
+        return eng_errf(err, ENG_EFORMAT, "the graph output does not depend on the input");
+    int rc = graph_topo_sort(g, err);
+    if (rc) return rc;
+    prune(g);
+    rc = graph_topo_sort(g, err); /* compacts the dead away */
+    if (rc) return rc;
+    count_consumers(g);
+    for (int i = 0; i < g->n_nodes; i++) {
+        rc = graph_init_node(g, i, err);
+        if (rc) return rc;
+    }
+    /* a final Softmax turns logits into probabilities: explain the logits, as users expect */
+    int p = g->values[g->output].producer;
+    g->logits_from_softmax = 0;
+    if (p >= 0 && !strcmp(g->nodes[p].op_type, "Softmax") && g->nodes[p].n_in >= 1) {
+        g->output = g->nodes[p].in[0];
+        g->logits_from_softmax = 1;
+        prune(g);
+        rc = graph_topo_sort(g, err);
+        if (rc) return rc;
+        count_consumers(g);
+    }
+    const value_t *ov = &g->values[g->output];
+    if (ov->rank != 2)
+        return eng_errf(err, ENG_EUNSUPPORTED, "the graph output '%s' has rank %d; expected class scores (N, classes)",
+                        ov->name, ov->rank);
+    return ENG_OK;
+}
+
+/* ---- public introspection ------------------------------------------------------------------------ */
+int graph_add_alias(graph_t *g, const char *name, int value)
+{
+    alias_t *na = realloc(g->aliases, sizeof(alias_t) * ((size_t)g->n_aliases + 1));
+    if (!na) return -1;
+    g->aliases = na;
+    na[g->n_aliases].name = strdup(name);
+    na[g->n_aliases].value = value;
+    g->n_aliases++;
+    return 0;
+}
+
+int graph_n_nodes(const graph_t *g) { return g->n_nodes; }
+int graph_n_values(const graph_t *g) { return g->n_values; }
+int graph_input_value(const graph_t *g) { return g->input; }
+int graph_output_value(const graph_t *g) { return g->output; }
+int graph_opset(const graph_t *g) { return g->opset; }
+
+void graph_node_info(const graph_t *g, int i, node_info_t *o)
+{
+    const node_t *n = &g->nodes[i];
+    o->name = n->name;
+    o->op = n->display;
+    o->out_value = n->out[0];
+    o->params = n->params;
+    o->flops = n->flops;
+}
+
+void graph_value_info(const graph_t *g, int v, value_info_t *o)
+{
+    const value_t *x = &g->values[v];
+    o->name = x->name;
+    o->rank = x->rank;
+    memcpy(o->dims, x->dims, sizeof o->dims);
+    o->size = x->size;
+    o->is_const = x->is_const;
+    o->producer = x->producer;
+}
+
+int graph_find_node(const graph_t *g, const char *name)
+{
+    if (!name) return -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!strcmp(g->nodes[i].name, name)) return i;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!strcmp(g->values[g->nodes[i].out[0]].name, name)) return i;
+    for (int i = 0; i < g->n_aliases; i++)
+        if (!strcmp(g->aliases[i].name, name)) return g->values[g->aliases[i].value].producer;
+    return -1;
+}
+
+int graph_find_value(const graph_t *g, const char *name)
+{
+    if (!name || !*name) return -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!strcmp(g->nodes[i].name, name)) return g->nodes[i].out[0];
+    for (int v = 0; v < g->n_values; v++) {
+        const value_t *x = &g->values[v];
+        if (!x->is_const && (x->producer >= 0 || v == g->input) && !strcmp(x->name, name)) return v;
+    }
+    for (int i = 0; i < g->n_aliases; i++)
+        if (!strcmp(g->aliases[i].name, name)) return g->aliases[i].value;
+    return -1;
+}
+
+int64_t graph_total_params(const graph_t *g)
+{
+    int64_t s = 0;
+    for (int i = 0; i < g->n_nodes; i++) s += g->nodes[i].params;
+    return s;
+}
+
+double graph_total_flops(const graph_t *g)
+{
+    double s = 0;
+    for (int i = 0; i < g->n_nodes; i++) s += g->nodes[i].flops;
+    return s;
+}
+
+static int is_global_pool(const graph_t *g, const node_t *n)
+{
+    if (!strcmp(n->op_type, "GlobalAveragePool") || !strcmp(n->op_type, "GlobalMaxPool")) return 1;
+    if (!strcmp(n->op_type, "ReduceMean") || !strcmp(n->op_type, "ReduceMax")) {
+        int64_t ax[ENG_MAX_RANK];
+        int na = attr_ints(n, "axes", ax, ENG_MAX_RANK);
+        const value_t *iv = nin(g, n, 0);
+        if (na == 2 && iv->rank == 4) {
+            int a0 = (int)(ax[0] < 0 ? ax[0] + 4 : ax[0]), a1 = (int)(ax[1] < 0 ? ax[1] + 4 : ax[1]);
+            return (a0 == 2 && a1 == 3) || (a0 == 3 && a1 == 2);
+        }
+    }
+    /* AveragePool whose window covers the whole map (torch's AdaptiveAvgPool2d(1) at some sizes) */
+    if (!strcmp(n->op_type, "AveragePool") || !strcmp(n->op_type, "MaxPool")) {
+        const value_t *ov = nout(g, n);
+        return ov->rank == 4 && ov->dims[2] == 1 && ov->dims[3] == 1;
+    }
+    return 0;
+}
+
+int graph_detect_cam_value(const graph_t *g)
+{
+    /* The last 4-D activation that feeds global pooling or a flatten to the head. */
+    int best = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const node_t *n = &g->nodes[i];
+        if (n->n_in < 1 || n->in[0] < 0) continue;
+        const value_t *iv = nin(g, n, 0);
+        if (iv->is_const || iv->rank != 4) continue;
+        int pool = is_global_pool(g, n);
+        int flat = !strcmp(n->op_type, "Flatten") || !strcmp(n->op_type, "Reshape");
+        if ((pool && (iv->dims[2] > 1 || iv->dims[3] > 1)) || (flat && (iv->dims[2] > 1 || iv->dims[3] > 1)))
+            best = n->in[0];
+    }
+    return best;
+}
+
+int graph_gap_linear_head(const graph_t *g, int value, const float **w, const float **b, int *classes, int *channels,
+                          eng_err_t *err)
+{
+    /* value -> GlobalAveragePool (or ReduceMean over H,W / whole-map AveragePool) -> [Flatten|Reshape|Squeeze]*
+     *       -> Gemm (or MatMul [+ Add]) -> output */
+    const value_t *v = &g->values[value];
+    if (v->rank != 4) return eng_errf(err, ENG_EINVAL, "CAM needs a 4-D layer; '%s' has rank %d", v->name, v->rank);
+    int cur = value;
+    const node_t *pool = NULL;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const node_t *n = &g->nodes[i];
+        if (n->in[0] == cur) {
+            if (g->values[cur].n_consumers != 1) break;
+            if (is_global_pool(g, n) && strcmp(n->op_type, "GlobalMaxPool") && strcmp(n->op_type, "ReduceMax") &&
+                strcmp(n->op_type, "MaxPool"))
+                pool = n;
+            break;
+        }
+    }
+    if (!pool)
+        return eng_errf(err, ENG_EINVAL,
+                        "CAM needs the layer '%s' to feed global average pooling directly (Zhou et al. 2016); "
+                        "use gradcam for other heads", v->name);
+    cur = pool->out[0];
+    for (;;) {
+        int next = -1;
+        for (int i = 0; i < g->n_nodes; i++)
+            if (g->nodes[i].in[0] == cur) { next = i; break; }
+        if (next < 0 || g->values[cur].n_consumers != 1) break;
+        const node_t *n = &g->nodes[next];
+        if (!strcmp(n->op_type, "Flatten") || !strcmp(n->op_type, "Reshape") || !strcmp(n->op_type, "Squeeze")) {
+            cur = n->out[0];
+            continue;
+        }
+        if (!strcmp(n->op_type, "Gemm") && n->out[0] == g->output) {
+            int ta = (int)attr_int(n, "transA", 0), tb = (int)attr_int(n, "transB", 0);
+            float alpha = attr_float(n, "alpha", 1.f), beta = attr_float(n, "beta", 1.f);
+            const value_t *wv = nin(g, n, 1);
+            if (ta || !wv->is_const || alpha != 1.f || (n->n_in > 2 && n->in[2] >= 0 && beta != 1.f) || !tb) break;
+            *w = wv->f;
+            *classes = (int)wv->dims[0];
+            *channels = (int)wv->dims[1];
+            *b = n->n_in > 2 && n->in[2] >= 0 && nin(g, n, 2)->size == (size_t)*classes ? nin(g, n, 2)->f : NULL;
+            if (*channels != v->dims[1]) break;
+            return ENG_OK;
+        }
+        break;
+    }
+    return eng_errf(err, ENG_EINVAL,
+                    "CAM applies only when global average pooling of '%s' is followed by one linear layer "
+                    "(Zhou et al. 2016); this head is different: use gradcam", v->name);
+}
+
+int graph_param_nodes(const graph_t *g, int *nodes, int max)
+{
+    int k = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].w_in < 0) continue;
+        if (k < max) nodes[k] = i;
+        k++;
+    }
+    return k;
+}

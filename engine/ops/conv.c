@@ -1,0 +1,283 @@
+/* Conv (2-D), NCHW. x (N,C,H,W), w (M,C/g,kh,kw), b (M) -> y (N,M,Ho,Wo).
+ *
+ * Forward, per image and group:
+ *   1x1, stride 1, no padding:  y_g = w_g · x_g                       (one sgemm, x used in place)
+ *   depthwise (g == C):          a direct loop per channel (a GEMM per channel would be 1 x k² x HW)
+ *   otherwise:                   col = im2col(x_g); y_g = w_g · col   (one sgemm)
+ *   A 1x1 convolution with stride != 1 or padding takes the im2col path: using x in place there
+ *   would read the wrong pixels (the classic bug).
+ * Backward (data only — explanations never need dW):
+ *   1x1 s1:    dx_g (+)= w_gᵀ · dy_g
+ *   depthwise: the transposed direct loop
+ *   otherwise: dcol = w_gᵀ · dy_g; dx_g (+)= col2im(dcol)
+ * Padding: pads = [top, left, bottom, right] or auto_pad SAME_UPPER / SAME_LOWER / VALID.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../graph.h"
+
+typedef struct {
+    int C, H, W, M, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, group;
+    int Cg, Mg, K;
+    int mode;
+} conv_p;
+
+enum { CONV_IM2COL, CONV_1X1, CONV_DEPTHWISE };
+
+/* out_size for one spatial dim; fills the begin pad */
+static int conv_out_dim(const char *autopad, int in, int k, int s, int d, int64_t p0, int64_t p1, int *pbegin)
+{
+    int ext = d * (k - 1) + 1;
+    if (!strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER")) {
+        int out = (in + s - 1) / s;
+        int total = (out - 1) * s + ext - in;
+        if (total < 0) total = 0;
+        *pbegin = !strcmp(autopad, "SAME_UPPER") ? total / 2 : total - total / 2;
+        return out;
+    }
+    if (!strcmp(autopad, "VALID")) {
+        *pbegin = 0;
+        return in >= ext ? (in - ext) / s + 1 : 0;
+    }
+    *pbegin = (int)p0;
+    int64_t span = in + p0 + p1 - ext;
+    return span < 0 ? 0 : (int)(span / s + 1);
+}
+
+static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
+{
+    int rc;
+    if ((rc = node_need_act(g, n, 0, err)) || (rc = node_need_const(g, n, 1, err))) return rc;
+    const value_t *x = nin(g, n, 0), *w = nin(g, n, 1);
+    if (x->rank != 4) return node_err(g, n, err, ENG_EUNSUPPORTED, "only 2-D convolution (rank-4 input) is supported");
+    if (w->rank != 4) return node_err(g, n, err, ENG_EFORMAT, "weight has rank %d; expected 4", w->rank);
+    conv_p *p = calloc(1, sizeof *p);
+    if (!p) return node_err(g, n, err, ENG_ENOMEM, "out of memory");
+    n->p = p;
+    p->C = (int)x->dims[1];
+    p->H = (int)x->dims[2];
+    p->W = (int)x->dims[3];
+    p->M = (int)w->dims[0];
+    p->group = (int)attr_int(n, "group", 1);
+    if (p->group < 1 || p->C % p->group || p->M % p->group)
+        return node_err(g, n, err, ENG_EFORMAT, "group %d does not divide %d input and %d output channels", p->group,
+                        p->C, p->M);
+    p->Cg = p->C / p->group;
+    p->Mg = p->M / p->group;
+    if (w->dims[1] != p->Cg)
+        return node_err(g, n, err, ENG_EFORMAT, "weight expects %lld input channels per group but the input has %d",
+                        (long long)w->dims[1], p->Cg);
+    p->kh = (int)w->dims[2];
+    p->kw = (int)w->dims[3];
+    int64_t ks[2];
+    if (attr_ints(n, "kernel_shape", ks, 2) == 2 && (ks[0] != p->kh || ks[1] != p->kw))
+        return node_err(g, n, err, ENG_EFORMAT, "kernel_shape disagrees with the weight");
+    int64_t st[2] = {1, 1}, dl[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
+    int ns = attr_ints(n, "strides", st, 2), nd = attr_ints(n, "dilations", dl, 2);
+    if ((ns != -1 && ns != 2) || (nd != -1 && nd != 2))
+        return node_err(g, n, err, ENG_EFORMAT, "strides and dilations must have 2 values");
+    int np = attr_ints(n, "pads", pads, 4);
+    if (np != -1 && np != 4) return node_err(g, n, err, ENG_EFORMAT, "pads must have 4 values");
+    if (st[0] < 1 || st[1] < 1 || dl[0] < 1 || dl[1] < 1 || pads[0] < 0 || pads[1] < 0 || pads[2] < 0 || pads[3] < 0)
+        return node_err(g, n, err, ENG_EFORMAT, "strides and dilations must be >= 1 and pads >= 0");
+    p->sh = (int)st[0];
+    p->sw = (int)st[1];
+    p->dh = (int)dl[0];
+    p->dw = (int)dl[1];
+    const char *ap = attr_str(n, "auto_pad", "NOTSET");
+    if (strcmp(ap, "NOTSET") && strcmp(ap, "SAME_UPPER") && strcmp(ap, "SAME_LOWER") && strcmp(ap, "VALID"))
+        return node_err(g, n, err, ENG_EFORMAT, "unknown auto_pad '%s'", ap);
+    p->Ho = conv_out_dim(ap, p->H, p->kh, p->sh, p->dh, pads[0], pads[2], &p->ph);
+    p->Wo = conv_out_dim(ap, p->W, p->kw, p->sw, p->dw, pads[1], pads[3], &p->pw);
+    if (p->Ho < 1 || p->Wo < 1) return node_err(g, n, err, ENG_EFORMAT, "the kernel is larger than the padded input");
+    if (n->n_in > 2 && n->in[2] >= 0) {
+        if ((rc = node_need_const(g, n, 2, err))) return rc;
+        if ((int)nin(g, n, 2)->size != p->M)
+            return node_err(g, n, err, ENG_EFORMAT, "bias has %zu values for %d output channels", nin(g, n, 2)->size, p->M);
+        n->b_in = 2;
+    }
+    n->w_in = 1;
+    p->K = p->Cg * p->kh * p->kw;
+    if (p->group == p->C && p->Cg == 1 && p->group > 1) p->mode = CONV_DEPTHWISE;
+    else if (p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ph == 0 && p->pw == 0 && p->Ho == p->H &&
+             p->Wo == p->W)
+        p->mode = CONV_1X1;
+    else p->mode = CONV_IM2COL;
+    int64_t od[4] = {1, p->M, p->Ho, p->Wo};
+    value_set_shape(nout(g, n), 4, od);
+    n->scratch_fixed = p->mode == CONV_IM2COL ? (size_t)p->K * p->Ho * p->Wo : 0;
+    n->flops = 2.0 * p->M * p->Ho * p->Wo * p->K;
+    n->params = (int64_t)w->size + (n->b_in >= 0 ? p->M : 0);
+    return ENG_OK;
+}
+
+/* col[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside) */
+static void im2col(const conv_p *p, const float *x, float *col)
+{
+    const int HW = p->Ho * p->Wo;
+    for (int c = 0; c < p->Cg; c++)
+        for (int i = 0; i < p->kh; i++)
+            for (int j = 0; j < p->kw; j++) {
+                float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
+                const float *xc = x + (size_t)c * p->H * p->W;
+                int ow_lo = 0, ow_hi = p->Wo; /* ow range whose iw is inside the image */
+                int off = j * p->dw - p->pw;
+                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
+                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                for (int oh = 0; oh < p->Ho; oh++) {
+                    float *r = row + (size_t)oh * p->Wo;
+                    int ih = oh * p->sh - p->ph + i * p->dh;
+                    if (ih < 0 || ih >= p->H) {
+                        memset(r, 0, sizeof(float) * p->Wo);
+                        continue;
+                    }
+                    const float *xr = xc + (size_t)ih * p->W + off;
+                    for (int ow = 0; ow < ow_lo; ow++) r[ow] = 0;
+                    if (p->sw == 1) memcpy(r + ow_lo, xr + ow_lo, sizeof(float) * (ow_hi - ow_lo));
+                    else for (int ow = ow_lo; ow < ow_hi; ow++) r[ow] = xr[ow * p->sw];
+                    for (int ow = ow_hi; ow < p->Wo; ow++) r[ow] = 0;
+                }
+            }
+}
+
+/* dx[c][ih][iw] += dcol[...] : the adjoint of im2col */
+static void col2im_add(const conv_p *p, const float *col, float *dx)
+{
+    const int HW = p->Ho * p->Wo;
+    for (int c = 0; c < p->Cg; c++)
+        for (int i = 0; i < p->kh; i++)
+            for (int j = 0; j < p->kw; j++) {
+                const float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
+                float *xc = dx + (size_t)c * p->H * p->W;
+                int ow_lo = 0, ow_hi = p->Wo, off = j * p->dw - p->pw;
+                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
+                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                for (int oh = 0; oh < p->Ho; oh++) {
+                    int ih = oh * p->sh - p->ph + i * p->dh;
+                    if (ih < 0 || ih >= p->H) continue;
+                    const float *r = row + (size_t)oh * p->Wo;
+                    float *xr = xc + (size_t)ih * p->W + off;
+                    if (p->sw == 1)
+                        for (int ow = ow_lo; ow < ow_hi; ow++) xr[ow] += r[ow];
+                    else
+                        for (int ow = ow_lo; ow < ow_hi; ow++) xr[ow * p->sw] += r[ow];
+                }
+            }
+}
+
+/* depthwise: channel m reads input channel m / (M/C) */
+static void dw_forward(const conv_p *p, const float *x, const float *w, const float *b, float *y)
+{
+    const int mult = p->M / p->C;
+    for (int m = 0; m < p->M; m++) {
+        const float *xc = x + (size_t)(m / mult) * p->H * p->W;
+        float *yc = y + (size_t)m * p->Ho * p->Wo;
+        const float *wk = w + (size_t)m * p->kh * p->kw;
+        float bias = b ? b[m] : 0.f;
+        for (int q = 0; q < p->Ho * p->Wo; q++) yc[q] = bias;
+        for (int i = 0; i < p->kh; i++)
+            for (int j = 0; j < p->kw; j++) {
+                float wv = wk[i * p->kw + j];
+                int off = j * p->dw - p->pw, ow_lo = 0, ow_hi = p->Wo;
+                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
+                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                for (int oh = 0; oh < p->Ho; oh++) {
+                    int ih = oh * p->sh - p->ph + i * p->dh;
+                    if (ih < 0 || ih >= p->H) continue;
+                    const float *xr = xc + (size_t)ih * p->W + off;
+                    float *yr = yc + (size_t)oh * p->Wo;
+                    if (p->sw == 1)
+                        for (int ow = ow_lo; ow < ow_hi; ow++) yr[ow] += wv * xr[ow];
+                    else if (p->sw == 2)
+                        for (int ow = ow_lo; ow < ow_hi; ow++) yr[ow] += wv * xr[2 * ow];
+                    else
+                        for (int ow = ow_lo; ow < ow_hi; ow++) yr[ow] += wv * xr[ow * p->sw];
+                }
+            }
+    }
+}
+
+static void dw_backward(const conv_p *p, const float *dy, const float *w, float *dx)
+{
+    const int mult = p->M / p->C;
+    for (int m = 0; m < p->M; m++) {
+        float *xc = dx + (size_t)(m / mult) * p->H * p->W;
+        const float *yc = dy + (size_t)m * p->Ho * p->Wo;
+        const float *wk = w + (size_t)m * p->kh * p->kw;
+        for (int i = 0; i < p->kh; i++)
+            for (int j = 0; j < p->kw; j++) {
+                float wv = wk[i * p->kw + j];
+                int off = j * p->dw - p->pw, ow_lo = 0, ow_hi = p->Wo;
+                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
+                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                for (int oh = 0; oh < p->Ho; oh++) {
+                    int ih = oh * p->sh - p->ph + i * p->dh;
+                    if (ih < 0 || ih >= p->H) continue;
+                    float *xr = xc + (size_t)ih * p->W + off;
+                    const float *yr = yc + (size_t)oh * p->Wo;
+                    if (p->sw == 1)
+                        for (int ow = ow_lo; ow < ow_hi; ow++) xr[ow] += wv * yr[ow];
+                    else
+                        for (int ow = ow_lo; ow < ow_hi; ow++) xr[ow * p->sw] += wv * yr[ow];
+                }
+            }
+    }
+}
+
+static void conv_forward(const node_t *nd, const exec_t *e)
+{
+    const conv_p *p = nd->p;
+    const size_t in_sz = (size_t)p->C * p->H * p->W, out_hw = (size_t)p->Ho * p->Wo, out_sz = (size_t)p->M * out_hw;
+    for (int i = 0; i < e->n; i++) {
+        const float *x = e->x[0] + i * in_sz;
+        float *y = e->y + i * out_sz;
+        if (p->mode == CONV_DEPTHWISE) {
+            dw_forward(p, x, e->w, e->b, y);
+            continue;
+        }
+        if (e->b)
+            for (int m = 0; m < p->M; m++)
+                for (size_t q = 0; q < out_hw; q++) y[m * out_hw + q] = e->b[m];
+        for (int gi = 0; gi < p->group; gi++) {
+            const float *xg = x + (size_t)gi * p->Cg * p->H * p->W;
+            const float *B = xg;
+            if (p->mode == CONV_IM2COL) {
+                im2col(p, xg, e->scratch);
+                B = e->scratch;
+            }
+            eng_sgemm(0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
+                      e->b ? 1.f : 0.f, y + (size_t)gi * p->Mg * out_hw, (int)out_hw);
+        }
+    }
+}
+
+static void conv_backward(const node_t *nd, const exec_t *e)
+{
+    const conv_p *p = nd->p;
+    float *dxall = e->dx[0];
+    if (!dxall) return;
+    const size_t in_sz = (size_t)p->C * p->H * p->W, out_hw = (size_t)p->Ho * p->Wo, out_sz = (size_t)p->M * out_hw;
+    for (int i = 0; i < e->n; i++) {
+        float *dx = dxall + i * in_sz;
+        const float *dy = e->dy + i * out_sz;
+        if (p->mode != CONV_1X1 && !e->acc[0]) memset(dx, 0, sizeof(float) * in_sz);
+        if (p->mode == CONV_DEPTHWISE) {
+            dw_backward(p, dy, e->w, dx);
+            continue;
+        }
+        for (int gi = 0; gi < p->group; gi++) {
+            const float *wg = e->w + (size_t)gi * p->Mg * p->K, *dyg = dy + (size_t)gi * p->Mg * out_hw;
+            float *dxg = dx + (size_t)gi * p->Cg * p->H * p->W;
+            if (p->mode == CONV_1X1) {
+                eng_sgemm(1, 0, p->Cg, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, e->acc[0] ? 1.f : 0.f, dxg,
+                          (int)out_hw);
+            } else {
+                eng_sgemm(1, 0, p->K, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, 0.f, e->scratch, (int)out_hw);
+                col2im_add(p, e->scratch, dxg);
+            }
+        }
+    }
+}
+
+const op_def_t op_conv = {"Conv", conv_init, conv_forward, conv_backward, 0};
