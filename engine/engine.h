@@ -195,6 +195,7 @@ typedef struct {
     int **group_nodes;
     int *group_sizes;
     int has_sidecar;
+    void *sidecar_json;         /* the parsed sidecar (jansson json_t), kept for name resolution */
 } model_t;
 
 /* Load models_dir/NAME.onnx with its optional NAME.json sidecar (and NAME.labels / labels_file). */
@@ -209,5 +210,8 @@ size_t model_input_size(const model_t *m); /* C*H*W */
 
 /* Image -> preprocessed tensor of model_input_size() floats, following the sidecar's input spec. */
 int model_preprocess(const model_t *m, const image_t *img, float *tensor, eng_err_t *err);
+/* The image as the model sees it (resized, color-converted; not normalized), for overlays at the
+ * model's size. out->data is malloc'd; release with image_free. */
+int model_view_image(const model_t *m, const image_t *img, image_t *out, eng_err_t *err);
 
 #endif

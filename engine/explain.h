@@ -1,0 +1,140 @@
+/* explain.h — explanation methods on top of the engine, fused into as few passes as possible.
+ *
+ * One call, explain_run(), takes a preprocessed image and a list of methods and returns one native
+ * map per method (plus the C x H x W attribution for the gradient family). Shared work is done once:
+ *   - one forward pass serves every method;
+ *   - saliency, grad_x_input and the gradient CAM family (gradcam, gradcam_pp, xgradcam, layercam)
+ *     share one ordinary backward pass (the CAM layer's gradient is an intermediate of the input
+ *     gradient's pass; with no input-gradient method the pass stops at the layer);
+ *   - guided_backprop and guided_gradcam share one guided backward pass;
+ *   - IG steps, SmoothGrad samples, Score-CAM masks and occlusion windows run as batches up to the
+ *     workspace's maximum batch.
+ * out->passes counts the forward and backward passes run (each over a batch).
+ *
+ * Each method lives in engine/explain/<method>.c with the paper and formula at the top.
+ * Maps are plain float arrays owned by explain_out_t (freed by explain_out_free).
+ */
+#ifndef EXPLAIND_EXPLAIN_H
+#define EXPLAIND_EXPLAIN_H
+
+#include "engine.h"
+
+typedef enum {
+    M_SALIENCY = 0,
+    M_GRAD_X_INPUT,
+    M_INTEGRATED_GRADIENTS,
+    M_SMOOTHGRAD,
+    M_GUIDED_BACKPROP,
+    M_DECONVNET,
+    M_CAM,
+    M_GRADCAM,
+    M_GRADCAM_PP,
+    M_XGRADCAM,
+    M_LAYERCAM,
+    M_SCORECAM,
+    M_EIGENCAM,
+    M_GUIDED_GRADCAM,
+    M_OCCLUSION,
+    M_ACTIVATIONS,
+    M_ATTENTION,
+    M_EDGE,
+    M_COUNT
+} method_t;
+
+/* "saliency" -> M_SALIENCY; -1 if unknown. */
+int method_from_name(const char *name);
+const char *method_name(int m);
+/* family: 'g' gradient (input-resolution, has attribution), 'c' CAM (layer resolution),
+ * 'x' guided_gradcam, 'p' perturbation, 'i' internals, 'b' baseline */
+char method_family(int m);
+const char *method_summary(int m); /* one line for docs and the dashboard */
+
+enum { IG_RIEMANN_LEFT, IG_RIEMANN_RIGHT, IG_RIEMANN_MIDDLE, IG_RIEMANN_TRAPEZOID, IG_GAUSS_LEGENDRE };
+enum { BASELINE_ZERO, BASELINE_BLACK, BASELINE_BLUR, BASELINE_UNIFORM };
+enum { SG_SMOOTHGRAD, SG_SMOOTHGRAD_SQ, SG_VARGRAD };
+enum { REDUCE_ABS_SUM, REDUCE_ABS_MAX, REDUCE_SUM, REDUCE_L2 };
+
+typedef struct {
+    uint32_t methods;      /* bit (1u << method_t) */
+    int target;            /* class index; -1: top-1 */
+    int layer;             /* value id for the CAM family, activations; -1: the model's cam layer */
+    int reduce;            /* REDUCE_* for the gradient family's raw map */
+    int ig_steps, ig_method, baseline;
+    int smoothgrad_samples, smoothgrad_type, smoothgrad_base; /* base: a method_t */
+    float smoothgrad_noise;
+    int scorecam_channels;
+    int occlusion_window, occlusion_stride; /* 0: defaults (1/8 of the side, half the window) */
+    uint64_t seed;
+    int faithfulness;
+    int faithfulness_steps; /* deletion/insertion steps */
+    int activations_top;    /* channels drawn in the activations grid */
+    int max_batch_split;    /* unused by the engine; kept for callers */
+} explain_params_t;
+
+void explain_params_default(explain_params_t *p);
+
+typedef struct {
+    char key[32];
+    double value;
+} extra_t;
+
+typedef struct {
+    int method;
+    int present;
+    int layer;                  /* value id used (CAM family, activations, attention), -1 otherwise */
+    int rank;                   /* rank of the native map (2 or 3) */
+    int dims[3];
+    float *map;                 /* the native map (raw) */
+    int attr_dims[3];           /* C, H, W when attribution != NULL */
+    float *attribution;         /* gradient family and guided_gradcam */
+    float min, max, mean;       /* stats of map */
+    int n_extra;
+    extra_t extra[8];
+    int has_faithfulness;
+    double deletion_auc, insertion_auc;
+    double time_ms;
+    /* activations: per-channel statistics (channels = dims[0]) and the top channels, best first */
+    int n_channels;
+    float *ch_mean, *ch_max;
+    int n_top;
+    int *top_channels;
+} method_result_t;
+
+typedef struct {
+    int target;
+    int n_classes;
+    float *logits;      /* of the image */
+    float *probs;       /* softmax of logits */
+    method_result_t r[M_COUNT];
+    int passes_forward, passes_backward;
+    double forward_ms, explain_ms;
+} explain_out_t;
+
+/* Run the methods in p->methods on one preprocessed image (model_input_size floats).
+ * Errors: ENG_EINVAL with a user-facing message when a method does not apply (e.g. cam on a head
+ * that is not GAP + linear), ENG_EDEADLINE when the workspace deadline passes. */
+int explain_run(const model_t *m, ws_t *ws, const float *input, const explain_params_t *p, explain_out_t *out,
+                eng_err_t *err);
+/* Forward only: logits and probabilities (predict). */
+int explain_predict(const model_t *m, ws_t *ws, const float *input, explain_out_t *out, eng_err_t *err);
+void explain_out_free(explain_out_t *out);
+
+/* Activation maximization (Erhan et al. 2009; Yosinski et al. 2015): gradient ascent on the input
+ * from seeded noise maximizing a channel's mean activation (layer >= 0) or a class logit. */
+typedef struct {
+    int layer;        /* value id, or -1 for a class logit */
+    int index;        /* channel or class */
+    int steps;
+    float lr;
+    float l2_decay;   /* x <- (1 - l2_decay) x after each step */
+    int jitter;       /* max pixels of random shift per step */
+    int blur_every;   /* Gaussian blur every k steps (0: never) */
+    float blur_sigma;
+    uint64_t seed;
+} filterviz_params_t;
+void filterviz_params_default(filterviz_params_t *p);
+/* out: model_input_size floats (the optimized input tensor); curve: steps floats (may be NULL). */
+int explain_filter_visualize(const model_t *m, ws_t *ws, const filterviz_params_t *p, float *out, float *curve,
+                             eng_err_t *err);
+
+#endif

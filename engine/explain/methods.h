@@ -1,0 +1,103 @@
+/* methods.h — what the method files share: the request context that explain.c fills (the one
+ * forward pass and the fused backward passes), and helpers for batches, maps and randomness.
+ * Internal to engine/explain/. */
+#ifndef EXPLAIND_METHODS_H
+#define EXPLAIND_METHODS_H
+
+#include "../explain.h"
+#include "../graph.h"
+
+typedef struct {
+    const model_t *m;
+    const graph_t *g;
+    ws_t *ws;
+    const explain_params_t *p;
+    explain_out_t *out;
+    const float *x;       /* the preprocessed image */
+    size_t in_size;
+    int C, H, W;          /* input */
+    int K, target;
+    const float *logits;  /* of x */
+    /* the CAM / activations layer */
+    int layer;
+    size_t layer_size;
+    int LC, LH, LW;
+    float *layer_act;     /* copy of its activation for x (batched passes overwrite the workspace) */
+    /* fused passes */
+    float *grad_input;    /* d logit_target / d x        (ordinary backward) */
+    float *grad_layer;    /* d logit_target / d layer     (same pass) */
+    float *guided_input;  /* d logit_target / d x with guided ReLU rule */
+    int att_value;        /* attention layer (attention method), -1 if none */
+    float *att_act;       /* its activation for x */
+    double shared_ms;     /* time of the shared passes, split among the methods that used them */
+} ectx_t;
+
+typedef int (*method_fn)(ectx_t *c, method_result_t *r, eng_err_t *err);
+
+/* ---- method entry points (one file each) ---- */
+int explain_saliency(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_grad_x_input(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_integrated_gradients(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_smoothgrad(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_guided_backprop(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_deconvnet(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_cam(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_gradcam(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_gradcam_pp(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_xgradcam(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_layercam(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_scorecam(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_eigencam(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_guided_gradcam(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_occlusion(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_activations(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_attention(ectx_t *c, method_result_t *r, eng_err_t *err);
+int explain_edge(ectx_t *c, method_result_t *r, eng_err_t *err);
+
+/* ---- shared helpers (explain.c) ---- */
+/* Forward n images and backward from one-hot(target) per image; grads_out gets d/dx (n x in_size);
+ * logits_out (n x K) may be NULL. hooks may be NULL. Counts one forward and one backward pass. */
+int ex_grad_batch(ectx_t *c, const float *xs, int n, int target, const bw_hook_t *hooks, int n_hooks,
+                  float *grads_out, float *logits_out, eng_err_t *err);
+/* Forward only, logits of n images (n x K). Counts one forward pass. */
+int ex_logits_batch(ectx_t *c, const float *xs, int n, float *logits_out, eng_err_t *err);
+int ex_max_batch(const ectx_t *c);
+
+/* Store a 3-D attribution (C,H,W) and its channel reduction (per p->reduce) as the raw map. */
+int ex_set_gradient_result(ectx_t *c, method_result_t *r, float *attribution /* takes ownership */);
+/* Store a 2-D map (h,w), taking ownership. */
+void ex_set_map2d(method_result_t *r, float *map, int h, int w);
+void ex_add_extra(method_result_t *r, const char *key, double v);
+void ex_stats(method_result_t *r);
+/* Bilinear upsampling as torch F.interpolate(mode='bilinear', align_corners=False). */
+void ex_upsample_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw);
+
+/* Guided backprop / deconvnet ReLU rules (guided_backprop.c). */
+extern const bw_hook_t ex_guided_hook, ex_deconv_hook;
+
+/* Baselines for IG and occlusion (integrated_gradients.c): fills in_size floats. */
+int ex_make_baseline(ectx_t *c, int kind, uint64_t seed, float *out, eng_err_t *err);
+
+/* Gaussian blur of C planes, σ in pixels, reflect borders (integrated_gradients.c). */
+void ex_blur(const float *x, int C, int h, int w, double sigma, float *out);
+/* IG of xin against the baseline x0 (integrated_gradients.c); fx, fx0: target logits. */
+int ex_ig_attribute(ectx_t *c, const float *xin, const float *x0, float *attr, double *fx, double *fx0, eng_err_t *err);
+
+/* Sobel edge magnitude of the input, skimage.filters.sobel on the grayscale image (edge.c). */
+void ex_sobel(const float *gray, int h, int w, float *out);
+
+/* Deletion / insertion AUC (Petsiuk et al. 2018) for a map (faithfulness.c). */
+int ex_faithfulness(ectx_t *c, method_result_t *r, eng_err_t *err);
+
+/* ---- deterministic randomness: splitmix64-seeded xoshiro256** ---- */
+typedef struct {
+    uint64_t s[4];
+    int has_spare;
+    double spare;
+} rng_t;
+void rng_seed(rng_t *r, uint64_t seed, uint64_t stream);
+uint64_t rng_u64(rng_t *r);
+double rng_uniform(rng_t *r); /* [0, 1) */
+double rng_normal(rng_t *r);  /* N(0, 1), Box-Muller */
+
+#endif
