@@ -1,11 +1,13 @@
 /* render.h — turning explanation maps into what the API returns: colormapped heatmap and overlay
  * PNGs, raw float32 maps, and the base64 codec that carries them (and uploaded images) in JSON.
  *
- * Nothing here allocates in a way the caller does not see: functions that return memory say so
- * (free() it); everything else writes into buffers the caller sized with the *_len/_max helpers.
+ * Memory: functions that return memory say so (free() it); the others write into buffers the
+ * caller sized with the *_len/_max helpers. The PNG encoder keeps libpng's and zlib's blocks in a
+ * per-thread cache (at most 16 blocks, about 300 KiB for 224x224 images) that is freed when the
+ * thread exits: re-faulting them on every request tripled the cost of a small PNG.
  * Functions that can fail return ENG_OK or an ENG_* status from engine.h; they fail only on bad
  * arguments (ENG_EINVAL), malformed input (ENG_EFORMAT) or a failed malloc (ENG_ENOMEM).
- * All functions are thread-safe: no global state is written after load.
+ * All functions are thread-safe: no shared state is written.
  *
  * How a map becomes a picture (render_heatmap_* / render_overlay_*), in this order:
  *   1. map_normalize at the map's native resolution (e.g. 7x7 for Grad-CAM): lo = min, hi = the
@@ -21,7 +23,8 @@
  *   4. overlay only: out = (1 - alpha) * base + alpha * heat per channel, rounded half up (a gray
  *      base is replicated to RGB).
  *   5. PNG: 8-bit RGB, written by libpng into memory with zlib level 1 and the Sub filter (chosen
- *      by measured speed: docs/RENDER_BENCH.md).
+ *      by measured speed over stb_image_write: docs/RENDER_BENCH.md). Rows are produced one at a
+ *      time, so the PNG path holds neither the upsampled map nor the whole RGB image.
  */
 #ifndef EXPLAIND_RENDER_H
 #define EXPLAIND_RENDER_H
@@ -48,9 +51,10 @@ const char *colormap_name(int i); /* i in 0..colormap_count()-1, else NULL (for 
  * place in an order; map_normalize replaces it first). n == 0 returns 0. */
 double map_percentile(float *buf, size_t n, double p);
 
-/* out[i] = clip((map[i] - lo) / (hi - lo), 0, 1) with lo = min(map) and hi = the clip_percentile-th
- * percentile of map (map_percentile). When hi <= lo (a constant map, n == 0, or a percentile that
- * lands on the minimum) every out[i] is 0: a flat map renders as the colormap's first entry.
+/* out[i] = clip((map[i] - lo) / (hi - lo), 0, 1), computed in double as (v - lo) * (1 / (hi - lo)),
+ * with lo = min(map) and hi = the clip_percentile-th percentile of map (map_percentile). When
+ * hi <= lo (a constant map, n == 0, or a percentile that lands on the minimum) every out[i] is 0:
+ * a flat map renders as the colormap's first entry.
  * Non-finite values never crash and never spread: NaN and -Inf count as the smallest finite value
  * (they render as 0), +Inf as the largest finite value; a map with no finite value gives zeros.
  * O(n); out (n floats, may not alias map) doubles as the selection scratch: no allocation. */
