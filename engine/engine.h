@@ -159,6 +159,9 @@ typedef struct {
     const bw_hook_t *hooks;
 } bw_req_t;
 int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err);
+/* Per-node profiling: when set, forward/backward add each node's time (ns) into these arrays of
+ * graph_n_nodes() entries (NULL disables). For benchmarks; costs two clock reads per node. */
+void ws_set_profile(ws_t *ws, int64_t *forward_ns, int64_t *backward_ns);
 /* Number of nodes the last backward ran (to prove a pass stopped early). */
 int ws_backward_nodes_run(const ws_t *ws);
 

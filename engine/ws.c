@@ -35,6 +35,7 @@ struct ws {
     int *accv;
     char *vflag_a, *vflag_b, *vinit, *vcap_done;
     int64_t deadline_ns;
+    int64_t *prof_f, *prof_b;
     int bw_nodes_run;
     size_t bytes;
 };
@@ -246,6 +247,12 @@ void ws_set_deadline(ws_t *ws, int64_t deadline_ns) { ws->deadline_ns = deadline
 const float *ws_value(const ws_t *ws, int v) { return ws->val[v]; }
 int ws_backward_nodes_run(const ws_t *ws) { return ws->bw_nodes_run; }
 
+void ws_set_profile(ws_t *ws, int64_t *forward_ns, int64_t *backward_ns)
+{
+    ws->prof_f = forward_ns;
+    ws->prof_b = backward_ns;
+}
+
 void ws_set_overlay(ws_t *ws, int node, const float *weight, const float *bias)
 {
     ws->ov_w[node] = weight;
@@ -288,7 +295,13 @@ int ws_forward_from(ws_t *ws, int first_node, int n, eng_err_t *err)
         e.y = ws->val[nd->out[0]];
         e.aux = ws->aux[i];
         node_params(ws, i, &e);
-        nd->op->forward(nd, &e);
+        if (ws->prof_f) {
+            int64_t t = eng_now_ns();
+            nd->op->forward(nd, &e);
+            ws->prof_f[i] += eng_now_ns() - t;
+        } else {
+            nd->op->forward(nd, &e);
+        }
     }
     return ENG_OK;
 }
@@ -404,6 +417,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
         e.aux = ws->aux[i];
         node_params(ws, i, &e);
         const bw_hook_t *h = find_hook(req, nd);
+        int64_t tp = ws->prof_b ? eng_now_ns() : 0;
         if (h) {
             if (ws->dxin[0]) h->fn(ws->xin[0], e.y, e.dy, ws->dxin[0], (size_t)n * g->values[o].size, ws->accv[0], h->ctx);
         } else if (nd->op->backward) {
@@ -411,6 +425,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
         } else {
             return node_err(g, nd, err, ENG_EUNSUPPORTED, "this op has no backward rule");
         }
+        if (ws->prof_b) ws->prof_b[i] += eng_now_ns() - tp;
         for (int k = 0; k < nd->n_in; k++)
             if (ws->dxin[k]) ws->vinit[nd->in[k]] = 1;
         ws->bw_nodes_run++;

@@ -1,17 +1,19 @@
-/* explaind — one binary, several subcommands (serve, inspect, predict, explain, bench, ...). */
+/* explaind — one binary, several subcommands. */
 #include <stdio.h>
 #include <string.h>
+
+#include "cli.h"
 
 static int usage(FILE *f)
 {
     fprintf(f,
             "usage: explaind <command> [options]\n"
             "commands:\n"
-            "  serve      run the HTTP service\n"
+            "  serve      run the HTTP service (shared/API.md)\n"
             "  inspect    print a model's graph, parameters, FLOPs and CAM layer\n"
             "  predict    class scores for an image (the predict JSON document)\n"
             "  explain    explanations for an image (the explain JSON document)\n"
-            "  bench      engine benchmark\n"
+            "  bench      engine benchmark (forward, forward + input gradient)\n"
             "Run 'explaind <command> --help' for a command's options.\n");
     return f == stdout ? 0 : 2;
 }
@@ -19,7 +21,12 @@ static int usage(FILE *f)
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) return usage(stdout);
-    fprintf(stderr, "explaind: unknown command '%s'\n", argv[1]);
+    const char *c = argv[1];
+    if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) return usage(stdout);
+    if (!strcmp(c, "inspect")) return cli_inspect(argc - 2, argv + 2);
+    if (!strcmp(c, "predict")) return cli_predict(argc - 2, argv + 2);
+    if (!strcmp(c, "explain")) return cli_explain(argc - 2, argv + 2);
+    if (!strcmp(c, "bench")) return cli_bench(argc - 2, argv + 2);
+    fprintf(stderr, "explaind: unknown command '%s'\n", c);
     return usage(stderr);
 }

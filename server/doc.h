@@ -1,0 +1,34 @@
+/* doc.h — the JSON documents of shared/API.md (predict, explain), built with jansson from the
+ * engine's results. Rendering (PNG, base64) happens here, after the engine is done. */
+#ifndef EXPLAIND_DOC_H
+#define EXPLAIND_DOC_H
+
+#include <jansson.h>
+
+#include "explain.h"
+#include "params.h"
+
+typedef struct {
+    const char *request_id;
+    const model_t *model;
+    const request_t *rq;
+    const image_t *image;    /* the decoded upload (for size=input overlays) */
+    const char *format;      /* "png" / "jpeg" */
+    double decode_ms, preprocess_ms, sanity_ms;
+    int image_size_max;
+} doc_ctx_t;
+
+/* Predictions (top_k) and the common header. */
+json_t *doc_predict(const doc_ctx_t *d, const explain_out_t *out);
+/* The explain document; *encode_ms gets the rendering time. NULL on allocation failure. */
+json_t *doc_explain(const doc_ctx_t *d, const explain_out_t *out, double *encode_ms);
+/* Fill "timing_ms" after the rest is built (total measured by the caller). */
+void doc_set_timing(json_t *doc, const doc_ctx_t *d, const explain_out_t *out, double encode_ms, double total_ms);
+/* The name a user would recognise for a value: its producing node's name, else the value name. */
+const char *doc_value_display_name(const model_t *m, int value);
+/* {"index":..., "label":..., "score":..., "logit":...} list of the top k. */
+json_t *doc_predictions(const model_t *m, const explain_out_t *out, int k);
+/* A float array as {"shape": [...], "dtype": "float32", "data": "<base64 LE>"} */
+json_t *doc_raw(const float *data, int rank, const int *dims);
+
+#endif

@@ -1,0 +1,202 @@
+/* service.c — decode, preprocess, explain, document (see service.h). */
+#include "service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "decode.h"
+#include "doc.h"
+#include "render.h"
+
+int service_status_for(int s)
+{
+    switch (s) {
+    case ENG_OK: return 200;
+    case ENG_EINVAL: return 422;
+    case ENG_EFORMAT: return 400;
+    case ENG_EUNSUPPORTED: return 415;
+    case ENG_ETOOBIG: return 413;
+    case ENG_ENOTFOUND: return 404;
+    case ENG_EDEADLINE: return 504;
+    case ENG_ENOMEM: return 503;
+    default: return 500;
+    }
+}
+
+void service_new_request_id(char out[33])
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        static __thread unsigned long long ctr;
+        unsigned long long t = (unsigned long long)eng_now_ns() ^ (++ctr * 0x9e3779b97f4a7c15ULL);
+        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
+    }
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+int service_batch_for(const model_t *m, const config_t *cfg)
+{
+    size_t one = ws_plan_bytes(m->graph, 1), two = ws_plan_bytes(m->graph, 2);
+    size_t per = two > one ? two - one : one, fixed = one > per ? one - per : 0;
+    int b = cfg->max_batch;
+    while (b > 1 && fixed + per * (size_t)b > (size_t)cfg->workspace_max_bytes) b--;
+    return b;
+}
+
+static double ms_since(int64_t t0) { return (double)(eng_now_ns() - t0) / 1e6; }
+
+static json_t *fail(outcome_t *oc, int status, const char *detail)
+{
+    oc->status = status;
+    snprintf(oc->detail, sizeof oc->detail, "%s", detail);
+    return NULL;
+}
+
+json_t *service_run(const config_t *cfg, const model_t *m, ws_t *ws, request_t *rq, const uint8_t *body, size_t len,
+                    const char *request_id, outcome_t *oc)
+{
+    int64_t t0 = eng_now_ns();
+    oc->status = 200;
+    oc->detail[0] = 0;
+    char detail[768];
+    int st = params_resolve(rq, m, detail, sizeof detail);
+    if (st) return fail(oc, st, detail);
+
+    image_t img;
+    memset(&img, 0, sizeof img);
+    const char *fmt = "";
+    eng_err_t err = {0};
+    doc_ctx_t d = {.request_id = request_id, .model = m, .rq = rq, .image = NULL, .format = "", .image_size_max = cfg->image_size_max};
+    float *x = NULL;
+    json_t *doc = NULL;
+    explain_out_t out;
+    memset(&out, 0, sizeof out);
+
+    if (rq->route == R_FILTER) {
+        /* no upload: gradient ascent from noise, rendered as the model would see it */
+        int64_t t1 = eng_now_ns();
+        size_t S = model_input_size(m);
+        x = malloc(sizeof(float) * S);
+        float *curve = malloc(sizeof(float) * (size_t)rq->fv.steps);
+        if (!x || !curve) {
+            free(x);
+            free(curve);
+            return fail(oc, 503, "out of memory");
+        }
+        rq->fv.seed = rq->ep.seed;
+        int rc = explain_filter_visualize(m, ws, &rq->fv, x, curve, &err);
+        if (rc) {
+            free(x);
+            free(curve);
+            return fail(oc, service_status_for(rc), err.msg);
+        }
+        double compute_ms = ms_since(t1);
+        /* tensor -> pixels: undo the normalization, then stretch the values to 0..255 for display */
+        const input_spec_t *s = &m->input;
+        size_t hw = (size_t)s->height * s->width;
+        image_t vis = {.width = s->width, .height = s->height, .channels = s->channels, .data = malloc(S)};
+        float lo = 1e30f, hi = -1e30f;
+        for (size_t i = 0; i < S; i++) {
+            int ch = (int)(i / hw);
+            float v = x[i] * s->std[ch] + s->mean[ch];
+            x[i] = v;
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        for (size_t i = 0; vis.data && i < hw; i++)
+            for (int ch = 0; ch < s->channels; ch++) {
+                float v = hi > lo ? (x[ch * hw + i] - lo) / (hi - lo) * 255.f : 0.f;
+                vis.data[i * s->channels + ch] = (uint8_t)(v + 0.5f);
+            }
+        doc = json_object();
+        json_object_set_new(doc, "request_id", json_string(request_id));
+        json_object_set_new(doc, "model", json_string(m->name));
+        json_object_set_new(doc, "layer", json_string(rq->fv.layer >= 0 ? doc_value_display_name(m, rq->fv.layer) : "logits"));
+        json_object_set_new(doc, "index", json_integer(rq->fv.index));
+        json_t *curve_j = json_array();
+        for (int i = 0; i < rq->fv.steps; i++) json_array_append_new(curve_j, json_real(curve[i]));
+        json_object_set_new(doc, "activation", curve_j);
+        json_object_set_new(doc, "steps", json_integer(rq->fv.steps));
+        json_object_set_new(doc, "seed", json_integer((json_int_t)rq->ep.seed));
+        uint8_t *png = NULL;
+        size_t plen = 0;
+        image_t big;
+        int scaled = 0;
+        if (vis.data && !rq->size_model && s->width < 224) { /* small models: enlarge for viewing */
+            int f = 224 / s->width;
+            if (f > 1 && image_resize(&vis, s->width * f, s->height * f, &big) == ENG_OK) scaled = 1;
+        }
+        if (vis.data && render_png_encode(scaled ? &big : &vis, &png, &plen) == ENG_OK) {
+            char *b = malloc(b64_encoded_len(plen) + 1);
+            if (b) {
+                b64_encode(png, plen, b);
+                json_object_set_new(doc, "image_png", json_string(b));
+                free(b);
+            }
+            free(png);
+        }
+        if (rq->outputs & OUT_RAW) {
+            int dims[3] = {s->channels, s->height, s->width};
+            json_object_set_new(doc, "raw", doc_raw(x, 3, dims));
+        }
+        if (scaled) image_free(&big);
+        image_free(&vis);
+        free(curve);
+        free(x);
+        json_object_set_new(doc, "timing_ms", json_pack("{s:f, s:f}", "compute", compute_ms, "total", ms_since(t0)));
+        return doc;
+    }
+
+    decode_limits_t lim = decode_limits_default();
+    lim.max_pixels = cfg->max_pixels;
+    lim.max_side = cfg->max_image_side;
+    lim.max_progressive_scans = cfg->max_progressive_scans;
+    lim.max_decoder_memory = (size_t)cfg->max_decoder_memory;
+    int rc = image_decode(body, len, &lim, &img, &fmt, &err);
+    d.decode_ms = ms_since(t0);
+    if (rc) return fail(oc, service_status_for(rc), err.msg);
+    d.image = &img;
+    d.format = fmt;
+
+    int64_t t1 = eng_now_ns();
+    x = malloc(sizeof(float) * model_input_size(m));
+    if (!x) {
+        image_free(&img);
+        return fail(oc, 503, "out of memory");
+    }
+    rc = model_preprocess(m, &img, x, &err);
+    d.preprocess_ms = ms_since(t1);
+    if (rc) {
+        fail(oc, service_status_for(rc), err.msg);
+        goto done;
+    }
+    if (rq->route == R_PREDICT) {
+        rc = explain_predict(m, ws, x, &out, &err);
+        if (rc) {
+            fail(oc, service_status_for(rc), err.msg);
+            goto done;
+        }
+        doc = doc_predict(&d, &out);
+        doc_set_timing(doc, &d, &out, 0, ms_since(t0));
+        goto done;
+    }
+    rc = explain_run(m, ws, x, &rq->ep, &out, &err);
+    if (rc) {
+        fail(oc, service_status_for(rc), err.msg);
+        goto done;
+    }
+    double enc = 0;
+    doc = doc_explain(&d, &out, &enc);
+    if (!doc) {
+        fail(oc, 503, "out of memory while building the response");
+        goto done;
+    }
+    doc_set_timing(doc, &d, &out, enc, ms_since(t0));
+done:
+    explain_out_free(&out);
+    free(x);
+    image_free(&img);
+    return doc;
+}

@@ -1,0 +1,40 @@
+/* service.h — one request from bytes to JSON document, independent of the transport. The HTTP
+ * workers and the CLI (predict, explain) both call service_run, so `explaind explain` prints the
+ * very document the explain endpoint returns.
+ *
+ * Statuses follow shared/API.md: 400 undecodable image, 413 image over max_pixels, 415 not PNG or
+ * JPEG, 404 unknown layer, 422 parameters / method not applicable, 504 deadline, 500 a bug.
+ */
+#ifndef EXPLAIND_SERVICE_H
+#define EXPLAIND_SERVICE_H
+
+#include <jansson.h>
+
+#include "config.h"
+#include "params.h"
+
+typedef struct {
+    int status;         /* HTTP status; 200 on success */
+    char detail[768];   /* problem+json detail when status != 200 */
+} outcome_t;
+
+/* Everything a worker holds for one model. */
+typedef struct {
+    model_t *model;
+    int max_batch; /* workspace batch, from max_batch and workspace_max_bytes */
+} service_model_t;
+
+/* The workspace batch for a model under the config's budget (at least 1). */
+int service_batch_for(const model_t *m, const config_t *cfg);
+
+/* Run rq (its route says which) on the upload body. image may be NULL for routes without an
+ * upload (filter visualization). ws belongs to the calling thread and was created for m. */
+json_t *service_run(const config_t *cfg, const model_t *m, ws_t *ws, request_t *rq, const uint8_t *body, size_t len,
+                    const char *request_id, outcome_t *oc);
+
+/* A fresh request id: 32 hex characters. */
+void service_new_request_id(char out[33]);
+/* HTTP status for an engine status (ENG_EINVAL -> 422, ...). */
+int service_status_for(int eng_status);
+
+#endif
