@@ -22,7 +22,9 @@ DEPFLAGS = -MMD -MP
 ENGINE_SRC := $(shell find engine -name '*.c' | sort)
 SERVER_SRC := $(shell find server -name '*.c' ! -name main.c | sort)
 GEN_SRC    := $(BUILD)/gen/onnx.pb-c.c
-LIB_OBJ    := $(patsubst %.c,$(BUILD)/obj/%.o,$(ENGINE_SRC) $(SERVER_SRC)) $(BUILD)/obj/gen/onnx.pb-c.o
+ASSETS     := openapi.yaml $(sort $(wildcard web/*.html web/*.css web/*.js web/*.svg web/*.png))
+LIB_OBJ    := $(patsubst %.c,$(BUILD)/obj/%.o,$(ENGINE_SRC) $(SERVER_SRC)) $(BUILD)/obj/gen/onnx.pb-c.o \
+              $(BUILD)/obj/gen/assets.o
 LIB        := $(BUILD)/libexplaind.a
 BIN        := $(BUILD)/explaind
 
@@ -42,6 +44,14 @@ $(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: $(ONNX_PROTO)
 $(BUILD)/obj/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -w -c $< -o $@
+
+$(BUILD)/gen/assets.c: $(ASSETS) scripts/embed-assets.sh
+	@mkdir -p $(BUILD)/gen
+	scripts/embed-assets.sh $@ $(ASSETS)
+
+$(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c server/assets.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # every object may include the generated header, so it must exist first
 $(BUILD)/obj/%.o: %.c | $(BUILD)/gen/onnx.pb-c.h

@@ -23,6 +23,7 @@ int main(int argc, char **argv)
     if (argc < 2) return usage(stderr);
     const char *c = argv[1];
     if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) return usage(stdout);
+    if (!strcmp(c, "serve")) return cli_serve(argc - 2, argv + 2);
     if (!strcmp(c, "inspect")) return cli_inspect(argc - 2, argv + 2);
     if (!strcmp(c, "predict")) return cli_predict(argc - 2, argv + 2);
     if (!strcmp(c, "explain")) return cli_explain(argc - 2, argv + 2);

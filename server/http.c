@@ -1,0 +1,1333 @@
+/* http.c — `explaind serve`: the HTTP front on libmicrohttpd.
+ *
+ * Threads. MHD runs one internal polling thread (epoll) that parses requests and never runs engine
+ * work. When a request is complete, the handler puts a job on the worker pool's bounded queue and
+ * suspends the connection (MHD_suspend_connection); a worker computes the document, stores it in
+ * the request and resumes the connection (MHD_resume_connection, thread-safe); MHD then calls the
+ * handler again, which queues the response. A full queue is a 503 with Retry-After, answered at
+ * once. Each request carries a deadline (request_timeout_ms from arrival): a job that starts late,
+ * or whose engine work passes it (checked between layers and batches), answers 504.
+ *
+ * Bodies are capped while they stream in (max_upload_bytes); a Content-Length already over the cap
+ * is refused with 413 before any of the body is read. multipart/form-data goes through MHD's post
+ * processor; JSON through jansson; image bodies are kept as bytes and sniffed by the decoder.
+ *
+ * Shutdown on SIGTERM/SIGINT: /readyz turns 503 "draining", MHD_quiesce_daemon stops accepting
+ * connections, queued and running requests finish (up to drain_timeout_ms), then the daemon stops —
+ * never while a connection is still suspended — and the process exits 0.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "assets.h"
+#include "cli.h"
+#include "config.h"
+#include "doc.h"
+#include "log.h"
+#include "metrics.h"
+#include "params.h"
+#include "pool.h"
+#include "render.h"
+#include "service.h"
+
+#define MAX_MODELS 64
+#define MAX_KEYS 256
+#define MAX_ORIGINS 32
+#define MAX_IMAGES_MULTIPART 1024
+
+typedef struct {
+    config_t cfg;
+    service_model_t models[MAX_MODELS];
+    int n_models;
+    pool_t *pool;
+    struct MHD_Daemon *daemon;
+    atomic_int ready, draining;
+    char *keys[MAX_KEYS];
+    int n_keys;
+    char *origins[MAX_ORIGINS];
+    int n_origins, any_origin;
+    char *model_info;
+} server_t;
+
+static server_t S;
+
+/* ---- per-worker state: one workspace per model ------------------------------------------------ */
+typedef struct {
+    ws_t *ws[MAX_MODELS];
+} wstate_t;
+
+static int worker_init(worker_ctx_t *w, int index, void *cls)
+{
+    (void)index;
+    server_t *s = cls;
+    wstate_t *st = calloc(1, sizeof *st);
+    if (!st) return -1;
+    for (int i = 0; i < s->n_models; i++) {
+        eng_err_t err;
+        if (ws_create(s->models[i].model->graph, s->models[i].max_batch, &st->ws[i], &err)) {
+            log_event(LOG_ERROR, "worker %d: workspace for model %s: %s", index, s->models[i].model->name, err.msg);
+            for (int k = 0; k < i; k++) ws_free(st->ws[k]);
+            free(st);
+            return -1;
+        }
+    }
+    w->state = st;
+    return 0;
+}
+
+static void worker_fini(worker_ctx_t *w, void *cls)
+{
+    server_t *s = cls;
+    wstate_t *st = w->state;
+    if (!st) return;
+    for (int i = 0; i < s->n_models; i++) ws_free(st->ws[i]);
+    free(st);
+}
+
+/* ---- requests ----------------------------------------------------------------------------------- */
+enum { BODY_NONE, BODY_RAW, BODY_JSON, BODY_MULTIPART };
+enum { PH_RECEIVING, PH_QUEUED, PH_DONE, PH_ANSWERED };
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} buf_t;
+
+typedef struct {
+    char *name, *value;
+} field_t;
+
+typedef struct req {
+    struct MHD_Connection *conn;
+    int route, model_idx, filter_index;
+    char model_name[MODEL_MAX_NAME];
+    char layer[1024];
+    char request_id[65];
+    char client[64];
+    int64_t t_start, t_queued, t_compute, t_done, deadline;
+    int body_kind;
+    buf_t body;
+    uint64_t received;
+    struct MHD_PostProcessor *pp;
+    int pp_failed;
+    buf_t *images;
+    int n_images, cap_images;
+    char cur_field[64];
+    int cur_is_image;
+    buf_t cur_value;
+    field_t *fields;
+    int n_fields;
+    request_t rq;
+    int phase;
+    /* the answer */
+    int status;
+    char *resp;
+    size_t resp_len;
+    int resp_is_problem;
+    char detail[768];
+    const char *problem_type;
+    char methods_str[256];
+    long long bytes_out;
+} req_t;
+
+static int64_t now_ns(void) { return eng_now_ns(); }
+static double ms(int64_t a, int64_t b) { return a && b ? (double)(b - a) / 1e6 : 0; }
+
+static void buf_free(buf_t *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+static int buf_append(buf_t *b, const void *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc < b->len + n + 1) nc *= 2;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) return -1;
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+static void req_free(req_t *r)
+{
+    if (!r) return;
+    if (r->pp) MHD_destroy_post_processor(r->pp);
+    buf_free(&r->body);
+    for (int i = 0; i < r->n_images; i++) buf_free(&r->images[i]);
+    free(r->images);
+    buf_free(&r->cur_value);
+    for (int i = 0; i < r->n_fields; i++) {
+        free(r->fields[i].name);
+        free(r->fields[i].value);
+    }
+    free(r->fields);
+    free(r->resp);
+    free(r);
+}
+
+/* ---- problem+json ------------------------------------------------------------------------------- */
+static const char *problem_slug(int status)
+{
+    switch (status) {
+    case 400: return "bad-request";
+    case 401: return "unauthorized";
+    case 404: return "not-found";
+    case 405: return "method-not-allowed";
+    case 413: return "payload-too-large";
+    case 414: return "uri-too-long";
+    case 415: return "unsupported-media-type";
+    case 422: return "unprocessable-parameters";
+    case 431: return "headers-too-large";
+    case 503: return "unavailable";
+    case 504: return "deadline-exceeded";
+    default: return "internal-error";
+    }
+}
+
+static const char *status_title(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Internal Server Error";
+    }
+}
+
+/* Store a problem+json answer in r (the handler or the worker queues it). */
+static void set_problem(req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_problem(req_t *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->detail, sizeof r->detail, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    r->problem_type = problem_slug(status);
+    char type[96];
+    snprintf(type, sizeof type, "urn:explaind:problem:%s", r->problem_type);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", status_title(status), "status", status,
+                          "detail", r->detail, "request_id", r->request_id);
+    free(r->resp);
+    r->resp = json_dumps(o, JSON_COMPACT);
+    r->resp_len = r->resp ? strlen(r->resp) : 0;
+    r->resp_is_problem = 1;
+    json_decref(o);
+}
+
+static void set_json(req_t *r, int status, json_t *doc)
+{
+    r->status = status;
+    free(r->resp);
+    r->resp = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    r->resp_len = r->resp ? strlen(r->resp) : 0;
+    r->resp_is_problem = 0;
+    json_decref(doc);
+    if (!r->resp) set_problem(r, 500, "could not serialize the response");
+}
+
+/* ---- CORS, headers, queueing -------------------------------------------------------------------- */
+static const char *allowed_origin(struct MHD_Connection *c)
+{
+    const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!o) return NULL;
+    if (S.any_origin) return "*";
+    for (int i = 0; i < S.n_origins; i++)
+        if (!strcmp(S.origins[i], o)) return o;
+    return NULL;
+}
+
+static void add_common_headers(req_t *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    const char *o = allowed_origin(r->conn);
+    if (o) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", o);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+        if (strcmp(o, "*")) MHD_add_response_header(resp, "Vary", "Origin");
+    }
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+}
+
+static enum MHD_Result queue_bytes(req_t *r, int status, const void *data, size_t len, const char *ctype, int copy)
+{
+    struct MHD_Response *resp =
+        copy ? MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY)
+             : MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    add_common_headers(r, resp);
+    if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (status == 405) MHD_add_response_header(resp, "Allow", r->route == RT_PREDICT || r->route == RT_EXPLAIN ||
+                                                                      r->route == RT_SANITY || r->route == RT_ACTIVATIONS ||
+                                                                      r->route == RT_FILTER || r->route == RT_KSERVE_PREDICT ||
+                                                                      r->route == RT_KSERVE_EXPLAIN
+                                                                  ? "POST, OPTIONS"
+                                                                  : "GET, HEAD, OPTIONS");
+    if (r->phase == PH_RECEIVING && status >= 400) MHD_add_response_header(resp, "Connection", "close");
+    r->status = status;
+    r->bytes_out = (long long)len;
+    r->phase = PH_ANSWERED;
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+/* Queue what set_problem / set_json stored. */
+static enum MHD_Result queue_stored(req_t *r)
+{
+    if (!r->resp) set_problem(r, 500, "no response was produced");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+    if (!resp) return MHD_NO;
+    r->resp = NULL; /* MHD owns it now */
+    MHD_add_response_header(resp, "Content-Type", r->resp_is_problem ? "application/problem+json" : "application/json");
+    add_common_headers(r, resp);
+    if (r->status == 503) MHD_add_response_header(resp, "Retry-After", "1");
+    if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (r->status == 405)
+        MHD_add_response_header(resp, "Allow", (r->route >= RT_PREDICT && r->route <= RT_KSERVE_EXPLAIN) ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+    if (r->phase == PH_RECEIVING && r->status >= 400) MHD_add_response_header(resp, "Connection", "close");
+    if (r->resp_is_problem) metrics_problem(r->problem_type);
+    r->bytes_out = (long long)r->resp_len;
+    r->phase = PH_ANSWERED;
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result answer_problem(req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static enum MHD_Result answer_problem(req_t *r, int status, const char *fmt, ...)
+{
+    char d[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d, sizeof d, fmt, ap);
+    va_end(ap);
+    set_problem(r, status, "%s", d);
+    return queue_stored(r);
+}
+
+static enum MHD_Result answer_json(req_t *r, int status, json_t *doc)
+{
+    set_json(r, status, doc);
+    return queue_stored(r);
+}
+
+/* libmicrohttpd 0.9.75 accepts a response only after the headers or after the whole body. When a
+ * streamed body (chunked, no Content-Length) passes max_upload_bytes, the 413 is written straight to
+ * the socket and the write side is shut; the rest of the body is read and dropped (clients such as
+ * curl stop sending on an early 4xx) up to twice the limit, after which the connection is closed. */
+static void answer_413_midstream(req_t *r)
+{
+    set_problem(r, 413, "the body exceeds %lld bytes (max_upload_bytes); upload cut off", (long long)S.cfg.max_upload_bytes);
+    metrics_problem(r->problem_type);
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/problem+json\r\nContent-Length: %zu\r\n"
+                      "X-Request-Id: %s\r\nConnection: close\r\n\r\n",
+                      r->resp_len, r->request_id);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && hl > 0) {
+        int fd = ci->connect_fd;
+        if (send(fd, head, (size_t)hl, MSG_NOSIGNAL) == hl && send(fd, r->resp, r->resp_len, MSG_NOSIGNAL) == (ssize_t)r->resp_len)
+            shutdown(fd, SHUT_WR);
+    }
+    r->bytes_out = hl + (long long)r->resp_len;
+    r->phase = PH_ANSWERED;
+}
+
+/* ---- routing --------------------------------------------------------------------------------------- */
+static int find_model(const char *name)
+{
+    for (int i = 0; i < S.n_models; i++)
+        if (!strcmp(S.models[i].model->name, name)) return i;
+    return -1;
+}
+
+static int valid_model_name(const char *s, size_t n)
+{
+    if (!n || n >= MODEL_MAX_NAME || s[0] == '.') return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.') return 0;
+    return 1;
+}
+
+/* Match url to a route; fills r->route, model and layer. Returns 0, or 404 with detail. */
+static int route_match(req_t *r, const char *url)
+{
+    r->route = RT_NOT_FOUND;
+    r->model_idx = -1;
+    static const struct {
+        const char *path;
+        int route;
+    } fixed[] = {{"/healthz", RT_HEALTHZ}, {"/readyz", RT_READYZ}, {"/metrics", RT_METRICS}, {"/openapi.yaml", RT_OPENAPI},
+                 {"/v1/models", RT_MODELS}, {"/v2/health/live", RT_V2_LIVE}, {"/v2/health/ready", RT_V2_READY}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (!strcmp(url, fixed[i].path)) {
+            r->route = fixed[i].route;
+            return 0;
+        }
+    if (asset_find(url) && strcmp(url, "/openapi.yaml")) {
+        r->route = RT_DASHBOARD;
+        return 0;
+    }
+    const char *p = NULL;
+    if (!strncmp(url, "/v1/models/", 11)) p = url + 11;
+    else if (!strncmp(url, "/v2/models/", 11)) {
+        const char *q = url + 11, *sl = strchr(q, '/');
+        if (sl && !strcmp(sl, "/ready") && valid_model_name(q, (size_t)(sl - q))) {
+            snprintf(r->model_name, sizeof r->model_name, "%.*s", (int)(sl - q), q);
+            r->route = RT_V2_MODEL_READY;
+            return 0;
+        }
+        return 404;
+    }
+    if (!p) return 404;
+    size_t n = strcspn(p, "/:");
+    if (!valid_model_name(p, n)) return 404;
+    snprintf(r->model_name, sizeof r->model_name, "%.*s", (int)n, p);
+    const char *rest = p + n;
+    if (!*rest) r->route = RT_MODEL;
+    else if (!strcmp(rest, "/predict")) r->route = RT_PREDICT;
+    else if (!strcmp(rest, "/explain")) r->route = RT_EXPLAIN;
+    else if (!strcmp(rest, "/sanity")) r->route = RT_SANITY;
+    else if (!strcmp(rest, ":predict")) r->route = RT_KSERVE_PREDICT;
+    else if (!strcmp(rest, ":explain")) r->route = RT_KSERVE_EXPLAIN;
+    else if (!strncmp(rest, "/layers/", 8)) {
+        /* the layer name may contain '/' (torch names): match the suffix from the right */
+        const char *ln = rest + 8;
+        size_t l = strlen(ln);
+        const char *suf = "/activations";
+        size_t sl = strlen(suf);
+        if (l > sl && !strcmp(ln + l - sl, suf)) {
+            if (l - sl >= sizeof r->layer) return 404;
+            snprintf(r->layer, sizeof r->layer, "%.*s", (int)(l - sl), ln);
+            r->route = RT_ACTIVATIONS;
+        } else if (l > 10 && !strcmp(ln + l - 10, "/visualize")) {
+            /* .../filters/{index}/visualize */
+            const char *end = ln + l - 10, *q = end;
+            while (q > ln && isdigit((unsigned char)q[-1])) q--;
+            if (q == end || (size_t)(end - q) > 9 || q - ln < 9 || strncmp(q - 9, "/filters/", 9)) return 404;
+            r->filter_index = atoi(q);
+            size_t ll = (size_t)(q - 9 - ln);
+            if (!ll || ll >= sizeof r->layer) return 404;
+            snprintf(r->layer, sizeof r->layer, "%.*s", (int)ll, ln);
+            r->route = RT_FILTER;
+        } else {
+            return 404;
+        }
+    } else {
+        return 404;
+    }
+    return 0;
+}
+
+static int route_is_post(int rt)
+{
+    return rt == RT_PREDICT || rt == RT_EXPLAIN || rt == RT_SANITY || rt == RT_ACTIVATIONS || rt == RT_FILTER ||
+           rt == RT_KSERVE_PREDICT || rt == RT_KSERVE_EXPLAIN;
+}
+
+static int route_needs_auth(int rt)
+{
+    return !(rt == RT_HEALTHZ || rt == RT_READYZ || rt == RT_METRICS || rt == RT_V2_LIVE || rt == RT_V2_READY ||
+             rt == RT_V2_MODEL_READY || rt == RT_OPENAPI || rt == RT_DASHBOARD || rt == RT_PREFLIGHT);
+}
+
+static int request_route(int rt)
+{
+    switch (rt) {
+    case RT_PREDICT:
+    case RT_KSERVE_PREDICT: return R_PREDICT;
+    case RT_SANITY: return R_SANITY;
+    case RT_ACTIVATIONS: return R_ACTIVATIONS;
+    case RT_FILTER: return R_FILTER;
+    default: return R_EXPLAIN;
+    }
+}
+
+/* ---- auth ---------------------------------------------------------------------------------------- */
+static int ct_equal(const char *a, size_t la, const char *b, size_t lb)
+{
+    /* constant time in the key's content: always walks the longer length */
+    size_t n = la > lb ? la : lb;
+    unsigned char d = (unsigned char)(la != lb);
+    for (size_t i = 0; i < n; i++) d |= (unsigned char)((i < la ? a[i] : 0) ^ (i < lb ? b[i] : 0));
+    return d == 0;
+}
+
+static int authorized(struct MHD_Connection *c)
+{
+    if (!S.n_keys) return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
+    const char *k = h + 7;
+    size_t lk = strlen(k);
+    int ok = 0;
+    for (int i = 0; i < S.n_keys; i++) ok |= ct_equal(k, lk, S.keys[i], strlen(S.keys[i]));
+    return ok;
+}
+
+/* ---- GET handlers ---------------------------------------------------------------------------------- */
+static json_t *model_summary(const model_t *m)
+{
+    const graph_t *g = m->graph;
+    json_t *o = json_pack("{s:s, s:i, s:{s:s, s:i, s:i, s:s}}", "name", m->name, "classes", m->n_labels, "input", "color",
+                          m->input.channels == 1 ? "gray" : "rgb", "height", m->input.height, "width", m->input.width,
+                          "resize", m->input.resize == RESIZE_STRETCH ? "stretch" : m->input.resize == RESIZE_CENTER_CROP ? "center_crop" : "letterbox");
+    if (m->cam_value >= 0) json_object_set_new(o, "cam_layer", json_string(doc_value_display_name(m, m->cam_value)));
+    else json_object_set_new(o, "cam_layer", json_null());
+    json_object_set_new(o, "label_randomized_twin", m->twin ? json_string(m->twin) : json_null());
+    json_object_set_new(o, "parameters", json_integer(graph_total_params(g)));
+    return o;
+}
+
+static json_t *model_info(const service_model_t *sm)
+{
+    const model_t *m = sm->model;
+    const graph_t *g = m->graph;
+    json_t *o = model_summary(m);
+    json_t *labels = json_array(), *layers = json_array(), *att = json_array(), *methods = json_array();
+    for (int k = 0; k < m->n_labels; k++) json_array_append_new(labels, json_string(m->labels[k]));
+    for (int i = 0; i < graph_n_nodes(g); i++) {
+        node_info_t ni;
+        value_info_t vi;
+        graph_node_info(g, i, &ni);
+        graph_value_info(g, ni.out_value, &vi);
+        json_t *shape = json_array();
+        for (int k = 1; k < vi.rank; k++) json_array_append_new(shape, json_integer(vi.dims[k]));
+        json_array_append_new(layers, json_pack("{s:s, s:s, s:s, s:o, s:I}", "name", ni.name, "op", ni.op, "value", vi.name,
+                                                "shape", shape, "parameters", (json_int_t)ni.params));
+    }
+    for (int i = 0; i < m->n_attention; i++) json_array_append_new(att, json_string(doc_value_display_name(m, m->attention_values[i])));
+    for (int i = 0; i < M_COUNT; i++) {
+        if (!method_name(i) || method_from_name(method_name(i)) < 0) continue;
+        json_array_append_new(methods, json_pack("{s:s, s:s, s:s}", "name", method_name(i), "family",
+                                                 method_family(i) == 'g' ? "gradient" : method_family(i) == 'c' ? "cam" :
+                                                 method_family(i) == 'x' ? "combined" : method_family(i) == 'p' ? "perturbation" :
+                                                 method_family(i) == 'i' ? "internals" : "baseline",
+                                                 "summary", method_summary(i)));
+    }
+    json_object_set_new(o, "labels", labels);
+    json_object_set_new(o, "layers", layers);
+    json_object_set_new(o, "attention_layers", att);
+    json_object_set_new(o, "methods", methods);
+    json_object_set_new(o, "flops_per_image", json_real(graph_total_flops(g)));
+    json_object_set_new(o, "opset", json_integer(graph_opset(g)));
+    json_object_set_new(o, "max_batch", json_integer(sm->max_batch));
+    json_object_set_new(o, "input_mean", json_pack("[f,f,f]", (double)m->input.mean[0], (double)m->input.mean[1], (double)m->input.mean[2]));
+    json_object_set_new(o, "input_std", json_pack("[f,f,f]", (double)m->input.std[0], (double)m->input.std[1], (double)m->input.std[2]));
+    return o;
+}
+
+static enum MHD_Result handle_get(req_t *r)
+{
+    switch (r->route) {
+    case RT_HEALTHZ:
+    case RT_V2_LIVE:
+        return answer_json(r, 200, r->route == RT_HEALTHZ ? json_pack("{s:s}", "status", "ok") : json_pack("{s:b}", "live", 1));
+    case RT_READYZ:
+    case RT_V2_READY: {
+        const char *st = atomic_load(&S.draining) ? "draining" : !atomic_load(&S.ready) ? "loading"
+                         : (S.pool && pool_queued(S.pool) >= S.cfg.queue_depth) ? "overloaded" : "ready";
+        int ok = !strcmp(st, "ready");
+        if (r->route == RT_V2_READY) return answer_json(r, ok ? 200 : 503, json_pack("{s:b, s:s}", "ready", ok, "status", st));
+        json_t *doc = json_pack("{s:s}", "status", st);
+        if (ok) {
+            json_t *ms_ = json_array();
+            for (int i = 0; i < S.n_models; i++) json_array_append_new(ms_, json_string(S.models[i].model->name));
+            json_object_set_new(doc, "models", ms_);
+        }
+        return answer_json(r, ok ? 200 : 503, doc);
+    }
+    case RT_V2_MODEL_READY: {
+        int i = find_model(r->model_name);
+        if (i < 0) return answer_problem(r, 404, "no model named '%s'", r->model_name);
+        int ok = atomic_load(&S.ready) && !atomic_load(&S.draining);
+        return answer_json(r, ok ? 200 : 503, json_pack("{s:s, s:b}", "name", r->model_name, "ready", ok));
+    }
+    case RT_METRICS: {
+        size_t len;
+        char *txt = metrics_render(S.pool ? pool_queued(S.pool) : 0, S.pool ? pool_busy(S.pool) : 0,
+                                   S.pool ? pool_workers(S.pool) : 0, S.model_info, &len);
+        if (!txt) return answer_problem(r, 500, "could not render metrics");
+        enum MHD_Result rc = queue_bytes(r, 200, txt, len, "text/plain; version=0.0.4; charset=utf-8", 1);
+        free(txt);
+        return rc;
+    }
+    case RT_OPENAPI:
+    case RT_DASHBOARD: {
+        const char *url = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, ":path");
+        (void)url;
+        const asset_t *a = asset_find(r->route == RT_OPENAPI ? "/openapi.yaml" : r->layer);
+        if (!a) return answer_problem(r, 404, "not found");
+        return queue_bytes(r, 200, a->data, a->len, a->content_type, 0);
+    }
+    case RT_MODELS: {
+        json_t *arr = json_array();
+        for (int i = 0; i < S.n_models; i++) json_array_append_new(arr, model_summary(S.models[i].model));
+        return answer_json(r, 200, json_pack("{s:o}", "models", arr));
+    }
+    case RT_MODEL: {
+        int i = find_model(r->model_name);
+        if (i < 0) return answer_problem(r, 404, "no model named '%s'", r->model_name);
+        return answer_json(r, 200, model_info(&S.models[i]));
+    }
+    default: return answer_problem(r, 404, "no such route");
+    }
+}
+
+/* ---- bodies ------------------------------------------------------------------------------------- */
+static int add_field(req_t *r, const char *name, const char *value, size_t vlen)
+{
+    field_t *nf = realloc(r->fields, sizeof(field_t) * ((size_t)r->n_fields + 1));
+    if (!nf) return -1;
+    r->fields = nf;
+    nf[r->n_fields].name = strdup(name);
+    nf[r->n_fields].value = strndup(value, vlen);
+    if (!nf[r->n_fields].name || !nf[r->n_fields].value) return -1;
+    r->n_fields++;
+    return 0;
+}
+
+static buf_t *new_image(req_t *r)
+{
+    if (r->n_images >= MAX_IMAGES_MULTIPART) return NULL;
+    if (r->n_images == r->cap_images) {
+        int nc = r->cap_images ? r->cap_images * 2 : 4;
+        buf_t *ni = realloc(r->images, sizeof(buf_t) * (size_t)nc);
+        if (!ni) return NULL;
+        r->images = ni;
+        r->cap_images = nc;
+    }
+    buf_t *b = &r->images[r->n_images++];
+    memset(b, 0, sizeof *b);
+    return b;
+}
+
+static void flush_field(req_t *r)
+{
+    if (r->cur_field[0] && !r->cur_is_image) {
+        if (add_field(r, r->cur_field, r->cur_value.p ? (const char *)r->cur_value.p : "", r->cur_value.len)) r->pp_failed = 1;
+    }
+    buf_free(&r->cur_value);
+    r->cur_field[0] = 0;
+    r->cur_is_image = 0;
+}
+
+static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                                 const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
+                                 size_t size)
+{
+    (void)kind;
+    (void)filename;
+    (void)content_type;
+    (void)transfer_encoding;
+    req_t *r = cls;
+    if (!key) return MHD_YES;
+    if (off == 0) { /* a new part */
+        flush_field(r);
+        snprintf(r->cur_field, sizeof r->cur_field, "%s", key);
+        if (!strcmp(key, "image") || !strcmp(key, "images")) {
+            r->cur_is_image = 1;
+            if (!new_image(r)) {
+                r->pp_failed = 2;
+                return MHD_NO;
+            }
+        }
+    }
+    if (r->cur_is_image) {
+        if (size && buf_append(&r->images[r->n_images - 1], data, size)) {
+            r->pp_failed = 1;
+            return MHD_NO;
+        }
+    } else if (size) {
+        if (r->cur_value.len + size > 8192) {
+            r->pp_failed = 3;
+            return MHD_NO;
+        }
+        if (buf_append(&r->cur_value, data, size)) {
+            r->pp_failed = 1;
+            return MHD_NO;
+        }
+    }
+    return MHD_YES;
+}
+
+/* Parse the completed body into params and images. 0 or an HTTP status with r's problem set. */
+static int parse_body(req_t *r)
+{
+    char d[768];
+    int st;
+    if (r->body_kind == BODY_MULTIPART) {
+        flush_field(r);
+        enum MHD_Result ok = MHD_destroy_post_processor(r->pp);
+        r->pp = NULL;
+        if (r->pp_failed == 2) {
+            set_problem(r, 413, "more than %d images in one request", MAX_IMAGES_MULTIPART);
+            return 413;
+        }
+        if (r->pp_failed == 3) {
+            set_problem(r, 422, "a form field other than 'image' is longer than 8192 bytes");
+            return 422;
+        }
+        if (ok != MHD_YES || r->pp_failed) {
+            set_problem(r, 400, "malformed multipart/form-data body (unterminated part or bad boundary)");
+            return 400;
+        }
+        for (int i = 0; i < r->n_fields; i++)
+            if ((st = params_set(&r->rq, &S.cfg, r->fields[i].name, r->fields[i].value, d, sizeof d))) {
+                set_problem(r, st, "%s", d);
+                return st;
+            }
+        return 0;
+    }
+    if (r->body_kind == BODY_JSON) {
+        json_error_t je;
+        json_t *root = json_loadb((const char *)r->body.p, r->body.len, JSON_REJECT_DUPLICATES, &je);
+        if (!root || !json_is_object(root)) {
+            set_problem(r, 400, "invalid JSON body: %s (line %d, column %d)", root ? "the body must be a JSON object" : je.text,
+                        je.line, je.column);
+            json_decref(root);
+            return 400;
+        }
+        const char *key;
+        json_t *v;
+        int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
+        json_t *params = kserve ? json_object_get(root, "parameters") : root;
+        if (kserve && params && !json_is_object(params)) {
+            json_decref(root);
+            set_problem(r, 400, "'parameters' must be a JSON object");
+            return 400;
+        }
+        /* images: "image" (one), "images" (sanity), KServe "instances" */
+        json_t *list = NULL;
+        if (kserve) {
+            list = json_object_get(root, "instances");
+            if (!json_is_array(list) || !json_array_size(list)) {
+                json_decref(root);
+                set_problem(r, 400, "'instances' must be a non-empty array of {\"b64\": ...} objects");
+                return 400;
+            }
+            json_object_foreach(root, key, v)
+            {
+                if (strcmp(key, "instances") && strcmp(key, "parameters")) {
+                    json_decref(root);
+                    set_problem(r, 422, "unknown field '%.64s' (KServe bodies have 'instances' and 'parameters')", key);
+                    return 422;
+                }
+            }
+        }
+        int st2 = 0;
+        size_t idx;
+        json_t *e;
+        json_t *one = kserve ? NULL : json_object_get(root, "image");
+        json_t *many = kserve ? list : json_object_get(root, "images");
+        if (one && many) {
+            json_decref(root);
+            set_problem(r, 422, "give 'image' or 'images', not both");
+            return 422;
+        }
+        if (one) {
+            many = json_array();
+            json_array_append(many, one);
+        } else if (many) {
+            json_incref(many);
+        }
+        if (many && !json_is_array(many)) {
+            json_decref(many);
+            json_decref(root);
+            set_problem(r, 400, "'images' must be an array of base64 strings");
+            return 400;
+        }
+        if (many && json_array_size(many) > MAX_IMAGES_MULTIPART) {
+            json_decref(many);
+            json_decref(root);
+            set_problem(r, 413, "more than %d images in one request", MAX_IMAGES_MULTIPART);
+            return 413;
+        }
+        json_array_foreach(many, idx, e)
+        {
+            const char *s = NULL;
+            if (json_is_string(e)) s = json_string_value(e);
+            else if (json_is_object(e) && json_is_string(json_object_get(e, "b64"))) s = json_string_value(json_object_get(e, "b64"));
+            else if (json_is_object(e) && json_is_object(json_object_get(e, "image_bytes")) &&
+                     json_is_string(json_object_get(json_object_get(e, "image_bytes"), "b64")))
+                s = json_string_value(json_object_get(json_object_get(e, "image_bytes"), "b64"));
+            if (!s) {
+                set_problem(r, 400, "image %zu is not a base64 string%s", idx, kserve ? " (expected {\"b64\": ...})" : "");
+                st2 = 400;
+                break;
+            }
+            size_t n = strlen(s), out_len;
+            buf_t *b = new_image(r);
+            if (!b || !(b->p = malloc(b64_decoded_max(n) + 1))) {
+                set_problem(r, 503, "out of memory");
+                st2 = 503;
+                break;
+            }
+            b->cap = b64_decoded_max(n) + 1;
+            if (b64_decode(s, n, b->p, &out_len) != ENG_OK) {
+                set_problem(r, 400, "image %zu: invalid base64 at character %zu", idx, out_len);
+                st2 = 400;
+                break;
+            }
+            b->len = out_len;
+        }
+        json_decref(many);
+        if (!st2 && params) {
+            json_object_foreach(params, key, v)
+            {
+                if (!kserve && (!strcmp(key, "image") || !strcmp(key, "images"))) continue;
+                if ((st = params_set_json(&r->rq, &S.cfg, key, v, d, sizeof d))) {
+                    set_problem(r, st, "%s", d);
+                    st2 = st;
+                    break;
+                }
+            }
+        }
+        json_decref(root);
+        return st2;
+    }
+    if (r->body_kind == BODY_RAW) {
+        buf_t *b = new_image(r);
+        if (!b) {
+            set_problem(r, 503, "out of memory");
+            return 503;
+        }
+        *b = r->body;
+        memset(&r->body, 0, sizeof r->body);
+    }
+    return 0;
+}
+
+/* ---- the worker side ----------------------------------------------------------------------------- */
+static void job_run(void *arg, worker_ctx_t *w)
+{
+    req_t *r = arg;
+    wstate_t *st = w->state;
+    r->t_compute = now_ns();
+    const service_model_t *sm = &S.models[r->model_idx];
+    ws_t *ws = st->ws[r->model_idx];
+    if (r->t_compute > r->deadline) {
+        set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d)",
+                    ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms);
+    } else {
+        ws_set_deadline(ws, r->deadline);
+        outcome_t oc;
+        int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
+        if (kserve) {
+            json_t *arr = json_array();
+            int failed = 0;
+            for (int i = 0; i < r->n_images && !failed; i++) {
+                request_t rq = r->rq; /* per instance: resolution mutates it */
+                json_t *doc = service_run(&S.cfg, sm->model, ws, &rq, r->images[i].p, r->images[i].len, r->request_id, &oc);
+                if (!doc) {
+                    set_problem(r, oc.status, "instance %d: %s", i, oc.detail);
+                    failed = 1;
+                } else {
+                    json_array_append_new(arr, doc);
+                }
+            }
+            if (failed) json_decref(arr);
+            else set_json(r, 200, json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr));
+        } else {
+            const uint8_t *img = r->n_images ? r->images[0].p : NULL;
+            size_t len = r->n_images ? r->images[0].len : 0;
+            json_t *doc = service_run(&S.cfg, sm->model, ws, &r->rq, img, len, r->request_id, &oc);
+            if (!doc) set_problem(r, oc.status, "%s", oc.detail);
+            else {
+                /* per-method engine time into the histogram */
+                json_t *ex = json_object_get(doc, "explanations"), *mv;
+                const char *mk;
+                json_object_foreach(ex, mk, mv) metrics_method(mk, json_real_value(json_object_get(mv, "time_ms")) / 1e3);
+                set_json(r, 200, doc);
+            }
+        }
+        ws_set_deadline(ws, 0);
+    }
+    r->t_done = now_ns();
+    r->phase = PH_DONE;
+    /* after this call MHD may complete and free the request: touch nothing of r afterwards */
+    MHD_resume_connection(r->conn);
+}
+
+/* ---- the access handler -------------------------------------------------------------------------- */
+static int valid_request_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (!n || n > 64) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.' && s[i] != ':') return 0;
+    return 1;
+}
+
+typedef struct {
+    req_t *r;
+    int status;
+    char detail[768];
+} argctx_t;
+
+static enum MHD_Result arg_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    argctx_t *a = cls;
+    if (a->status) return MHD_NO;
+    a->status = params_set(&a->r->rq, &S.cfg, key, value ? value : "", a->detail, sizeof a->detail);
+    return a->status ? MHD_NO : MHD_YES;
+}
+
+static enum MHD_Result hdr_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    size_t *n = cls;
+    *n += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+static size_t header_bytes(struct MHD_Connection *c, const char *url)
+{
+    size_t n = strlen(url);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, hdr_iter, &n);
+    return n;
+}
+
+static int content_type_is(const char *ct, const char *want)
+{
+    size_t n = strlen(want);
+    return ct && !strncasecmp(ct, want, n) && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
+}
+
+static void methods_string(req_t *r)
+{
+    size_t l = 0;
+    r->methods_str[0] = 0;
+    for (int i = 0; i < M_COUNT && l < sizeof r->methods_str; i++)
+        if (r->rq.ep.methods & (1u << i))
+            l += (size_t)snprintf(r->methods_str + l, sizeof r->methods_str - l, "%s%s", l ? "," : "", method_name(i));
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    req_t *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        *con_cls = r;
+        r->conn = conn;
+        r->t_start = now_ns();
+        r->deadline = r->t_start + (int64_t)S.cfg.request_timeout_ms * 1000000LL;
+        metrics_inflight(1);
+        const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+        if (rid && valid_request_id(rid)) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+        else service_new_request_id(r->request_id);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client, sizeof r->client);
+            else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client, sizeof r->client);
+        }
+        if (header_bytes(conn, url) > (size_t)S.cfg.max_header_bytes) {
+            r->route = RT_NOT_FOUND;
+            return answer_problem(r, strlen(url) > (size_t)S.cfg.max_header_bytes / 2 ? 414 : 431,
+                                  "the request line and headers exceed %d bytes (max_header_bytes)", S.cfg.max_header_bytes);
+        }
+        if (!strcmp(method, "OPTIONS")) {
+            r->route = RT_PREFLIGHT;
+            struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+            if (!resp) return MHD_NO;
+            add_common_headers(r, resp);
+            MHD_add_response_header(resp, "Allow", "GET, HEAD, POST, OPTIONS");
+            if (allowed_origin(conn)) {
+                MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+                MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id");
+                MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+            }
+            r->status = 204;
+            r->phase = PH_ANSWERED;
+            enum MHD_Result rc = MHD_queue_response(conn, 204, resp);
+            MHD_destroy_response(resp);
+            return rc;
+        }
+        if (route_match(r, url)) return answer_problem(r, 404, "no route for %s %.200s", method, url);
+        if (r->route == RT_DASHBOARD) snprintf(r->layer, sizeof r->layer, "%s", url);
+        int post = route_is_post(r->route);
+        int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+        if ((post && strcmp(method, "POST")) || (!post && !is_get))
+            return answer_problem(r, 405, "%s is not allowed on %s", method, metrics_route_label(r->route));
+        if (route_needs_auth(r->route) && !authorized(conn))
+            return answer_problem(r, 401, "a valid API key is required: send 'Authorization: Bearer <key>'");
+        if (!post) return handle_get(r);
+
+        /* POST: model, state, limits, parameters from the query string */
+        if (!atomic_load(&S.ready)) return answer_problem(r, 503, "the models are still loading");
+        if (atomic_load(&S.draining)) return answer_problem(r, 503, "the server is draining for shutdown");
+        r->model_idx = find_model(r->model_name);
+        if (r->model_idx < 0) return answer_problem(r, 404, "no model named '%s'", r->model_name);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (!errno && *end == 0 && n > (unsigned long long)S.cfg.max_upload_bytes)
+                return answer_problem(r, 413, "the body is %llu bytes; the limit is %lld (max_upload_bytes)", n,
+                                      (long long)S.cfg.max_upload_bytes);
+        }
+        params_init(&r->rq, request_route(r->route));
+        if (r->route == RT_ACTIVATIONS) {
+            r->rq.ep.methods = 1u << M_ACTIVATIONS;
+            snprintf(r->rq.layer, sizeof r->rq.layer, "%s", r->layer);
+            r->rq.outputs = OUT_HEATMAP;
+        } else if (r->route == RT_FILTER) {
+            const model_t *m = S.models[r->model_idx].model;
+            int v = graph_find_value(m->graph, r->layer);
+            if (v < 0 && strcmp(r->layer, "logits")) return answer_problem(r, 404, "layer '%.200s' is not in model '%s'", r->layer, m->name);
+            r->rq.fv.layer = v < 0 ? -1 : v;
+            r->rq.fv.index = r->filter_index;
+            value_info_t vi;
+            graph_value_info(m->graph, v < 0 ? graph_output_value(m->graph) : v, &vi);
+            int nch = vi.rank >= 2 ? (int)vi.dims[1] : 1;
+            if (r->filter_index >= nch)
+                return answer_problem(r, 404, "filter %d does not exist: layer '%.200s' has %d channels", r->filter_index, r->layer, nch);
+        }
+        argctx_t a = {.r = r};
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, arg_iter, &a);
+        if (a.status) return answer_problem(r, a.status, "%s", a.detail);
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (content_type_is(ct, "multipart/form-data")) {
+            r->body_kind = BODY_MULTIPART;
+            r->pp = MHD_create_post_processor(conn, 16384, post_iter, r);
+            if (!r->pp) return answer_problem(r, 400, "malformed multipart/form-data: the Content-Type has no boundary");
+        } else if (content_type_is(ct, "application/json")) {
+            r->body_kind = BODY_JSON;
+        } else if (!ct || content_type_is(ct, "image/png") || content_type_is(ct, "image/jpeg") ||
+                   content_type_is(ct, "application/octet-stream") || content_type_is(ct, "image/jpg") ||
+                   content_type_is(ct, "application/x-www-form-urlencoded") || !strncasecmp(ct, "image/", 6)) {
+            /* x-www-form-urlencoded is what `curl --data-binary @img` sends without -H: the bytes are
+             * sniffed, so an image still works; anything else is answered 415 after sniffing */
+            r->body_kind = BODY_RAW;
+        } else {
+            return answer_problem(r, 415, "unsupported Content-Type '%.100s': send image/png, image/jpeg, "
+                                          "application/octet-stream, multipart/form-data or application/json", ct);
+        }
+        if (r->route == RT_SANITY) return answer_problem(r, 404, "the sanity route is not available in this build");
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        r->received += n;
+        if (r->phase != PH_RECEIVING) /* answered already: drop the rest, within bounds */
+            return r->received > 2 * (uint64_t)S.cfg.max_upload_bytes ? MHD_NO : MHD_YES;
+        if (r->received > (uint64_t)S.cfg.max_upload_bytes) {
+            answer_413_midstream(r);
+            return MHD_YES;
+        }
+        if (r->body_kind == BODY_MULTIPART) {
+            if (MHD_post_process(r->pp, upload_data, n) != MHD_YES) {
+                if (r->pp_failed == 2) return answer_problem(r, 413, "more than %d images in one request", MAX_IMAGES_MULTIPART);
+                if (r->pp_failed == 3) return answer_problem(r, 422, "a form field other than 'image' is longer than 8192 bytes");
+                return answer_problem(r, 400, "malformed multipart/form-data body");
+            }
+        } else if (buf_append(&r->body, upload_data, n)) {
+            return answer_problem(r, 503, "out of memory while receiving the body");
+        }
+        return MHD_YES;
+    }
+
+    if (r->phase == PH_RECEIVING) {
+        int st = parse_body(r);
+        if (st) return queue_stored(r);
+        if (r->route != RT_FILTER && r->n_images == 0)
+            return answer_problem(r, 400, "no image: send the image as the body, as the multipart field 'image', or as base64 in JSON 'image'");
+        if (r->route != RT_FILTER && r->route != RT_KSERVE_PREDICT && r->route != RT_KSERVE_EXPLAIN && r->n_images > 1)
+            return answer_problem(r, 422, "%d images sent; this route takes one", r->n_images);
+        if (r->route == RT_KSERVE_PREDICT) r->rq.route = R_PREDICT;
+        methods_string(r);
+        r->t_queued = now_ns();
+        r->phase = PH_QUEUED;
+        MHD_suspend_connection(conn);
+        if (pool_submit(S.pool, job_run, r)) {
+            MHD_resume_connection(conn);
+            r->phase = PH_RECEIVING;
+            return answer_problem(r, 503, "all %d workers are busy and %d requests are queued (queue_depth); retry",
+                                  pool_workers(S.pool), S.cfg.queue_depth);
+        }
+        return MHD_YES;
+    }
+    if (r->phase == PH_DONE) return queue_stored(r);
+    if (r->phase == PH_ANSWERED && r->status == 413 && !r->bytes_out) return MHD_YES;
+    /* the mid-stream 413 went out on the socket: nothing more to send, close */
+    return r->phase == PH_ANSWERED ? MHD_NO : MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    req_t *r = *con_cls;
+    if (!r) return;
+    int64_t end = now_ns();
+    int status = r->status ? r->status : 499; /* 499: the client went away before an answer */
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PH_ANSWERED) status = 499;
+    metrics_request(r->route, status, ms(r->t_start, end) / 1e3);
+    metrics_inflight(-1);
+    access_t a = {.request_id = r->request_id, .method = r->rq.route ? "POST" : "GET", .route = metrics_route_label(r->route),
+                  .model = r->model_name[0] ? r->model_name : NULL, .methods = r->methods_str[0] ? r->methods_str : NULL,
+                  .client = r->client, .status = status, .bytes_in = (long long)r->received, .bytes_out = r->bytes_out,
+                  .queue_ms = ms(r->t_queued, r->t_compute), .compute_ms = ms(r->t_compute, r->t_done),
+                  .total_ms = ms(r->t_start, end), .detail = r->detail};
+    log_access(&a);
+    req_free(r);
+    *con_cls = NULL;
+}
+
+/* ---- start-up ------------------------------------------------------------------------------------ */
+static int load_lines(const char *path, char **out, int max, int *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[1024];
+    *n = 0;
+    while (fgets(line, sizeof line, f) && *n < max) {
+        size_t l = strlen(line);
+        while (l && isspace((unsigned char)line[l - 1])) line[--l] = 0;
+        char *p = line;
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p || *p == '#') continue;
+        out[(*n)++] = strdup(p);
+    }
+    fclose(f);
+    return 0;
+}
+
+static int load_models(void)
+{
+    DIR *d = opendir(S.cfg.models_dir);
+    if (!d) {
+        log_event(LOG_ERROR, "cannot open models_dir '%s'", S.cfg.models_dir);
+        return -1;
+    }
+    char *names[MAX_MODELS];
+    int nn = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && nn < MAX_MODELS) {
+        size_t l = strlen(e->d_name);
+        if (l > 5 && !strcmp(e->d_name + l - 5, ".onnx") && e->d_name[0] != '.') names[nn++] = strndup(e->d_name, l - 5);
+    }
+    closedir(d);
+    for (int i = 0; i < nn; i++) /* stable order */
+        for (int j = i + 1; j < nn; j++)
+            if (strcmp(names[j], names[i]) < 0) {
+                char *t = names[i];
+                names[i] = names[j];
+                names[j] = t;
+            }
+    int failed = 0;
+    size_t info_len = 0;
+    S.model_info = calloc(1, 1);
+    for (int i = 0; i < nn; i++) {
+        eng_err_t err = {0};
+        model_t *m;
+        int64_t t0 = now_ns();
+        if (model_load(S.cfg.models_dir, names[i], NULL, &m, &err)) {
+            log_event(LOG_ERROR, "model %s: %s", names[i], err.msg);
+            failed++;
+            free(names[i]);
+            continue;
+        }
+        service_model_t *sm = &S.models[S.n_models++];
+        sm->model = m;
+        sm->max_batch = service_batch_for(m, &S.cfg);
+        log_event(LOG_INFO, "model %s loaded in %.1f ms: %lld parameters, %d classes, input %dx%dx%d, batch %d, workspace %zu KiB",
+                  m->name, ms(t0, now_ns()), (long long)graph_total_params(m->graph), m->n_labels, m->input.channels,
+                  m->input.height, m->input.width, sm->max_batch, ws_plan_bytes(m->graph, sm->max_batch) >> 10);
+        char line[512];
+        int k = snprintf(line, sizeof line, "explaind_model_info{model=\"%s\",classes=\"%d\",input=\"%dx%dx%d\"} 1\n", m->name,
+                         m->n_labels, m->input.channels, m->input.height, m->input.width);
+        char *ni = realloc(S.model_info, info_len + (size_t)k + 1);
+        if (ni) {
+            memcpy(ni + info_len, line, (size_t)k + 1);
+            info_len += (size_t)k;
+            S.model_info = ni;
+        }
+        free(names[i]);
+    }
+    if (failed && !S.cfg.allow_partial) {
+        log_event(LOG_ERROR, "%d model(s) failed to load; set allow_partial=true to start without them", failed);
+        return -1;
+    }
+    if (!S.n_models) {
+        log_event(LOG_ERROR, "no model could be loaded from '%s'", S.cfg.models_dir);
+        return -1;
+    }
+    return 0;
+}
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f, "usage: explaind serve [--config FILE] [--KEY VALUE ...]\n"
+               "Serves the models in models_dir over HTTP (shared/API.md). Every key can also be set in the\n"
+               "config file or as EXPLAIND_<KEY> in the environment.\n\n");
+    config_print_help(f);
+}
+
+int cli_serve(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            serve_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--print-config")) {
+            config_t c;
+            char e[512];
+            if (config_from_all(&c, 0, NULL, e, sizeof e)) {
+                fprintf(stderr, "explaind: %s\n", e);
+                return 2;
+            }
+            config_print_json(stdout, &c);
+            return 0;
+        }
+    }
+    char err[512];
+    if (config_from_all(&S.cfg, argc, argv, err, sizeof err)) {
+        fprintf(stderr, "explaind serve: %s\n", err);
+        return 2;
+    }
+    log_configure(S.cfg.log_level, S.cfg.log_format);
+    if (S.cfg.api_keys_file[0] && load_lines(S.cfg.api_keys_file, S.keys, MAX_KEYS, &S.n_keys)) {
+        log_event(LOG_ERROR, "cannot read api_keys_file");
+        return 2;
+    }
+    if (S.cfg.api_keys_file[0] && !S.n_keys) {
+        log_event(LOG_ERROR, "api_keys_file has no keys");
+        return 2;
+    }
+    if (S.cfg.cors_origins[0]) {
+        char *tmp = strdup(S.cfg.cors_origins), *save = NULL;
+        for (char *t = strtok_r(tmp, ",", &save); t && S.n_origins < MAX_ORIGINS; t = strtok_r(NULL, ",", &save)) {
+            while (isspace((unsigned char)*t)) t++;
+            if (!strcmp(t, "*")) S.any_origin = 1;
+            else if (*t) S.origins[S.n_origins++] = strdup(t);
+        }
+        free(tmp);
+    }
+    /* signals are taken by sigwait in this thread only */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    eng_set_blas_threads(1);
+
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct sockaddr *sa;
+    memset(&a6, 0, sizeof a6);
+    memset(&a4, 0, sizeof a4);
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, S.cfg.listen, &a4.sin_addr) == 1) {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)S.cfg.port);
+        sa = (struct sockaddr *)&a4;
+    } else if (inet_pton(AF_INET6, S.cfg.listen, &a6.sin6_addr) == 1) {
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)S.cfg.port);
+        sa = (struct sockaddr *)&a6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        log_event(LOG_ERROR, "listen address '%s' is not an IPv4 or IPv6 literal", S.cfg.listen);
+        return 2;
+    }
+    S.daemon = MHD_start_daemon(flags, (uint16_t)S.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, sa,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned)S.cfg.connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                (unsigned)S.cfg.per_ip_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)S.cfg.connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                (size_t)S.cfg.connection_memory_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_END);
+    if (!S.daemon) {
+        log_event(LOG_ERROR, "cannot listen on %s:%d: %s", S.cfg.listen, S.cfg.port, strerror(errno));
+        return 2;
+    }
+    log_event(LOG_INFO, "listening on %s:%d (workers %d, queue %d, timeout %d ms)", S.cfg.listen, S.cfg.port, S.cfg.workers,
+              S.cfg.queue_depth, S.cfg.request_timeout_ms);
+    if (load_models()) {
+        MHD_stop_daemon(S.daemon);
+        return 2;
+    }
+    if (pool_create(S.cfg.workers, S.cfg.queue_depth, worker_init, worker_fini, &S, &S.pool, err, sizeof err)) {
+        log_event(LOG_ERROR, "%s", err);
+        MHD_stop_daemon(S.daemon);
+        return 2;
+    }
+    atomic_store(&S.ready, 1);
+    log_event(LOG_INFO, "ready: %d model(s)", S.n_models);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    /* drain */
+    atomic_store(&S.draining, 1);
+    log_event(LOG_INFO, "signal %d: draining (up to %d ms)", sig, S.cfg.drain_timeout_ms);
+    int64_t t0 = now_ns();
+    MHD_socket ls = MHD_quiesce_daemon(S.daemon);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
+    int left = S.cfg.drain_timeout_ms;
+    int idle = pool_wait_idle(S.pool, left) == 0;
+    /* requests still being received or answered finish within the remaining time */
+    while (idle && ms(t0, now_ns()) < S.cfg.drain_timeout_ms) {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(S.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!di || di->num_connections == 0) break;
+        usleep(10000);
+        idle = pool_wait_idle(S.pool, 0) == 0;
+    }
+    if (!idle) { /* the deadline cut off work: wait for the running jobs so no connection stays suspended */
+        log_event(LOG_WARN, "drain timeout: waiting for the running requests to stop at their deadlines");
+        while (pool_wait_idle(S.pool, 1000)) {
+        }
+    }
+    MHD_stop_daemon(S.daemon);
+    pool_destroy(S.pool);
+    log_event(LOG_INFO, "stopped after draining for %.0f ms", ms(t0, now_ns()));
+    for (int i = 0; i < S.n_models; i++) model_free(S.models[i].model);
+    for (int i = 0; i < S.n_keys; i++) free(S.keys[i]);
+    for (int i = 0; i < S.n_origins; i++) free(S.origins[i]);
+    free(S.model_info);
+    return 0;
+}

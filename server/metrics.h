@@ -1,0 +1,30 @@
+/* metrics.h — Prometheus text exposition (format 0.0.4) for GET /metrics:
+ *   explaind_requests_total{route,status}          counter
+ *   explaind_request_duration_seconds{route}       histogram
+ *   explaind_method_duration_seconds{method}       histogram
+ *   explaind_problems_total{type}                  counter of problem+json answers by type
+ *   explaind_queue_depth, explaind_inflight, explaind_workers_busy, explaind_workers   gauges
+ *   explaind_model_info{model,classes,input}       gauge (1)
+ *   process_resident_memory_bytes, process_open_fds gauges
+ * Route labels are the route templates (a fixed set), never raw URLs. Lock-free counters. */
+#ifndef EXPLAIND_METRICS_H
+#define EXPLAIND_METRICS_H
+
+#include <stddef.h>
+
+enum {
+    RT_HEALTHZ, RT_READYZ, RT_METRICS, RT_OPENAPI, RT_DASHBOARD, RT_MODELS, RT_MODEL, RT_PREDICT, RT_EXPLAIN,
+    RT_SANITY, RT_ACTIVATIONS, RT_FILTER, RT_KSERVE_PREDICT, RT_KSERVE_EXPLAIN, RT_V2_LIVE, RT_V2_READY,
+    RT_V2_MODEL_READY, RT_PREFLIGHT, RT_NOT_FOUND, RT_COUNT
+};
+
+const char *metrics_route_label(int route);
+void metrics_request(int route, int status, double seconds);
+void metrics_method(const char *method, double seconds);
+void metrics_problem(const char *type);
+void metrics_inflight(int delta);
+/* Render everything; gauges passed in. Returns malloc'd text, *len its length. */
+char *metrics_render(int queue_depth, int workers_busy, int workers, const char *model_info_lines, size_t *len);
+long metrics_rss_bytes(void);
+
+#endif
