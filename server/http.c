@@ -716,6 +716,15 @@ static int parse_body(req_t *r)
     if (r->body_kind == BODY_JSON) {
         json_error_t je;
         json_t *root = json_loadb((const char *)r->body.p, r->body.len, JSON_REJECT_DUPLICATES, &je);
+        if (!root && json_error_code(&je) == json_error_duplicate_key) {
+            /* a key twice is a repeated parameter (422, as in the query string), not malformed JSON;
+             * jansson's text ends "near '\"KEY\"'" */
+            const char *k = strstr(je.text, "near '\"");
+            int kl = k ? (int)strlen(k + 7) - 2 : 0;
+            set_problem(r, 422, "parameter '%.*s' is given more than once", kl > 0 ? (kl > 64 ? 64 : kl) : 1,
+                        kl > 0 ? k + 7 : "?");
+            return 422;
+        }
         if (!root || !json_is_object(root)) {
             set_problem(r, 400, "invalid JSON body: %s (line %d, column %d)", root ? "the body must be a JSON object" : je.text,
                         je.line, je.column);

@@ -147,6 +147,23 @@ def test_parameter_twice_in_multipart_is_422(client, boot_png):
     assert r.status_code == 422 and "methods" in r.json()["detail"]
 
 
+def test_parameter_twice_in_a_json_body_is_422(client, boot_png):
+    # a repeated key is a repeated parameter, as in the query string: 422 naming it, not 400
+    b = base64.b64encode(boot_png).decode()
+    r = client.post(EXPLAIN, data='{"image": "%s", "top_k": 1, "top_k": 2}' % b, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "top_k" in r.json()["detail"] and "more than once" in r.json()["detail"]
+
+
+
+
+def test_parameter_twice_in_kserve_parameters_is_422(client, boot_png):
+    b = base64.b64encode(boot_png).decode()
+    body = '{"instances": [{"b64": "%s"}], "parameters": {"methods": "cam", "methods": "gradcam"}}' % b
+    r = client.post("/v1/models/fashion-cnn:explain", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"] == "parameter 'methods' is given more than once"
+
+
 @pytest.mark.parametrize("url,name,value", [
     ("/v1/models/fashion-cnn/predict", "methods", "gradcam"),
     ("/v1/models/fashion-cnn/predict", "target", "1"),
