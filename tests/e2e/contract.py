@@ -67,7 +67,6 @@ class Contract:
     def __init__(self, path):
         with open(path) as f:
             self.spec = yaml.safe_load(f)
-        self.resolver = RefResolver(base_uri="", referrer=self.spec)
         self.templates = []
         for tpl in self.spec["paths"]:
             rx = "^"
@@ -82,6 +81,8 @@ class Contract:
                     rx += re.escape(part)
             self.templates.append((re.compile(rx + "$"), tpl))
         self.lock = threading.Lock()
+        self.validate_lock = threading.Lock()
+        self.resolver = RefResolver(base_uri="", referrer=self.spec)
         self.hits = set()          # (template, method, status)
         self.statuses = []         # every status seen, in order
         self.count = 0
@@ -116,7 +117,9 @@ class Contract:
                 return None, self.deref(comps["Preflight"])
             if status == 404:
                 return None, self.deref(comps["NotFound"])
-            raise ContractError(f"{method.upper()} {url_path}: no path template matches and status is {status}, not 404")
+            if status in (414, 431):  # checked before routing
+                return None, self.deref(comps["UriTooLong" if status == 414 else "HeadersTooLarge"])
+            raise ContractError(f"{method.upper()} {url_path[:200]}: no path template matches and status is {status}, not 404")
         item = self.spec["paths"][tpl]
         op = item.get(method)
         if op is None and method == "head":
@@ -134,8 +137,11 @@ class Contract:
 
     # ---- validation ----------------------------------------------------------------------------
     def validate_instance(self, schema, instance, where=""):
-        v = Validator(schema, resolver=self.resolver)
-        errors = sorted(v.iter_errors(instance), key=lambda e: list(e.absolute_path))
+        # one resolver (it caches the document's subschemas: making one per call is slow), used
+        # under a lock (it keeps a scope stack, so threads must not share it at once)
+        with self.validate_lock:
+            v = Validator(schema, resolver=self.resolver)
+            errors = sorted(v.iter_errors(instance), key=lambda e: list(e.absolute_path))
         if errors:
             lines = []
             for e in errors[:8]:
@@ -147,7 +153,7 @@ class Contract:
         """headers: a case-insensitive mapping; body: bytes."""
         url_path = urlsplit(url).path
         tpl, resp = self.response_for(method, url_path, status)
-        where = f"{method.upper()} {url_path} -> {status}"
+        where = f"{method.upper()} {url_path[:200]} -> {status}"
         for name, h in (resp.get("headers") or {}).items():
             h = self.deref(h)
             if h.get("required") and name not in headers:

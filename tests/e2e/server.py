@@ -29,6 +29,7 @@ class Server:
         self.port = port
         self.proc = None
         self.returncode = None
+        self.clients = []
 
     @property
     def base(self):
@@ -76,6 +77,8 @@ class Server:
         """Send sig, wait for the exit; returns the exit code."""
         if self.proc is None:
             return self.returncode
+        for c in self.clients:  # idle keep-alive connections of the suite's own clients
+            c.close()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
@@ -102,11 +105,17 @@ class Server:
         return out
 
     def client(self, **kw):
-        return Client(self, **kw)
+        c = Client(self, **kw)
+        self.clients.append(c)
+        return c
 
     def metrics(self):
         """{(name, frozenset(labels)): value} from /metrics."""
-        r = self.client().get("/metrics")
+        c = self.client()
+        try:
+            r = c.get("/metrics")
+        finally:
+            c.close()
         assert r.status_code == 200
         return parse_metrics(r.text)
 
