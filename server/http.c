@@ -1319,10 +1319,11 @@ int cli_serve(int argc, char **argv)
     if (ls != MHD_INVALID_SOCKET) close(ls);
     int left = S.cfg.drain_timeout_ms;
     int idle = pool_wait_idle(S.pool, left) == 0;
-    /* requests still being received or answered finish within the remaining time */
+    /* requests still being received or answered finish within the remaining time. Requests, not
+     * connections: an idle keep-alive connection holds no request and is closed by the stop (a
+     * server may close an idle connection at any time), so it must not hold the exit */
     while (idle && ms(t0, now_ns()) < S.cfg.drain_timeout_ms) {
-        const union MHD_DaemonInfo *di = MHD_get_daemon_info(S.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        if (!di || di->num_connections == 0) break;
+        if (metrics_inflight_now() == 0) break;
         usleep(10000);
         idle = pool_wait_idle(S.pool, 0) == 0;
     }

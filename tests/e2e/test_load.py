@@ -197,3 +197,18 @@ def test_64_parallel_clients_get_identical_explanations(start_server, fashion_in
         ids.add(doc["request_id"])
     assert len(ids) == 64
     assert s.stop() == 0
+
+
+def test_idle_keepalive_connection_does_not_hold_shutdown(start_server, boot_png):
+    # a pooled idle connection is no request in flight: SIGTERM must not wait drain_timeout_ms for it
+    s = start_server(workers=1, drain_timeout_ms=60000)
+    c = s.client()
+    assert c.post("/v1/models/fashion-cnn/predict", data=boot_png).status_code == 200  # kept alive
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = s.proc.wait(timeout=15)
+    finally:
+        c.close()
+    assert rc == 0 and time.time() - t0 < 15
+    s.stop()
