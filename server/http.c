@@ -925,9 +925,14 @@ static enum MHD_Result hdr_iter(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-static size_t header_bytes(struct MHD_Connection *c, const char *url)
+/* The request line and headers, as max_header_bytes counts them. MHD hands `url` without its query
+ * string, which is part of the request line all the same: its arguments count too (*target gets
+ * path + query, for 414). */
+static size_t header_bytes(struct MHD_Connection *c, const char *url, size_t *target)
 {
-    size_t n = strlen(url);
+    size_t q = 0;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, hdr_iter, &q);
+    size_t n = *target = strlen(url) + q;
     MHD_get_connection_values(c, MHD_HEADER_KIND, hdr_iter, &n);
     return n;
 }
@@ -970,9 +975,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client, sizeof r->client);
             else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client, sizeof r->client);
         }
-        if (header_bytes(conn, url) > (size_t)S.cfg.max_header_bytes) {
+        size_t target_len;
+        if (header_bytes(conn, url, &target_len) > (size_t)S.cfg.max_header_bytes) {
             r->route = RT_NOT_FOUND;
-            return answer_problem(r, strlen(url) > (size_t)S.cfg.max_header_bytes / 2 ? 414 : 431,
+            return answer_problem(r, target_len > (size_t)S.cfg.max_header_bytes / 2 ? 414 : 431,
                                   "the request line and headers exceed %d bytes (max_header_bytes)", S.cfg.max_header_bytes);
         }
         if (!strcmp(method, "OPTIONS")) {

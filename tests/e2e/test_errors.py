@@ -173,3 +173,11 @@ def test_unsupported_media_type_is_415(client, boot_png):
     problem(client.post(EXPLAIN, data=gif.getvalue(), headers={"Content-Type": "image/gif"}), 415)
     problem(client.post(EXPLAIN, data=gif.getvalue(), headers={"Content-Type": "application/octet-stream"}), 415)
     problem(client.post(EXPLAIN, data=boot_png, headers={"Content-Type": "application/xml"}), 415)
+
+
+def test_query_string_counts_toward_max_header_bytes(small_server, boot_png):
+    # the query string is part of the request line: 2100 bytes of it pass max_header_bytes=2048
+    c = small_server.client()
+    problem(c.get("/healthz?pad=" + "a" * 2100), 414)
+    problem(c.post(EXPLAIN + "?layer=" + "a" * 2100, data=boot_png), 414)
+    problem(c.get("/healthz?pad=" + "a" * 600, headers={"X-Filler": "a" * 1500}), 431)
