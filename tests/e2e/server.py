@@ -202,3 +202,28 @@ def curl(server, method, path, *args):
             content = f.read()
     server.contract.check(method, path, status, headers, content)
     return CurlResponse(status, headers, content)
+
+
+def raw_request(sock, request_bytes, contract, method, path):
+    """Send one request on an open socket, read one response (Connection: close or Content-Length)."""
+    sock.sendall(request_bytes)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before an answer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = CaseInsensitiveDict()
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip()] = v.strip()
+    n = int(headers.get("Content-Length", 0))
+    while len(body) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    status = int(lines[0].split()[1])
+    contract.check(method, path, status, headers, body)
+    return status, headers, body

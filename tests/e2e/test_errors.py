@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from server import curl
+
 EXPLAIN = "/v1/models/fashion-cnn/explain"
 
 
@@ -132,9 +134,17 @@ def test_content_length_over_max_upload_is_413_before_the_body(small_server, con
     assert problem(r, 413)["detail"].startswith("the body is 5000 bytes")
 
 
-def test_chunked_body_over_max_upload_is_413(small_server, boot_png):
+def test_chunked_body_over_max_upload_is_413(small_server, boot_png, tmp_path):
+    # curl reads the early answer while it sends: a 200 KB stream is cut off at 4 KB
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 200000)
+    r = curl(small_server, "POST", EXPLAIN, "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: image/png",
+             "--data-binary", f"@{big}")
+    assert r.status_code == 413 and "max_upload_bytes" in r.json()["detail"]
+
+    # requests only reads once it has sent everything: the server drops up to twice the limit
     def chunks():
-        for _ in range(40):
+        for _ in range(6):
             yield b"\0" * 1000
     c = small_server.client()
     r = c.post(EXPLAIN, data=chunks(), headers={"Content-Type": "image/png"})

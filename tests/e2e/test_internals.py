@@ -1,6 +1,5 @@
 """The activations route and filter visualization (activation maximization)."""
 import base64
-import json
 
 import numpy as np
 

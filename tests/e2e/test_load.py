@@ -1,7 +1,6 @@
 """Load and lifecycle: queue full (503 + Retry-After, /readyz overloaded), deadlines (504), drain
 on SIGTERM, a client leaving while queued, 64 parallel clients, an idle keep-alive connection at
 shutdown. The slow requests are integrated gradients with many steps on mobilenet_v2 64x64."""
-import base64
 import json
 import signal
 import socket
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from helpers import explanations_without_time
-from server import counter
+from server import counter, raw_request
 
 SLOW = "/v1/models/mobilenet/explain?methods=integrated_gradients&ig_steps=300&output=raw"
 
@@ -52,31 +51,6 @@ def wait_gauges(server, busy, queued, timeout=20):
         time.sleep(0.01)
     raise AssertionError(f"workers_busy={counter(m, 'explaind_workers_busy')} queue={counter(m, 'explaind_queue_depth')}, "
                          f"wanted {busy}/{queued}")
-
-
-def raw_request(sock, request_bytes, contract, method, path):
-    """Send one request on an open socket, read one response (Connection: close or Content-Length)."""
-    sock.sendall(request_bytes)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed before an answer"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = requests.structures.CaseInsensitiveDict()
-    for l in lines[1:]:
-        k, _, v = l.partition(":")
-        headers[k.strip()] = v.strip()
-    n = int(headers.get("Content-Length", 0))
-    while len(body) < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    status = int(lines[0].split()[1])
-    contract.check(method, path, status, headers, body)
-    return status, headers, body
 
 
 def test_queue_full_is_503_with_retry_after_and_readyz_overloaded(start_server, boot_png):
