@@ -1006,7 +1006,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return answer_problem(r, 405, "%s is not allowed on %s", method, metrics_route_label(r->route));
         if (route_needs_auth(r->route) && !authorized(conn))
             return answer_problem(r, 401, "a valid API key is required: send 'Authorization: Bearer <key>'");
-        if (!post) return handle_get(r);
+        /* GET/HEAD: answered at the next call, once MHD knows there is no body; a response queued
+         * in this first call makes libmicrohttpd 0.9.75 close the connection (no keep-alive) */
+        if (!post) return MHD_YES;
 
         /* POST: model, state, limits, parameters from the query string */
         if (!atomic_load(&S.ready)) return answer_problem(r, 503, "the models are still loading");
@@ -1085,6 +1087,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    if (!route_is_post(r->route) && r->phase == PH_RECEIVING) return handle_get(r);
     if (r->phase == PH_RECEIVING) {
         int st = parse_body(r);
         if (st) return queue_stored(r);

@@ -108,3 +108,14 @@ def test_unknown_routes_are_404(client):
         r = client.request(method, path)
         assert r.status_code == 404, (method, path)
         assert r.json()["type"] == "urn:explaind:problem:not-found"
+
+
+def test_get_routes_keep_the_connection_alive(server, contract):
+    # health probes, scrapes and the dashboard's polling reuse one connection (HTTP/1.1 keep-alive)
+    import socket
+    from server import raw_request
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        for path in ("/healthz", "/readyz", "/metrics", "/v1/models", "/v1/models/fashion-cnn", "/healthz"):
+            status, headers, _ = raw_request(s, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), contract, "GET", path)
+            assert status == 200
+            assert headers.get("Connection", "").lower() != "close", path
