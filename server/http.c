@@ -352,11 +352,18 @@ static void answer_413_midstream(req_t *r)
 {
     set_problem(r, 413, "the body exceeds %lld bytes (max_upload_bytes); upload cut off", (long long)S.cfg.max_upload_bytes);
     metrics_problem(r->problem_type);
-    char head[512];
+    /* the headers add_common_headers gives every other answer (CORS: a page must read this one too) */
+    const char *o = allowed_origin(r->conn);
+    char cors[CFG_STR * 4 + 160] = "";
+    if (o)
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Expose-Headers: X-Request-Id, Retry-After\r\n%s",
+                 o, strcmp(o, "*") ? "Vary: Origin\r\n" : "");
+    char head[sizeof cors + 512];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/problem+json\r\nContent-Length: %zu\r\n"
-                      "X-Request-Id: %s\r\nConnection: close\r\n\r\n",
-                      r->resp_len, r->request_id);
+                      "X-Request-Id: %s\r\n%sCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                      "Connection: close\r\n\r\n",
+                      r->resp_len, r->request_id, cors);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci && hl > 0) {
         int fd = ci->connect_fd;

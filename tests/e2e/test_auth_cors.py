@@ -2,6 +2,8 @@
 and CORS (allowed origins get the headers, preflight answered; others get none)."""
 import pytest
 
+from server import curl
+
 EXPLAIN = "/v1/models/fashion-cnn/explain"
 ALLOWED = "https://allowed.example"
 
@@ -10,7 +12,8 @@ ALLOWED = "https://allowed.example"
 def guarded(start_server, tmp_path_factory):
     keys = tmp_path_factory.mktemp("keys") / "keys.txt"
     keys.write_text("# one key per line\n\nk-alpha-123\n   k-beta-456   \n")
-    s = start_server(api_keys_file=str(keys), cors_origins=f"{ALLOWED}, https://other.example", workers=1)
+    s = start_server(api_keys_file=str(keys), cors_origins=f"{ALLOWED}, https://other.example", workers=1,
+                     max_upload_bytes=65536)
     yield s
     assert s.stop() == 0
 
@@ -100,3 +103,15 @@ def test_wildcard_origin(start_server):
 def test_no_cors_headers_without_cors_origins(client):
     r = client.get("/healthz", headers={"Origin": ALLOWED})
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_an_upload_cut_off_midstream_still_carries_cors_headers(guarded, tmp_path):
+    # the 413 for a chunked body over max_upload_bytes is written outside the usual path; a page
+    # must be able to read it like any other answer
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 200000)
+    r = curl(guarded, "POST", EXPLAIN, "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: image/png",
+             "-H", f"Origin: {ALLOWED}", "-H", "Authorization: Bearer k-alpha-123", "--data-binary", f"@{big}")
+    assert r.status_code == 413
+    assert r.headers["Access-Control-Allow-Origin"] == ALLOWED and r.headers["Vary"] == "Origin"
+    assert r.headers["Cache-Control"] == "no-store"
