@@ -136,7 +136,9 @@ def test_client_leaving_while_queued_does_not_hurt(start_server, boot_png):
         time.sleep(0.02)
     assert recs and recs[0]["status"] == 499  # logged as "client closed the request"
     wait_gauges(s, busy=0, queued=0)
-    assert counter(s.metrics(), "explaind_inflight") == 1  # only the scrape
+    m = s.metrics()
+    assert counter(m, "explaind_inflight") == 1  # only the scrape
+    assert counter(m, "explaind_requests_total", route="/v1/models/{model}/explain", status="499") == 1
     assert s.stop() == 0
 
 

@@ -73,3 +73,14 @@ def test_gauges_are_idle_between_requests(server):
     m = settled(server, lambda m: counter(m, "explaind_inflight") == 1)
     assert counter(m, "explaind_inflight") == 1  # the scrape itself
     assert counter(m, "explaind_queue_depth") == 0 and counter(m, "explaind_workers_busy") == 0
+
+
+def test_every_status_the_server_answers_has_its_own_label(server, client):
+    # no status lumped into "other": 414 (request target too long) is one the server answers
+    before = server.metrics()
+    client.get("/healthz?pad=" + "a" * 17000)  # over max_header_bytes (16384), mostly target
+    after = settled(server, lambda m: counter(m, "explaind_requests_total", route="(unmatched)", status="414") >
+                    counter(before, "explaind_requests_total", route="(unmatched)", status="414"))
+    assert counter(after, "explaind_requests_total", route="(unmatched)", status="414") == \
+        counter(before, "explaind_requests_total", route="(unmatched)", status="414") + 1
+    assert not any(k[0] == "explaind_requests_total" and ("status", "other") in k[1] for k in after)
