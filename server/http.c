@@ -721,6 +721,13 @@ static int parse_body(req_t *r)
         return 0;
     }
     if (r->body_kind == BODY_JSON) {
+        if (!r->body.len) { /* jansson would say "wrong arguments (line -1, column -1)" */
+            if (r->route == RT_FILTER) return 0; /* no parameters, as an empty raw body */
+            set_problem(r, 400, "empty body: send a JSON object (%s)",
+                        r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN ? "{\"instances\": [{\"b64\": ...}]}"
+                                                                                  : "{\"image\": \"<base64>\", ...}");
+            return 400;
+        }
         json_error_t je;
         json_t *root = json_loadb((const char *)r->body.p, r->body.len, JSON_REJECT_DUPLICATES, &je);
         if (!root && json_error_code(&je) == json_error_duplicate_key) {

@@ -60,6 +60,12 @@ def test_base64_of_garbage_is_400(client):
     problem(client.post(EXPLAIN, json={"image": base64.b64encode(b"hello world").decode()}), 400)
 
 
+def test_empty_json_body_is_400_saying_so(client):
+    for url in (EXPLAIN, "/v1/models/fashion-cnn:explain"):
+        p = problem(client.post(url, headers={"Content-Type": "application/json"}), 400)
+        assert "empty" in p["detail"] and "line -1" not in p["detail"], p["detail"]
+
+
 def test_json_without_an_image_is_400(client):
     problem(client.post(EXPLAIN, json={"methods": ["gradcam"]}), 400)
 

@@ -99,3 +99,9 @@ def test_filter_errors(client):
     assert r.status_code == 400
     r = client.get(VIS.format(0))
     assert r.status_code == 405
+
+
+def test_filter_visualization_with_an_empty_json_body(client):
+    # what fetch(url, {method: "POST", headers: {"Content-Type": "application/json"}}) sends
+    r = client.post(VIS.format(2) + "?steps=2", headers={"Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["index"] == 2
