@@ -115,3 +115,11 @@ def test_an_upload_cut_off_midstream_still_carries_cors_headers(guarded, tmp_pat
     assert r.status_code == 413
     assert r.headers["Access-Control-Allow-Origin"] == ALLOWED and r.headers["Vary"] == "Origin"
     assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_preflight_is_answered_on_every_path_of_the_document(guarded, contract):
+    c = guarded.client(headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST"})
+    for tpl in contract.spec["paths"]:
+        path = tpl.replace("{model}", "fashion-cnn").replace("{layer}", "%2Fconv4%2FRelu").replace("{index}", "0")
+        r = c.options(path)
+        assert r.status_code == 204 and r.headers["Access-Control-Allow-Origin"] == ALLOWED, tpl

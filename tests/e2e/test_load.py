@@ -149,6 +149,7 @@ def test_64_parallel_clients_get_identical_explanations(start_server, fashion_in
             "&smoothgrad_samples=8&ig_steps=16&seed=5&output=raw,heatmap_png")
     c = s.client()
     reference = [explanations_without_time(c.post(path, data=img).json()) for img in images]
+    c.close()  # 64 connections at once is exactly per_ip_connection_limit: no 65th may be open
     barrier = threading.Barrier(64)
     results = [None] * 64
 
