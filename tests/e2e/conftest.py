@@ -45,6 +45,7 @@ class Models:
     def __init__(self, directory, kinds):
         self.dir, self.kinds = directory, kinds
         self.labels = FASHION_LABELS
+        self.names = sorted(kinds)  # the server lists its models in name order
 
 
 @pytest.fixture(scope="session")

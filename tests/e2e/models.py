@@ -1,6 +1,7 @@
 """Models the e2e suite serves, written into a fresh models_dir at session start.
 
-  fashion-cnn    the shipped model (models/fashion-cnn.onnx + .json) when the repository has it;
+  fashion-cnn    the shipped model (models/fashion-cnn.onnx + .json, and its label-randomized twin
+                 fashion-cnn-randlabels when shipped too) when the repository has it;
                  otherwise a stand-in with the same interface: 1x28x28 gray input, the ten
                  Fashion-MNIST labels, conv blocks + CBAM + GAP + linear head, the same node names
                  (/conv4/Relu as cam_layer, /cbam/spatial/Sigmoid as attention layer), seeded
@@ -151,6 +152,11 @@ def write_models(out_dir, repo_models_dir):
         for ext in ("onnx", "json"):
             shutil.copy(os.path.join(repo_models_dir, f"fashion-cnn.{ext}"), out_dir)
         kinds["fashion-cnn"] = "shipped"
+        twin = "fashion-cnn-randlabels"  # its label-randomized twin, for sanity=label
+        if all(os.path.exists(os.path.join(repo_models_dir, f"{twin}.{ext}")) for ext in ("onnx", "json")):
+            for ext in ("onnx", "json"):
+                shutil.copy(os.path.join(repo_models_dir, f"{twin}.{ext}"), out_dir)
+            kinds[twin] = "shipped"
     else:
         _export(_standin_fashion_cnn(), (1, 1, 28, 28), os.path.join(out_dir, "fashion-cnn.onnx"))
         with open(os.path.join(out_dir, "fashion-cnn.json"), "w") as f:

@@ -4,6 +4,7 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
 from helpers import explanations_without_time, png_image, raw_array, without_volatile
 from server import curl
@@ -167,3 +168,15 @@ def test_predict_with_curl_multipart_and_json(server, boot_png_path, boot_png, t
     assert a.json()["predictions"] == b.json()["predictions"]
 
 
+
+
+def test_shipped_fashion_cnn_classifies_the_test_images(client, models, fashion_index, repo):
+    if models.kinds["fashion-cnn"] != "shipped":
+        pytest.skip("models/fashion-cnn.onnx is not in the tree yet: the suite serves a stand-in")
+    right = 0
+    for e in fashion_index:
+        img = (repo / "tests" / "data" / "fashion" / e["file"]).read_bytes()
+        top = client.post("/v1/models/fashion-cnn/predict?top_k=1", data=img).json()["predictions"][0]
+        assert top["label"] == client.get("/v1/models/fashion-cnn").json()["labels"][top["index"]]
+        right += top["index"] == e["label"]
+    assert right >= 9, f"{right}/10 test images classified right"

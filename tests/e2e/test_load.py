@@ -146,7 +146,7 @@ def test_64_parallel_clients_get_identical_explanations(start_server, fashion_in
     s = start_server(workers=2)
     images = [open(repo / "tests" / "data" / "fashion" / e["file"], "rb").read() for e in fashion_index[:4]]
     path = ("/v1/models/fashion-cnn/explain?methods=gradcam,saliency,smoothgrad,integrated_gradients,scorecam"
-            "&smoothgrad_samples=8&ig_steps=16&seed=5&output=raw,heatmap_png")
+            "&smoothgrad_samples=4&ig_steps=8&scorecam_channels=4&seed=5&output=raw,heatmap_png")
     c = s.client()
     reference = [explanations_without_time(c.post(path, data=img).json()) for img in images]
     c.close()  # 64 connections at once is exactly per_ip_connection_limit: no 65th may be open
