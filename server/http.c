@@ -141,6 +141,7 @@ typedef struct req {
     const char *problem_type;
     char methods_str[256];
     long long bytes_out;
+    int raw_sent; /* the answer was written to the socket directly (mid-stream 413) */
 } req_t;
 
 static int64_t now_ns(void) { return eng_now_ns(); }
@@ -371,6 +372,7 @@ static void answer_413_midstream(req_t *r)
             shutdown(fd, SHUT_WR);
     }
     r->bytes_out = hl + (long long)r->resp_len;
+    r->raw_sent = 1;
     r->phase = PH_ANSWERED;
 }
 
@@ -1135,8 +1137,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_t *r = *con_cls;
     if (!r) return;
     int64_t end = now_ns();
-    int status = r->status ? r->status : 499; /* 499: the client went away before an answer */
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PH_ANSWERED) status = 499;
+    /* 499: the client went away before it had the whole answer — also when the answer was already
+     * queued (a job finishing for a client that left: MHD then fails to send it); an answer written
+     * to the socket directly was sent, whatever became of the connection afterwards */
+    int status = r->status ? r->status : 499;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->raw_sent) status = 499;
     metrics_request(r->route, status, ms(r->t_start, end) / 1e3);
     metrics_inflight(-1);
     access_t a = {.request_id = r->request_id, .method = r->rq.route ? "POST" : "GET", .route = metrics_route_label(r->route),

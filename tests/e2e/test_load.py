@@ -115,30 +115,35 @@ def test_drain_on_sigterm(start_server, contract, boot_png):
     assert s.stop() == 0
 
 
-def test_client_leaving_while_queued_does_not_hurt(start_server, boot_png):
+def test_clients_leaving_while_queued_are_logged_499_and_do_not_hurt(start_server, boot_png):
     s = start_server(workers=1)
     a = Background(s, SLOW, boot_png)
     wait_gauges(s, busy=1, queued=0)
-    sock = socket.create_connection(("127.0.0.1", s.port))
-    sock.sendall(b"POST /v1/models/fashion-cnn/explain?methods=saliency HTTP/1.1\r\nHost: x\r\nX-Request-Id: leaver\r\n"
-                 b"Content-Type: image/png\r\nContent-Length: %d\r\n\r\n" % len(boot_png) + boot_png)
-    wait_gauges(s, busy=1, queued=1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()  # gone (reset) while waiting for a worker
+    leavers = []
+    for k in range(4):
+        sock = socket.create_connection(("127.0.0.1", s.port))
+        sock.sendall(b"POST /v1/models/fashion-cnn/explain?methods=saliency HTTP/1.1\r\nHost: x\r\nX-Request-Id: leaver-%d\r\n"
+                     b"Content-Type: image/png\r\nContent-Length: %d\r\n\r\n" % (k, len(boot_png)) + boot_png)
+        leavers.append(sock)
+    wait_gauges(s, busy=1, queued=4)
+    for sock in leavers:  # gone (reset) while waiting for a worker
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
     assert a.result().status_code == 200
     c = s.client()
     assert c.post("/v1/models/fashion-cnn/explain", data=boot_png).status_code == 200
     assert c.get("/healthz").status_code == 200
     for _ in range(200):
-        recs = [r for r in s.log_records() if r.get("request_id") == "leaver"]
-        if recs:
+        recs = {r["request_id"]: r for r in s.log_records() if r.get("request_id", "").startswith("leaver-")}
+        if len(recs) == 4:
             break
         time.sleep(0.02)
-    assert recs and recs[0]["status"] == 499  # logged as "client closed the request"
+    # each logged as "client closed the request", whether or not its job had queued an answer
+    assert sorted((k, r["status"]) for k, r in recs.items()) == [(f"leaver-{k}", 499) for k in range(4)]
     wait_gauges(s, busy=0, queued=0)
     m = s.metrics()
     assert counter(m, "explaind_inflight") == 1  # only the scrape
-    assert counter(m, "explaind_requests_total", route="/v1/models/{model}/explain", status="499") == 1
+    assert counter(m, "explaind_requests_total", route="/v1/models/{model}/explain", status="499") == 4
     assert s.stop() == 0
 
 
