@@ -1215,13 +1215,17 @@ int cli_serve(int argc, char **argv)
             return 0;
         }
         if (!strcmp(argv[i], "--print-config")) {
+            /* the effective configuration (or, with --documented, the defaults with their help) */
+            int documented = 0;
+            for (int k = 0; k < argc; k++) documented |= !strcmp(argv[k], "--documented");
             config_t c;
             char e[512];
-            if (config_from_all(&c, 0, NULL, e, sizeof e)) {
+            if (documented) config_defaults(&c);
+            else if (config_from_all(&c, 0, NULL, e, sizeof e)) {
                 fprintf(stderr, "explaind: %s\n", e);
                 return 2;
             }
-            config_print_json(stdout, &c);
+            config_print_json(stdout, &c, documented);
             return 0;
         }
     }
