@@ -265,7 +265,7 @@ void ws_clear_overlays(ws_t *ws)
     memset(ws->ov_b, 0, sizeof(*ws->ov_b) * (size_t)ws->g->n_nodes);
 }
 
-static int deadline_passed(const ws_t *ws) { return ws->deadline_ns && eng_now_ns() > ws->deadline_ns; }
+int ws_deadline_passed(const ws_t *ws) { return ws->deadline_ns && eng_now_ns() > ws->deadline_ns; }
 
 static void node_params(const ws_t *ws, int i, exec_t *e)
 {
@@ -290,7 +290,7 @@ int ws_forward_from(ws_t *ws, int first_node, int n, eng_err_t *err)
     e.scratch = ws->scratch;
     for (int i = first_node; i < g->n_nodes; i++) {
         const node_t *nd = &g->nodes[i];
-        if (deadline_passed(ws)) return eng_errf(err, ENG_EDEADLINE, "deadline passed during the forward pass");
+        if (ws_deadline_passed(ws)) return eng_errf(err, ENG_EDEADLINE, "deadline passed during the forward pass");
         for (int k = 0; k < nd->n_in; k++) ws->xin[k] = nd->in[k] >= 0 ? ws->val[nd->in[k]] : NULL;
         e.y = ws->val[nd->out[0]];
         e.aux = ws->aux[i];
@@ -389,7 +389,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
         int o = nd->out[0];
         if (!ws->vcap_done[o]) capture_copy(ws, req, o); /* o's gradient is complete here */
         if (!reach[o] || !fromcap[o] || !ws->vinit[o]) continue;
-        if (deadline_passed(ws)) return eng_errf(err, ENG_EDEADLINE, "deadline passed during the backward pass");
+        if (ws_deadline_passed(ws)) return eng_errf(err, ENG_EDEADLINE, "deadline passed during the backward pass");
         int any = 0;
         for (int k = 0; k < nd->n_in; k++) {
             int v = nd->in[k];
