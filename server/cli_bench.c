@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "engine.h"
+#include "explain.h"
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -62,11 +63,17 @@ int cli_bench(int argc, char **argv)
     const char *model = NULL;
     int batches[8] = {1, 16}, nb = 2, gbatches[8] = {1}, ngb = 1, reps = 10, warmup = 2, threads = 1, do_sgemm = 0,
         profile = 0;
+    const char *methods = NULL; /* --methods a,b: time explain_run (each listed set, ';' separates sets) */
+    int ig_steps = 50, sg_samples = 25;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: explaind bench [--model M.onnx] [--batch 1,16] [--grad-batch 1] [--reps 10] [--warmup 2]\n"
                    "                      [--threads 1] [--sgemm] [--profile]\n"
+                   "       explaind bench --model M.onnx --methods 'saliency;gradcam;a,b,c' [--ig-steps 50]\n"
+                   "                      [--smoothgrad-samples 25] [--batch 16] [--reps 10]\n"
+                   "With --methods, each ';'-separated set is one explain request timed in-process (model and\n"
+                   "workspace loaded once; --batch is the workspace batch); reports median ms and passes.\n"
                    "Times the engine: forward at each batch, forward + input gradient at each grad batch\n"
                    "(median and min ms), GFLOP/s; --sgemm measures the OpenBLAS sgemm peak. One JSON line per result.\n"
                    "The driver that compares with PyTorch in the same run is `make bench` (tests/bench/).\n");
@@ -80,6 +87,9 @@ int cli_bench(int argc, char **argv)
         else if (v && !strcmp(a, "--reps")) reps = atoi(argv[++i]);
         else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--methods")) methods = argv[++i];
+        else if (v && !strcmp(a, "--ig-steps")) ig_steps = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--smoothgrad-samples")) sg_samples = atoi(argv[++i]);
         else {
             fprintf(stderr, "explaind bench: unexpected argument '%s'\n", a);
             return 2;
@@ -92,6 +102,66 @@ int cli_bench(int argc, char **argv)
                        openblas_get_corename()));
     if (!model) return 0;
     eng_err_t err = {0};
+    if (methods) {
+        model_t *m;
+        if (model_load_path(model, NULL, NULL, &m, &err)) {
+            fprintf(stderr, "explaind bench: %s\n", err.msg);
+            return 2;
+        }
+        int B = 1;
+        for (int i = 0; i < nb; i++) B = batches[i] > B ? batches[i] : B;
+        ws_t *ws;
+        if (ws_create(m->graph, B, &ws, &err)) {
+            fprintf(stderr, "explaind bench: %s\n", err.msg);
+            return 2;
+        }
+        size_t S = model_input_size(m);
+        float *x = malloc(sizeof(float) * S);
+        for (size_t i = 0; i < S; i++) x[i] = (float)((i * 2654435761u) % 2000) / 1000.f - 1.f;
+        double *t = malloc(sizeof(double) * reps);
+        char *sets = strdup(methods), *save = NULL;
+        for (char *set = strtok_r(sets, ";", &save); set; set = strtok_r(NULL, ";", &save)) {
+            explain_params_t ep;
+            explain_params_default(&ep);
+            ep.methods = 0;
+            ep.ig_steps = ig_steps;
+            ep.smoothgrad_samples = sg_samples;
+            char *cp = strdup(set), *s2 = NULL;
+            for (char *nm = strtok_r(cp, ",", &s2); nm; nm = strtok_r(NULL, ",", &s2)) {
+                int mi = method_from_name(nm);
+                if (mi < 0) {
+                    fprintf(stderr, "explaind bench: unknown method '%s'\n", nm);
+                    return 2;
+                }
+                ep.methods |= 1u << mi;
+            }
+            free(cp);
+            explain_out_t out;
+            int pf = 0, pb = 0;
+            for (int r = -warmup; r < reps; r++) {
+                int64_t t0 = eng_now_ns();
+                if (explain_run(m, ws, x, &ep, &out, &err)) {
+                    fprintf(stderr, "explaind bench: %s: %s\n", set, err.msg);
+                    return 3;
+                }
+                if (r >= 0) t[r] = (double)(eng_now_ns() - t0) / 1e6;
+                pf = out.passes_forward;
+                pb = out.passes_backward;
+                explain_out_free(&out);
+            }
+            qsort(t, reps, sizeof(double), cmp_d);
+            double med = reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
+            emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:i, s:i, s:i}", "model", model, "what", "explain", "methods",
+                           set, "batch", B, "threads", threads, "median_ms", med, "min_ms", t[0], "reps", reps, "forward", pf,
+                           "backward", pb));
+        }
+        free(sets);
+        free(t);
+        free(x);
+        ws_free(ws);
+        model_free(m);
+        return 0;
+    }
     graph_t *g;
     if (graph_load_onnx(model, NULL, &g, &err)) {
         fprintf(stderr, "explaind bench: %s\n", err.msg);
