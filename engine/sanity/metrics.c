@@ -263,7 +263,7 @@ int map_norm_diverging(const float *a, int C, int H, int W, double *out, double 
     return SIM_OK;
 }
 
-/* ---- ranks: 11-bit LSD radix sort of order-preserving keys, ties get their mean rank ------------ */
+/* ---- ranks: LSD radix sort of order-preserving keys, ties get their mean rank ------------------- */
 
 typedef struct {
     uint64_t *k0, *k1;
@@ -785,7 +785,7 @@ size_t map_hog_features(const double *img, int H, int W, int cell, double *out, 
     const int ncr = H / cell, ncc = W / cell;
     memset(hist, 0, sizeof(float) * (size_t)ncr * ncc * NO);
     /* _hoghistogram.cell_hog: per (cell, bin), a float32 running total of the magnitudes whose
-     * orientation lies in [per_bin·i, per_bin·(i+1)), in row-major order within the cell */
+     * orientation lies in [20 i, 20 i + 20), in row-major order within the cell */
     for (int r = 0; r < ncr * cell; r++) {
         const double *row = img + (size_t)r * W;
         float *hcell = hist + (size_t)(r / cell) * ncc * NO;

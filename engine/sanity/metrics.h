@@ -84,9 +84,9 @@
  *   exactly flat: skimage's resize leaves 1-ulp wobbles there, and HOG bins a 1e-16 gradient by
  *   its orientation — rounding would decide the vote (numpy's SVML arctan2 and glibc's atan2
  *   even disagree on it). The factor is reported (sim_t.upsample). Shrinking the window instead
- *   would average SSIM over one pixel of a 7x7 map; upsampling keeps skimage's parameters and matches what the paper compared
- *   (maps at image resolution). Callers that want the paper's exact setting upsample CAM maps to
- *   the input size themselves (ex_upsample_bilinear) before calling.
+ *   would average SSIM over one pixel of a 7x7 map; upsampling keeps skimage's parameters and
+ *   matches what the paper compared (maps at image resolution). Callers that want the paper's
+ *   exact setting upsample CAM maps to the input size themselves (ex_upsample_bilinear) first.
  *
  * ---- NaN: a metric that is undefined is NaN, never 0 -----------------------------------------
  *
@@ -113,6 +113,12 @@
  *   makes the function malloc and free its own (SIM_NOMEM if that fails). A scratch buffer must
  *   not be shared between threads at the same time; everything else is reentrant.
  *   Outputs (out arrays) are caller-allocated with the sizes stated per function.
+ *
+ * ---- Cost -------------------------------------------------------------------------------------
+ *
+ *   sim_compare, one thread (make metrics-bench): 7x7 ~12 us, 28x28 ~0.14 ms, 224x224 ~8 ms —
+ *   six rankings (four maps, two HOG vectors), two HOG histograms, one SSIM. The rankings are
+ *   the largest share; nothing in it is quadratic.
  */
 #ifndef EXPLAIND_SANITY_METRICS_H
 #define EXPLAIND_SANITY_METRICS_H
@@ -140,7 +146,8 @@ enum {
 };
 #define SIM_MAP_B 0x100 /* or-ed into a pair metric's reason when map b is the cause */
 
-/* "map b is constant, so the rank correlation is undefined" style text; "" for SIM_OK, never NULL. */
+/* The reason as a sentence naming the map ("map b is constant after its normalization ..."),
+ * "" for SIM_OK, "unknown reason" for a code not listed; never NULL. */
 const char *sim_why_text(int why);
 
 /* ---- the whole set for a pair of maps --------------------------------------------------------- */
@@ -163,8 +170,8 @@ size_t sim_scratch_bytes(int H, int W);
 /* All four metrics between a and b, both (C,H,W) float32, C = 0 for 2-D (H,W) maps (C = 1 is a
  * 3-D map with one channel: abs normalization uses the P99 rule, not max). Fills *out (every
  * field; NaN values have their why_*). Returns SIM_OK, or SIM_EMPTY / SIM_TOO_LARGE / SIM_NOMEM
- * when nothing could be computed (all four then NaN with that reason). scratch: sim_scratch_bytes(H, W)
- * bytes, or NULL to allocate internally. */
+ * when nothing could be computed (all four then NaN with that reason). scratch:
+ * sim_scratch_bytes(H, W) bytes, or NULL to allocate internally. */
 int sim_compare(const float *a, const float *b, int C, int H, int W, void *scratch, sim_t *out);
 
 /* The same with a channel count per map, e.g. a (3,H,W) gradient against a 2-D Sobel edge map:
@@ -199,7 +206,8 @@ size_t metric_spearman_scratch_bytes(size_t n);
 /* SSIM of two H x W maps, compared as their grayscale images (map_gray_image: the small-map
  * upsampling, min-max, 2^-40 grid). *upsample (may be NULL) gets the factor used. NaN when a map
  * is constant, empty, too large or not finite. */
-double metric_ssim(const double *a, const double *b, int H, int W, void *scratch, int *why, int *upsample);
+double metric_ssim(const double *a, const double *b, int H, int W, void *scratch, int *why,
+                   int *upsample);
 size_t metric_ssim_scratch_bytes(int H, int W);
 
 /* Spearman of the HOG features of two H x W maps' grayscale images (as metric_ssim). *cell (may
