@@ -21,6 +21,7 @@ static const char *const WHY_A[SIM_WHY_COUNT] = {
     "map a: its 99th percentile equals its minimum (99% or more of the pixels share it), so abs normalization is undefined",
     "map a: its 99th percentile is 0, so diverging normalization is undefined",
     "out of memory",
+    "map too large to compare (more than 2^28 values)",
 };
 static const char *const WHY_B[SIM_WHY_COUNT] = {
     "",
@@ -30,6 +31,7 @@ static const char *const WHY_B[SIM_WHY_COUNT] = {
     "map b: its 99th percentile equals its minimum (99% or more of the pixels share it), so abs normalization is undefined",
     "map b: its 99th percentile is 0, so diverging normalization is undefined",
     "out of memory",
+    "map too large to compare (more than 2^28 values)",
 };
 
 const char *sim_why_text(int why)
@@ -123,8 +125,8 @@ static int cmp_double(const void *pa, const void *pb)
 }
 
 /* Move the k-th smallest to x[k], smaller ones before it and larger ones after (Hoare partition,
- * median of three; after 2·log2(n) rounds without convergence it sorts the rest: O(n log n)
- * worst case, never quadratic). */
+ * median of three; after 16 + 2·log2(n) rounds without converging it sorts what is left:
+ * O(n log n) worst case, never quadratic). */
 static void select_kth(double *x, size_t n, size_t k)
 {
     ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
@@ -261,7 +263,7 @@ int map_norm_diverging(const float *a, int C, int H, int W, double *out, double 
     return SIM_OK;
 }
 
-/* ---- ranks: 11-bit LSD radix sort of order-preserving keys, ties get their mean rank ------------ */
+/* ---- ranks: LSD radix sort of order-preserving keys, ties get their mean rank ------------------- */
 
 typedef struct {
     uint64_t *k0, *k1;
@@ -269,8 +271,8 @@ typedef struct {
     uint32_t *counts; /* 6 x 2048 */
 } sorter_t;
 
-#define RADIX_BITS 11
-#define RADIX_PASSES 6
+#define RADIX_BITS 8
+#define RADIX_PASSES 4 /* over the top 32 key bits; runs equal there are finished on the low 32 */
 #define RADIX_SIZE (1u << RADIX_BITS)
 
 static void sorter_take(arena_t *ar, sorter_t *s, size_t n)
@@ -291,37 +293,37 @@ static inline uint64_t order_key(double x)
     return (u >> 63) ? ~u : u | 0x8000000000000000ULL;
 }
 
-/* sorts (k0, v0) by key; returns which buffer pair holds the result */
-static void radix_sort(sorter_t *s, size_t n, uint64_t **keys, uint32_t **vals)
+static void insertion_sort(uint64_t *k, uint32_t *v, size_t n)
 {
-    uint64_t *k = s->k0, *k2 = s->k1;
-    uint32_t *v = s->v0, *v2 = s->v1;
-    if (n < 64) { /* insertion sort: cheaper than clearing the counts */
-        for (size_t i = 1; i < n; i++) {
-            uint64_t kk = k[i];
-            uint32_t vv = v[i];
-            size_t j = i;
-            while (j > 0 && k[j - 1] > kk) {
-                k[j] = k[j - 1];
-                v[j] = v[j - 1];
-                j--;
-            }
-            k[j] = kk;
-            v[j] = vv;
+    for (size_t i = 1; i < n; i++) {
+        uint64_t kk = k[i];
+        uint32_t vv = v[i];
+        size_t j = i;
+        while (j > 0 && k[j - 1] > kk) {
+            k[j] = k[j - 1];
+            v[j] = v[j - 1];
+            j--;
         }
-        *keys = k;
-        *vals = v;
-        return;
+        k[j] = kk;
+        v[j] = vv;
     }
-    uint32_t *cnt = s->counts;
+}
+
+/* LSD radix sort of (k, v) by key bits [shift0, shift0 + 32), 8 bits a pass, ping-ponging with
+ * (k2, v2); a pass whose digit is the same for every key is skipped. The result ends in (k, v):
+ * copied back when it landed in the other pair. counts: RADIX_PASSES x RADIX_SIZE. */
+static void radix32(uint64_t *k, uint32_t *v, uint64_t *k2, uint32_t *v2, size_t n, int shift0, uint32_t *cnt)
+{
+    uint64_t *const k_in = k;
+    uint32_t *const v_in = v;
     memset(cnt, 0, RADIX_PASSES * RADIX_SIZE * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) {
-        uint64_t x = k[i];
+        uint32_t x = (uint32_t)(k[i] >> shift0);
         for (int p = 0; p < RADIX_PASSES; p++) cnt[p * RADIX_SIZE + ((x >> (p * RADIX_BITS)) & (RADIX_SIZE - 1))]++;
     }
     for (int p = 0; p < RADIX_PASSES; p++) {
         uint32_t *c = cnt + p * RADIX_SIZE;
-        int shift = p * RADIX_BITS;
+        int shift = shift0 + p * RADIX_BITS;
         if (c[(k[0] >> shift) & (RADIX_SIZE - 1)] == n) continue; /* one digit for all: nothing to do */
         uint32_t sum = 0;
         for (unsigned d = 0; d < RADIX_SIZE; d++) {
@@ -341,8 +343,39 @@ static void radix_sort(sorter_t *s, size_t n, uint64_t **keys, uint32_t **vals)
         v = v2;
         v2 = tv;
     }
-    *keys = k;
-    *vals = v;
+    if (k != k_in) {
+        memcpy(k_in, k, n * sizeof(uint64_t));
+        memcpy(v_in, v, n * sizeof(uint32_t));
+    }
+}
+
+/* Sorts (k0, v0) by key in place. The top 32 bits of a double's key (sign, exponent, 20 bits of
+ * mantissa) already separate nearly all distinct values, so: radix on them, then each run of
+ * equal top halves is finished on the low 32 bits (insertion sort when short; a run of exact
+ * ties is already in order and costs one comparison per element). */
+static void sort_keys(sorter_t *s, size_t n)
+{
+    uint64_t *k = s->k0;
+    uint32_t *v = s->v0;
+    if (n < 64) {
+        insertion_sort(k, v, n);
+        return;
+    }
+    radix32(k, v, s->k1, s->v1, n, 32, s->counts);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        uint64_t hi = k[i] >> 32;
+        int all_equal = 1;
+        while (j < n && (k[j] >> 32) == hi) {
+            if (k[j] != k[i]) all_equal = 0;
+            j++;
+        }
+        if (!all_equal) {
+            if (j - i <= 32) insertion_sort(k + i, v + i, j - i);
+            else radix32(k + i, v + i, s->k1, s->v1, j - i, 0, s->counts);
+        }
+        i = j;
+    }
 }
 
 /* r2[i] = 2 · (average 1-based rank of x[i]) = first + last + 1 of its tie group (0-based, last
@@ -354,9 +387,9 @@ static size_t rank2(const double *x, size_t n, uint32_t *r2, sorter_t *s)
         s->k0[i] = order_key(x[i]);
         s->v0[i] = (uint32_t)i;
     }
-    uint64_t *k;
-    uint32_t *v;
-    radix_sort(s, n, &k, &v);
+    sort_keys(s, n);
+    const uint64_t *k = s->k0;
+    const uint32_t *v = s->v0;
     size_t groups = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
@@ -429,6 +462,10 @@ double metric_spearman(const double *a, const double *b, size_t n, void *scratch
         set_why(why, SIM_EMPTY);
         return NAN;
     }
+    if (n >= ((size_t)1 << 31)) { /* doubled ranks 2n + 1 must fit 32 bits */
+        set_why(why, SIM_TOO_LARGE);
+        return NAN;
+    }
     if (!all_finite_d(a, n)) {
         set_why(why, SIM_NONFINITE);
         return NAN;
@@ -457,6 +494,16 @@ int metric_upsample_factor(int H, int W)
     int side = H < W ? H : W;
     if (side <= 0 || side >= SIM_MIN_SIDE) return 1;
     return (SIM_MIN_SIDE + side - 1) / side;
+}
+
+/* SIM_EMPTY, SIM_TOO_LARGE (the upsampled image, its HOG features — at most 81/16 per pixel —
+ * and their doubled ranks must stay in 32 bits), or SIM_OK */
+static int image_dims_check(int H, int W)
+{
+    if (H <= 0 || W <= 0) return SIM_EMPTY;
+    uint64_t f = (uint64_t)metric_upsample_factor(H, W);
+    if ((uint64_t)H * (uint64_t)W * f * f > SIM_MAX_PIXELS) return SIM_TOO_LARGE;
+    return SIM_OK;
 }
 
 /* Source cell and weight of output index o when upsampling n samples by f (bilinear,
@@ -517,7 +564,8 @@ static int gray_image(const double *m, int H, int W, int f, double *g)
 
 int map_gray_image(const double *m, int H, int W, double *out)
 {
-    if (H <= 0 || W <= 0) return SIM_EMPTY;
+    int e = image_dims_check(H, W);
+    if (e != SIM_OK) return e;
     if (!all_finite_d(m, (size_t)H * W)) return SIM_NONFINITE;
     return gray_image(m, H, W, metric_upsample_factor(H, W), out);
 }
@@ -607,7 +655,7 @@ static void ssim_take(arena_t *ar, ssim_ws_t *w, int H, int W)
 
 size_t metric_ssim_scratch_bytes(int H, int W)
 {
-    if (H <= 0 || W <= 0) return 0;
+    if (image_dims_check(H, W) != SIM_OK) return 0;
     arena_t ar = {NULL, 0};
     ssim_ws_t w;
     ssim_take(&ar, &w, H, W);
@@ -617,7 +665,8 @@ size_t metric_ssim_scratch_bytes(int H, int W)
 /* shared entry checks of the 2-D image metrics; returns SIM_OK to go on */
 static int image_pair_check(const double *a, const double *b, int H, int W)
 {
-    if (H <= 0 || W <= 0) return SIM_EMPTY;
+    int e = image_dims_check(H, W);
+    if (e != SIM_OK) return e;
     size_t n = (size_t)H * W;
     if (!all_finite_d(a, n)) return SIM_NONFINITE;
     if (!all_finite_d(b, n)) return SIM_NONFINITE | SIM_MAP_B;
@@ -685,33 +734,70 @@ static inline double mod180(double x)
     return m;
 }
 
+/* skimage's orientation bin of gradient (gr, gc): degrees(atan2(gr, gc)) mod 180 (numpy's
+ * rad2deg is x·(180/π); numpy's remainder), in [20 i, 20 i + 20); 180.0 after rounding is in no
+ * bin (-1). */
+static int hog_bin_atan2(double gr, double gc)
+{
+    const double per_bin = 180. / SIM_HOG_ORIENTATIONS; /* Cython: number_of_orientations_per_180 */
+    double o = mod180(atan2(gr, gc) * (180.0 / M_PI));
+    int bin = (int)(o / per_bin);
+    if (bin > SIM_HOG_ORIENTATIONS) bin = SIM_HOG_ORIENTATIONS;
+    while (bin > 0 && o < per_bin * bin) bin--;
+    while (bin < SIM_HOG_ORIENTATIONS && o >= per_bin * (bin + 1)) bin++;
+    return bin < SIM_HOG_ORIENTATIONS ? bin : -1;
+}
+
+/* The same bin without atan2 (the costliest step of HOG): fold the gradient into the upper half
+ * plane and locate it among the boundaries 20°, 40°, …, 160° by the sign of cross products
+ * cos β·gr − sin β·gc. When a cross product is within 1e-9 of the gradient's size — the gradient
+ * is within ~1e-9 rad of a boundary, where atan2's rounding could decide — or the gradient is
+ * nearly horizontal (the 0°/180° boundary), fall back to hog_bin_atan2: results are identical. */
+static int hog_bin(double gr, double gc)
+{
+    /* cos, sin of 20°·k, k = 0..8 */
+    static const double COS[9] = {1.0, 0.93969262078590838, 0.76604444311897801, 0.5, 0.17364817766693041,
+                                  -0.17364817766693030, -0.5, -0.76604444311897801, -0.93969262078590832};
+    static const double SIN[9] = {0.0, 0.34202014332566871, 0.64278760968653925, 0.86602540378443860,
+                                  0.98480775301220802, 0.98480775301220802, 0.86602540378443871,
+                                  0.64278760968653936, 0.34202014332566882};
+    if (gr == 0) return 0; /* atan2(±0, x) is 0 or ±180: 0 mod 180 */
+    double r = gr, c = gc;
+    if (r < 0) r = -r, c = -c;
+    double eps = 1e-9 * (r + fabs(c));
+    if (r <= eps) return hog_bin_atan2(gr, gc);
+    int lo = 0, hi = SIM_HOG_ORIENTATIONS; /* angle in (20 lo, 20 hi) */
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        double x = COS[mid] * r - SIN[mid] * c;
+        if (fabs(x) <= eps) return hog_bin_atan2(gr, gc);
+        if (x > 0) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
 size_t map_hog_features(const double *img, int H, int W, int cell, double *out, float *hist)
 {
     enum { NO = SIM_HOG_ORIENTATIONS, B = SIM_HOG_BLOCK, BL = B * B * NO };
     size_t nf = map_hog_feature_count(H, W, cell);
     if (!nf) return 0;
     const int ncr = H / cell, ncc = W / cell;
-    const double per_bin = 180. / NO; /* Cython: number_of_orientations_per_180 */
-    const double rad2deg = 180.0 / M_PI; /* numpy's rad2deg: x · (180/π) */
     memset(hist, 0, sizeof(float) * (size_t)ncr * ncc * NO);
     /* _hoghistogram.cell_hog: per (cell, bin), a float32 running total of the magnitudes whose
-     * orientation lies in [per_bin·i, per_bin·(i+1)), in row-major order within the cell */
+     * orientation lies in [20 i, 20 i + 20), in row-major order within the cell */
     for (int r = 0; r < ncr * cell; r++) {
         const double *row = img + (size_t)r * W;
-        float *hrow = hist + (size_t)(r / cell) * ncc * NO;
-        for (int c = 0; c < ncc * cell; c++) {
-            double gr = (r == 0 || r == H - 1) ? 0.0 : row[c + W] - row[c - W];
-            double gc = (c == 0 || c == W - 1) ? 0.0 : row[c + 1] - row[c - 1];
-            double mag = hypot(gc, gr);
-            double o = mod180(atan2(gr, gc) * rad2deg);
-            int bin = (int)(o / per_bin);
-            if (bin > NO) bin = NO;
-            while (bin > 0 && o < per_bin * bin) bin--;
-            while (bin < NO && o >= per_bin * (bin + 1)) bin++;
-            if (bin >= NO) continue; /* o == 180 after rounding: in no bin (skimage too) */
-            float *t = hrow + (size_t)(c / cell) * NO + bin;
-            *t = (float)((double)*t + mag);
-        }
+        float *hcell = hist + (size_t)(r / cell) * ncc * NO;
+        for (int c0 = 0; c0 < ncc * cell; c0 += cell, hcell += NO)
+            for (int c = c0; c < c0 + cell; c++) {
+                double gr = (r == 0 || r == H - 1) ? 0.0 : row[c + W] - row[c - W];
+                double gc = (c == 0 || c == W - 1) ? 0.0 : row[c + 1] - row[c - 1];
+                if (gr == 0 && gc == 0) continue; /* adds 0 to bin 0: nothing */
+                int bin = hog_bin(gr, gc);
+                if (bin < 0) continue; /* 180.0 after rounding: in no bin (skimage too) */
+                hcell[bin] = (float)((double)hcell[bin] + hypot(gc, gr));
+            }
     }
     const float area = (float)(cell * cell);
     for (size_t i = 0; i < (size_t)ncr * ncc * NO; i++) hist[i] = hist[i] / area;
@@ -769,7 +855,7 @@ static size_t hog_feature_count_for_map(int H, int W)
 
 size_t metric_hog_scratch_bytes(int H, int W)
 {
-    if (H <= 0 || W <= 0) return 0;
+    if (image_dims_check(H, W) != SIM_OK) return 0;
     arena_t ar = {NULL, 0};
     hog_ws_t w;
     hog_take(&ar, &w, H, W, 1, 1);
@@ -792,7 +878,7 @@ double metric_hog(const double *a, const double *b, int H, int W, void *scratch,
                   int *upsample)
 {
     int f = metric_upsample_factor(H, W), e;
-    int c = H > 0 && W > 0 ? metric_hog_cell(H * f, W * f) : 0;
+    int c = image_dims_check(H, W) == SIM_OK ? metric_hog_cell(H * f, W * f) : 0;
     if (upsample) *upsample = f;
     if (cell) *cell = c;
     if ((e = image_pair_check(a, b, H, W)) != SIM_OK) {
@@ -909,7 +995,7 @@ static void sim_take(arena_t *ar, sim_ws_t *w, int H, int W)
 
 size_t sim_scratch_bytes(int H, int W)
 {
-    if (H <= 0 || W <= 0) return 0;
+    if (image_dims_check(H, W) != SIM_OK) return 0;
     arena_t ar = {NULL, 0};
     sim_ws_t w;
     sim_take(&ar, &w, H, W);
@@ -931,9 +1017,10 @@ int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int
     out->hog_cell = 0;
     out->upsample = 1;
     sim_fail_all(out, SIM_OK);
-    if (H <= 0 || W <= 0 || Ca < 0 || Cb < 0) {
-        sim_fail_all(out, SIM_EMPTY);
-        return SIM_EMPTY;
+    int e = Ca < 0 || Cb < 0 ? SIM_EMPTY : image_dims_check(H, W);
+    if (e != SIM_OK) {
+        sim_fail_all(out, e);
+        return e;
     }
     const size_t n = (size_t)H * W;
     const int f = metric_upsample_factor(H, W), Hu = H * f, Wu = W * f;
@@ -949,7 +1036,7 @@ int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int
     sim_take(&ar, &w, H, W);
 
     /* abs-normalized: spearman_abs, then the grayscale images for SSIM and HOG */
-    int e = pair_why(map_norm_abs(a, Ca, H, W, w.na, w.work), map_norm_abs(b, Cb, H, W, w.nb, w.work));
+    e = pair_why(map_norm_abs(a, Ca, H, W, w.na, w.work), map_norm_abs(b, Cb, H, W, w.nb, w.work));
     if (e == SIM_OK) {
         out->spearman_abs = spearman_core(w.na, w.nb, n, &w.sp, &out->why_spearman_abs);
         e = gray_pair(w.na, w.nb, H, W, f, w.ss.ga, w.ss.gb);

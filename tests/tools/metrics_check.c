@@ -120,10 +120,10 @@ static void put_sim(const sim_t *s, int rc)
 
 static size_t planes(long C) { return C > 0 ? (size_t)C : 1; }
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(id, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -290,17 +290,19 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++) b[i] = 0.7f * a[i] + 0.3f * b[i];
         sim_t s;
         sim_compare(a, b, (int)C, (int)H, (int)W, scratch, &s); /* warm-up */
-        double best = INFINITY, sum = 0;
+        /* wall time, and this thread's CPU time (what the 2 shared cores do not inflate) */
+        double best = INFINITY, sum = 0, cpu0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         for (long i = 0; i < iters; i++) {
-            double t0 = now_s();
+            double t0 = clock_s(CLOCK_MONOTONIC);
             sim_compare(a, b, (int)C, (int)H, (int)W, scratch, &s);
-            double dt = now_s() - t0;
+            double dt = clock_s(CLOCK_MONOTONIC) - t0;
             sum += dt;
             if (dt < best) best = dt;
         }
+        double cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - cpu0;
         printf("{\"C\": %ld, \"H\": %ld, \"W\": %ld, \"iters\": %ld, \"scratch_bytes\": %zu, "
-               "\"mean_us\": %.1f, \"min_us\": %.1f, \"result\": ",
-               C, H, W, iters, bytes, 1e6 * sum / (double)iters, 1e6 * best);
+               "\"cpu_us\": %.1f, \"mean_us\": %.1f, \"min_us\": %.1f, \"result\": ",
+               C, H, W, iters, bytes, 1e6 * cpu / (double)iters, 1e6 * sum / (double)iters, 1e6 * best);
         put_sim(&s, 0);
         puts("}");
         free(a);
