@@ -375,15 +375,7 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
     float *gray = malloc(sizeof(float) * c.hw);
     int rc = (!c.scratch || !c.edge || !gray) ? eng_errf(err, ENG_ENOMEM, "out of memory") : ENG_OK;
     if (!rc) { /* the Sobel edges of the input, as the edge method computes them */
-        static const double wrgb[3] = {0.2125, 0.7154, 0.0721};
-        for (size_t i = 0; i < c.hw; i++) {
-            double v = 0;
-            for (int ch = 0; ch < c.C; ch++) {
-                double px = (double)x[ch * c.hw + i] * m->input.std[ch] + m->input.mean[ch];
-                v += c.C == 3 ? wrgb[ch] * px : px;
-            }
-            gray[i] = (float)v;
-        }
+        ex_input_gray(m, x, gray);
         ex_sobel(gray, c.H, c.W, c.edge);
     }
     free(gray);

@@ -404,8 +404,6 @@ def test_sobel_interior_equals_skimage(check, put, h, w):
     assert err <= TOL
 
 
-@pytest.mark.xfail(strict=True, reason="engine/explain/edge.c zeroes the border; skimage 0.19's "
-                   "sobel (mask=None) no longer does (owner of edge.c to fix)")
 def test_sobel_border_equals_skimage(check, put):
     got, want = sobel_pair(check, put, 28, 28, 1)
     assert np.abs(got - want).max() <= TOL
