@@ -717,6 +717,15 @@ static int parse_body(req_t *r)
     if (r->body_kind == BODY_JSON) {
         json_error_t je;
         json_t *root = json_loadb((const char *)r->body.p, r->body.len, JSON_REJECT_DUPLICATES, &je);
+        if (!root && json_error_code(&je) == json_error_duplicate_key) {
+            /* a key twice is a repeated parameter (422, as in the query string), not malformed JSON;
+             * jansson's text ends "near '\"KEY\"'" */
+            const char *k = strstr(je.text, "near '\"");
+            int kl = k ? (int)strlen(k + 7) - 2 : 0;
+            set_problem(r, 422, "parameter '%.*s' is given more than once", kl > 0 ? (kl > 64 ? 64 : kl) : 1,
+                        kl > 0 ? k + 7 : "?");
+            return 422;
+        }
         if (!root || !json_is_object(root)) {
             set_problem(r, 400, "invalid JSON body: %s (line %d, column %d)", root ? "the body must be a JSON object" : je.text,
                         je.line, je.column);
@@ -919,9 +928,14 @@ static enum MHD_Result hdr_iter(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-static size_t header_bytes(struct MHD_Connection *c, const char *url)
+/* The request line and headers, as max_header_bytes counts them. MHD hands `url` without its query
+ * string, which is part of the request line all the same: its arguments count too (*target gets
+ * path + query, for 414). */
+static size_t header_bytes(struct MHD_Connection *c, const char *url, size_t *target)
 {
-    size_t n = strlen(url);
+    size_t q = 0;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, hdr_iter, &q);
+    size_t n = *target = strlen(url) + q;
     MHD_get_connection_values(c, MHD_HEADER_KIND, hdr_iter, &n);
     return n;
 }
@@ -964,9 +978,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client, sizeof r->client);
             else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client, sizeof r->client);
         }
-        if (header_bytes(conn, url) > (size_t)S.cfg.max_header_bytes) {
+        size_t target_len;
+        if (header_bytes(conn, url, &target_len) > (size_t)S.cfg.max_header_bytes) {
             r->route = RT_NOT_FOUND;
-            return answer_problem(r, strlen(url) > (size_t)S.cfg.max_header_bytes / 2 ? 414 : 431,
+            return answer_problem(r, target_len > (size_t)S.cfg.max_header_bytes / 2 ? 414 : 431,
                                   "the request line and headers exceed %d bytes (max_header_bytes)", S.cfg.max_header_bytes);
         }
         if (!strcmp(method, "OPTIONS")) {
@@ -1318,10 +1333,11 @@ int cli_serve(int argc, char **argv)
     if (ls != MHD_INVALID_SOCKET) close(ls);
     int left = S.cfg.drain_timeout_ms;
     int idle = pool_wait_idle(S.pool, left) == 0;
-    /* requests still being received or answered finish within the remaining time */
+    /* requests still being received or answered finish within the remaining time. Requests, not
+     * connections: an idle keep-alive connection holds no request and is closed by the stop (a
+     * server may close an idle connection at any time), so it must not hold the exit */
     while (idle && ms(t0, now_ns()) < S.cfg.drain_timeout_ms) {
-        const union MHD_DaemonInfo *di = MHD_get_daemon_info(S.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        if (!di || di->num_connections == 0) break;
+        if (metrics_inflight_now() == 0) break;
         usleep(10000);
         idle = pool_wait_idle(S.pool, 0) == 0;
     }

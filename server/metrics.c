@@ -91,6 +91,7 @@ void metrics_problem(const char *type)
 }
 
 void metrics_inflight(int delta) { atomic_fetch_add(&inflight, delta); }
+int metrics_inflight_now(void) { return atomic_load(&inflight); }
 
 long metrics_rss_bytes(void)
 {

@@ -23,6 +23,8 @@ void metrics_request(int route, int status, double seconds);
 void metrics_method(const char *method, double seconds);
 void metrics_problem(const char *type);
 void metrics_inflight(int delta);
+/* Requests being handled now (the explaind_inflight gauge). */
+int metrics_inflight_now(void);
 /* Render everything; gauges passed in. Returns malloc'd text, *len its length. */
 char *metrics_render(int queue_depth, int workers_busy, int workers, const char *model_info_lines, size_t *len);
 long metrics_rss_bytes(void);
