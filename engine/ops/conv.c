@@ -120,6 +120,16 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     return ENG_OK;
 }
 
+/* Output columns [lo, hi) whose input column ow*sw + off (off = j*dw - pw) lies inside the image. */
+static void valid_cols(const conv_p *p, int off, int *lo, int *hi)
+{
+    int a = 0, b = p->Wo;
+    while (a < p->Wo && a * p->sw + off < 0) a++;
+    while (b > a && (b - 1) * p->sw + off >= p->W) b--;
+    *lo = a;
+    *hi = b;
+}
+
 /* col[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside);
  * row r starts at col + r*ld (ld = Ho*Wo for one image, b*Ho*Wo when images sit side by side) */
 static void im2col(const conv_p *p, const float *x, float *col, size_t ld)
@@ -130,10 +140,8 @@ static void im2col(const conv_p *p, const float *x, float *col, size_t ld)
             for (int j = 0; j < p->kw; j++) {
                 float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
                 const float *xc = x + (size_t)c * p->H * p->W;
-                int ow_lo = 0, ow_hi = p->Wo; /* ow range whose iw is inside the image */
-                int off = j * p->dw - p->pw;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     float *r = row + (size_t)oh * p->Wo;
                     int ih = oh * p->sh - p->ph + i * p->dh;
@@ -159,9 +167,8 @@ static void col2im_add(const conv_p *p, const float *col, float *dx, size_t ld)
             for (int j = 0; j < p->kw; j++) {
                 const float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
                 float *xc = dx + (size_t)c * p->H * p->W;
-                int ow_lo = 0, ow_hi = p->Wo, off = j * p->dw - p->pw;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     int ih = oh * p->sh - p->ph + i * p->dh;
                     if (ih < 0 || ih >= p->H) continue;
@@ -188,9 +195,8 @@ static void dw_forward(const conv_p *p, const float *x, const float *w, const fl
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 float wv = wk[i * p->kw + j];
-                int off = j * p->dw - p->pw, ow_lo = 0, ow_hi = p->Wo;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     int ih = oh * p->sh - p->ph + i * p->dh;
                     if (ih < 0 || ih >= p->H) continue;
@@ -217,9 +223,8 @@ static void dw_backward(const conv_p *p, const float *dy, const float *w, float 
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 float wv = wk[i * p->kw + j];
-                int off = j * p->dw - p->pw, ow_lo = 0, ow_hi = p->Wo;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     int ih = oh * p->sh - p->ph + i * p->dh;
                     if (ih < 0 || ih >= p->H) continue;
