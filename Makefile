@@ -9,7 +9,7 @@
 PYTHON  ?= /usr/bin/python3
 CC      ?= gcc
 BUILD   ?= build
-OPT     ?= -O2
+OPT     ?= -O2 -fvect-cost-model=dynamic
 CFLAGS  ?= $(OPT) -g
 PKGS    := libmicrohttpd jansson libprotobuf-c libpng openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -119,6 +119,7 @@ size_t ws_plan_bytes(const graph_t *g, int max_batch);
  * return ENG_EDEADLINE once it has passed. */
 void ws_set_deadline(ws_t *ws, int64_t deadline_ns);
 int64_t eng_now_ns(void);
+int ws_deadline_passed(const ws_t *ws);
 /* OpenBLAS threads for this process (the server uses 1: parallelism comes from workers). */
 void eng_set_blas_threads(int n);
 

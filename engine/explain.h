@@ -115,6 +115,14 @@ typedef struct {
  * that is not GAP + linear), ENG_EDEADLINE when the workspace deadline passes. */
 int explain_run(const model_t *m, ws_t *ws, const float *input, const explain_params_t *p, explain_out_t *out,
                 eng_err_t *err);
+/* As explain_run, but the workspace already holds the forward pass of `input` (batch 1) for every
+ * node before start_node under its current overlays: only nodes from start_node are recomputed.
+ * Used by the cascading sanity checks; start_node 0 is explain_run. */
+int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_node, const explain_params_t *p,
+                     explain_out_t *out, eng_err_t *err);
+/* True when the methods run batched passes over other inputs (IG, SmoothGrad, Score-CAM, occlusion,
+ * faithfulness): afterwards the workspace no longer holds the forward pass of the request's image. */
+int explain_uses_other_inputs(const explain_params_t *p);
 /* Forward only: logits and probabilities (predict). */
 int explain_predict(const model_t *m, ws_t *ws, const float *input, explain_out_t *out, eng_err_t *err);
 void explain_out_free(explain_out_t *out);

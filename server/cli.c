@@ -2,8 +2,10 @@
  * through service_run, the HTTP workers' own path, so they print the same documents. */
 #include "cli.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,12 +133,86 @@ int cli_inspect(int argc, char **argv)
     return 0;
 }
 
-/* ---- predict / explain -------------------------------------------------------------------------- */
+/* ---- predict / explain / sanity ---------------------------------------------------------------- */
+/* The model and, when its sidecar names one, the label-randomized twin from the same folder. */
+typedef struct {
+    service_model_t models[2];
+    ws_t *ws[2];
+    int n;
+    sanity_cache_t *cache;
+    service_env_t env;
+    config_t cfg;
+} cli_env_t;
+
+static void cli_env_free(cli_env_t *e)
+{
+    for (int i = 0; i < e->n; i++) {
+        ws_free(e->ws[i]);
+        model_free(e->models[i].model);
+    }
+    sanity_cache_free(e->cache);
+}
+
+static int cli_env_load(cli_env_t *e, const char *path, int with_twin, const char *cmd)
+{
+    memset(e, 0, sizeof *e);
+    config_defaults(&e->cfg);
+    config_finalize(&e->cfg);
+    eng_set_blas_threads(1);
+    model_t *m;
+    if (load_model(path, &m)) return 2;
+    e->models[e->n++].model = m;
+    if (with_twin && m->twin) {
+        char tp[4096];
+        const char *slash = strrchr(path, '/');
+        snprintf(tp, sizeof tp, "%.*s%s.onnx", slash ? (int)(slash - path + 1) : 0, path, m->twin);
+        model_t *t;
+        eng_err_t err = {0};
+        if (model_load_path(tp, NULL, NULL, &t, &err) == ENG_OK) e->models[e->n++].model = t;
+        else fprintf(stderr, "explaind %s: twin '%s' not loaded (%s): label randomization will be unavailable\n", cmd,
+                     m->twin, err.msg);
+    }
+    for (int i = 0; i < e->n; i++) {
+        eng_err_t err = {0};
+        e->models[i].max_batch = service_batch_for(e->models[i].model, &e->cfg);
+        if (ws_create(e->models[i].model->graph, e->models[i].max_batch, &e->ws[i], &err)) {
+            fprintf(stderr, "explaind %s: %s\n", cmd, err.msg);
+            cli_env_free(e);
+            return 2;
+        }
+    }
+    e->cache = sanity_cache_create((size_t)e->cfg.sanity_cache_bytes);
+    e->env = (service_env_t){.cfg = &e->cfg, .models = e->models, .n_models = e->n, .ws = e->ws, .cache = e->cache};
+    return 0;
+}
+
+static int print_doc(json_t *doc, const outcome_t *oc, int pretty, const char *cmd)
+{
+    if (!doc) {
+        fprintf(stderr, "explaind %s: %d: %s\n", cmd, oc->status, oc->detail);
+        return oc->status >= 500 ? 3 : 1;
+    }
+    char *s = json_dumps(doc, pretty ? JSON_INDENT(2) | JSON_REAL_PRECISION(9) : JSON_COMPACT | JSON_REAL_PRECISION(9));
+    puts(s);
+    free(s);
+    json_decref(doc);
+    return 0;
+}
+
+static int is_dir(const char *p)
+{
+    DIR *d = opendir(p);
+    if (!d) return 0;
+    closedir(d);
+    return 1;
+}
+
 static int run_doc(int route, int argc, char **argv)
 {
-    const char *cmd = route == R_PREDICT ? "predict" : "explain";
-    const char *model_path = NULL, *image = NULL;
-    int pretty = 1;
+    const char *cmd = route == R_PREDICT ? "predict" : route == R_SANITY ? "sanity" : "explain";
+    const char *model_path = NULL;
+    const char *files[1024];
+    int nf = 0, pretty = 1;
     config_t cfg;
     config_defaults(&cfg);
     config_finalize(&cfg);
@@ -146,14 +222,23 @@ static int run_doc(int route, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: explaind %s --model MODEL.onnx --image IMAGE [--compact] [--PARAM VALUE ...]\n", cmd);
-            printf("Prints the JSON document of POST /v1/models/{model}/%s (shared/API.md).\n", cmd);
+            if (route == R_SANITY)
+                printf("usage: explaind sanity --model MODEL.onnx --images DIR|FILE [FILE ...] [--PARAM VALUE ...]\n"
+                       "Runs the sanity checks (default: sanity=model,label) over the images and prints the report of\n"
+                       "POST /v1/models/{model}/sanity. A directory means every .png/.jpg/.jpeg in it.\n");
+            else
+                printf("usage: explaind %s --model MODEL.onnx --image IMAGE [--compact] [--PARAM VALUE ...]\n"
+                       "Prints the JSON document of POST /v1/models/{model}/%s (shared/API.md).\n", cmd, cmd);
             printf("Parameters (dashes or underscores):\n");
             params_print_help(stdout, route);
             return 0;
         }
         if (!strcmp(a, "--compact")) {
             pretty = 0;
+            continue;
+        }
+        if (route == R_SANITY && !strcmp(a, "--images")) {
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) && nf < 1024) files[nf++] = argv[++i];
             continue;
         }
         if (strncmp(a, "--", 2) || i + 1 >= argc) {
@@ -166,55 +251,78 @@ static int run_doc(int route, int argc, char **argv)
         for (char *p = name; *p; p++)
             if (*p == '-') *p = '_';
         if (!strcmp(name, "model")) model_path = v;
-        else if (!strcmp(name, "image")) image = v;
+        else if (!strcmp(name, "image") && route != R_SANITY) files[nf++] = v;
         else if (params_set(&rq, &cfg, name, v, detail, sizeof detail)) {
             fprintf(stderr, "explaind %s: %s\n", cmd, detail);
             return 2;
         }
     }
-    if (!model_path || !image) {
-        fprintf(stderr, "usage: explaind %s --model MODEL.onnx --image IMAGE [--PARAM VALUE ...]\n", cmd);
+    /* expand directories (sanity) */
+    char *owned[1024];
+    int no = 0;
+    const char *paths[1024];
+    int np = 0;
+    for (int i = 0; i < nf; i++) {
+        if (!is_dir(files[i])) {
+            if (np < 1024) paths[np++] = files[i];
+            continue;
+        }
+        DIR *d = opendir(files[i]);
+        struct dirent *e;
+        char *names[1024];
+        int nn = 0;
+        while (d && (e = readdir(d)) && nn < 1024) {
+            const char *dot = strrchr(e->d_name, '.');
+            if (dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"))) names[nn++] = strdup(e->d_name);
+        }
+        if (d) closedir(d);
+        for (int x = 0; x < nn; x++) /* sorted, for reproducible reports */
+            for (int y = x + 1; y < nn; y++)
+                if (strcmp(names[y], names[x]) < 0) {
+                    char *t = names[x];
+                    names[x] = names[y];
+                    names[y] = t;
+                }
+        for (int x = 0; x < nn; x++) {
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", files[i], names[x]);
+            free(names[x]);
+            if (np < 1024 && no < 1024) paths[np++] = owned[no++] = strdup(p);
+        }
+    }
+    if (!model_path || !np) {
+        fprintf(stderr, "usage: explaind %s --model MODEL.onnx %s [--PARAM VALUE ...]\n", cmd,
+                route == R_SANITY ? "--images DIR|FILES" : "--image IMAGE");
+        for (int i = 0; i < no; i++) free(owned[i]);
         return 2;
     }
-    size_t len;
-    unsigned char *body = read_all(image, &len);
-    if (!body) {
-        fprintf(stderr, "explaind %s: cannot read image '%s'\n", cmd, image);
-        return 2;
+    blob_t blobs[1024];
+    int rc = 0, nb = 0;
+    for (int i = 0; i < np; i++) {
+        size_t len;
+        unsigned char *b = read_all(paths[i], &len);
+        if (!b) {
+            fprintf(stderr, "explaind %s: cannot read image '%s'\n", cmd, paths[i]);
+            rc = 2;
+            break;
+        }
+        blobs[nb++] = (blob_t){b, len};
     }
-    model_t *m;
-    if (load_model(model_path, &m)) {
-        free(body);
-        return 2;
+    cli_env_t ce;
+    if (!rc) rc = cli_env_load(&ce, model_path, route != R_PREDICT, cmd);
+    if (!rc) {
+        char rid[33];
+        service_new_request_id(rid);
+        outcome_t oc;
+        json_t *doc = service_run(&ce.env, 0, &rq, blobs, nb, rid, &oc);
+        rc = print_doc(doc, &oc, pretty, cmd);
+        cli_env_free(&ce);
     }
-    eng_set_blas_threads(1);
-    eng_err_t err = {0};
-    ws_t *ws;
-    if (ws_create(m->graph, service_batch_for(m, &cfg), &ws, &err)) {
-        fprintf(stderr, "explaind %s: %s\n", cmd, err.msg);
-        model_free(m);
-        free(body);
-        return 2;
-    }
-    char rid[33];
-    service_new_request_id(rid);
-    outcome_t oc;
-    json_t *doc = service_run(&cfg, m, ws, &rq, body, len, rid, &oc);
-    int rc = 0;
-    if (!doc) {
-        fprintf(stderr, "explaind %s: %d: %s\n", cmd, oc.status, oc.detail);
-        rc = oc.status >= 500 ? 3 : 1;
-    } else {
-        char *s = json_dumps(doc, pretty ? JSON_INDENT(2) | JSON_REAL_PRECISION(9) : JSON_COMPACT | JSON_REAL_PRECISION(9));
-        puts(s);
-        free(s);
-        json_decref(doc);
-    }
-    ws_free(ws);
-    model_free(m);
-    free(body);
+    for (int i = 0; i < nb; i++) free((void *)blobs[i].data);
+    for (int i = 0; i < no; i++) free(owned[i]);
     return rc;
 }
 
 int cli_predict(int argc, char **argv) { return run_doc(R_PREDICT, argc, argv); }
 int cli_explain(int argc, char **argv) { return run_doc(R_EXPLAIN, argc, argv); }
+int cli_sanity(int argc, char **argv) { return run_doc(R_SANITY, argc, argv); }

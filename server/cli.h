@@ -6,6 +6,7 @@
 int cli_inspect(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 int cli_explain(int argc, char **argv);
+int cli_sanity(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 

@@ -8,16 +8,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cblas.h>
 
 #include "cli.h"
 #include "engine.h"
+#include "explain.h"
 
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* CPU time of this process: robust to other processes sharing the cores (wall time is not) */
+static int64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static void parse_list(const char *s, int *v, int *n, int max)
@@ -62,11 +72,17 @@ int cli_bench(int argc, char **argv)
     const char *model = NULL;
     int batches[8] = {1, 16}, nb = 2, gbatches[8] = {1}, ngb = 1, reps = 10, warmup = 2, threads = 1, do_sgemm = 0,
         profile = 0;
+    const char *methods = NULL; /* --methods a,b: time explain_run (each listed set, ';' separates sets) */
+    int ig_steps = 50, sg_samples = 25;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: explaind bench [--model M.onnx] [--batch 1,16] [--grad-batch 1] [--reps 10] [--warmup 2]\n"
                    "                      [--threads 1] [--sgemm] [--profile]\n"
+                   "       explaind bench --model M.onnx --methods 'saliency;gradcam;a,b,c' [--ig-steps 50]\n"
+                   "                      [--smoothgrad-samples 25] [--batch 16] [--reps 10]\n"
+                   "With --methods, each ';'-separated set is one explain request timed in-process (model and\n"
+                   "workspace loaded once; --batch is the workspace batch); reports median ms and passes.\n"
                    "Times the engine: forward at each batch, forward + input gradient at each grad batch\n"
                    "(median and min ms), GFLOP/s; --sgemm measures the OpenBLAS sgemm peak. One JSON line per result.\n"
                    "The driver that compares with PyTorch in the same run is `make bench` (tests/bench/).\n");
@@ -80,6 +96,9 @@ int cli_bench(int argc, char **argv)
         else if (v && !strcmp(a, "--reps")) reps = atoi(argv[++i]);
         else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--methods")) methods = argv[++i];
+        else if (v && !strcmp(a, "--ig-steps")) ig_steps = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--smoothgrad-samples")) sg_samples = atoi(argv[++i]);
         else {
             fprintf(stderr, "explaind bench: unexpected argument '%s'\n", a);
             return 2;
@@ -92,6 +111,72 @@ int cli_bench(int argc, char **argv)
                        openblas_get_corename()));
     if (!model) return 0;
     eng_err_t err = {0};
+    if (methods) {
+        model_t *m;
+        if (model_load_path(model, NULL, NULL, &m, &err)) {
+            fprintf(stderr, "explaind bench: %s\n", err.msg);
+            return 2;
+        }
+        int B = 1;
+        for (int i = 0; i < nb; i++) B = batches[i] > B ? batches[i] : B;
+        ws_t *ws;
+        if (ws_create(m->graph, B, &ws, &err)) {
+            fprintf(stderr, "explaind bench: %s\n", err.msg);
+            return 2;
+        }
+        size_t S = model_input_size(m);
+        float *x = malloc(sizeof(float) * S);
+        for (size_t i = 0; i < S; i++) x[i] = (float)((i * 2654435761u) % 2000) / 1000.f - 1.f;
+        double *t = malloc(sizeof(double) * reps), *tc = malloc(sizeof(double) * reps);
+        char *sets = strdup(methods), *save = NULL;
+        for (char *set = strtok_r(sets, ";", &save); set; set = strtok_r(NULL, ";", &save)) {
+            explain_params_t ep;
+            explain_params_default(&ep);
+            ep.methods = 0;
+            ep.ig_steps = ig_steps;
+            ep.smoothgrad_samples = sg_samples;
+            char *cp = strdup(set), *s2 = NULL;
+            for (char *nm = strtok_r(cp, ",", &s2); nm; nm = strtok_r(NULL, ",", &s2)) {
+                int mi = method_from_name(nm);
+                if (mi < 0) {
+                    fprintf(stderr, "explaind bench: unknown method '%s'\n", nm);
+                    return 2;
+                }
+                ep.methods |= 1u << mi;
+            }
+            free(cp);
+            explain_out_t out;
+            int pf = 0, pb = 0;
+            for (int r = -warmup; r < reps; r++) {
+                int64_t t0 = eng_now_ns(), c0 = cpu_ns();
+                if (explain_run(m, ws, x, &ep, &out, &err)) {
+                    fprintf(stderr, "explaind bench: %s: %s\n", set, err.msg);
+                    return 3;
+                }
+                if (r >= 0) {
+                    t[r] = (double)(eng_now_ns() - t0) / 1e6;
+                    tc[r] = (double)(cpu_ns() - c0) / 1e6;
+                }
+                pf = out.passes_forward;
+                pb = out.passes_backward;
+                explain_out_free(&out);
+            }
+            qsort(t, reps, sizeof(double), cmp_d);
+            qsort(tc, reps, sizeof(double), cmp_d);
+            double med = reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
+            double medc = reps % 2 ? tc[reps / 2] : (tc[reps / 2 - 1] + tc[reps / 2]) / 2;
+            emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:i, s:i, s:i}", "model", model, "what", "explain",
+                           "methods", set, "batch", B, "threads", threads, "median_ms", med, "min_ms", t[0], "median_cpu_ms",
+                           medc, "reps", reps, "forward", pf, "backward", pb));
+        }
+        free(sets);
+        free(t);
+        free(tc);
+        free(x);
+        ws_free(ws);
+        model_free(m);
+        return 0;
+    }
     graph_t *g;
     if (graph_load_onnx(model, NULL, &g, &err)) {
         fprintf(stderr, "explaind bench: %s\n", err.msg);
@@ -112,7 +197,7 @@ int cli_bench(int argc, char **argv)
     float *x = malloc(sizeof(float) * in.size * maxb), *gi = malloc(sizeof(float) * in.size * maxb);
     float *seed = calloc(out.size * maxb, sizeof(float));
     for (size_t i = 0; i < in.size * maxb; i++) x[i] = (float)((i * 2654435761u) % 2000) / 1000.f - 1.f;
-    double *t = malloc(sizeof(double) * reps);
+    double *t = malloc(sizeof(double) * reps), *tc = malloc(sizeof(double) * reps);
     int n_nodes = graph_n_nodes(g);
     int64_t *pf = calloc(n_nodes, sizeof(int64_t)), *pb = calloc(n_nodes, sizeof(int64_t));
     const double flops = graph_total_flops(g);
@@ -129,20 +214,26 @@ int cli_bench(int argc, char **argv)
             }
             for (int r = -warmup; r < reps; r++) {
                 if (profile && r == 0) ws_set_profile(ws, pf, pass ? pb : NULL);
-                int64_t t0 = eng_now_ns();
+                int64_t t0 = eng_now_ns(), c0 = cpu_ns();
                 if (ws_forward(ws, x, n, &err) || (pass && ws_backward(ws, &req, &err))) {
                     fprintf(stderr, "explaind bench: %s\n", err.msg);
                     return 3;
                 }
-                if (r >= 0) t[r] = (double)(eng_now_ns() - t0) / 1e6;
+                if (r >= 0) {
+                    t[r] = (double)(eng_now_ns() - t0) / 1e6;
+                    tc[r] = (double)(cpu_ns() - c0) / 1e6;
+                }
             }
             ws_set_profile(ws, NULL, NULL);
             qsort(t, reps, sizeof(double), cmp_d);
+            qsort(tc, reps, sizeof(double), cmp_d);
             double med = reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
+            double medc = reps % 2 ? tc[reps / 2] : (tc[reps / 2 - 1] + tc[reps / 2]) / 2;
             json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:i, s:s}", "model", model, "what",
                                   pass ? "forward_grad" : "forward", "batch", n, "threads", threads, "median_ms", med, "min_ms",
                                   t[0], "gflops", flops * n * (pass ? 3 : 1) / (med / 1e3) / 1e9, "reps", reps, "blas_core",
                                   openblas_get_corename());
+            json_object_set_new(o, "median_cpu_ms", json_real(medc));
             if (profile) {
                 json_t *ops = json_object();
                 for (int i = 0; i < n_nodes; i++) {
@@ -158,7 +249,7 @@ int cli_bench(int argc, char **argv)
             emit(o);
         }
     }
-    free(x); free(gi); free(seed); free(t); free(pf); free(pb);
+    free(x); free(gi); free(seed); free(t); free(tc); free(pf); free(pb);
     ws_free(ws);
     graph_free(g);
     return 0;

@@ -60,6 +60,7 @@ typedef struct {
     char *origins[MAX_ORIGINS];
     int n_origins, any_origin;
     char *model_info;
+    sanity_cache_t *cache; /* randomized-layer overlays, shared by the workers */
 } server_t;
 
 static server_t S;
@@ -863,21 +864,24 @@ static void job_run(void *arg, worker_ctx_t *w)
     req_t *r = arg;
     wstate_t *st = w->state;
     r->t_compute = now_ns();
-    const service_model_t *sm = &S.models[r->model_idx];
     ws_t *ws = st->ws[r->model_idx];
+    service_env_t env = {.cfg = &S.cfg, .models = S.models, .n_models = S.n_models, .ws = st->ws, .cache = S.cache};
     if (r->t_compute > r->deadline) {
         set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d)",
                     ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms);
     } else {
-        ws_set_deadline(ws, r->deadline);
+        /* the deadline holds for every workspace the request may use (the twin's too) */
+        for (int i = 0; i < S.n_models; i++) ws_set_deadline(st->ws[i], r->deadline);
         outcome_t oc;
+        blob_t blobs[MAX_IMAGES_MULTIPART];
+        for (int i = 0; i < r->n_images; i++) blobs[i] = (blob_t){r->images[i].p, r->images[i].len};
         int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
         if (kserve) {
             json_t *arr = json_array();
             int failed = 0;
             for (int i = 0; i < r->n_images && !failed; i++) {
                 request_t rq = r->rq; /* per instance: resolution mutates it */
-                json_t *doc = service_run(&S.cfg, sm->model, ws, &rq, r->images[i].p, r->images[i].len, r->request_id, &oc);
+                json_t *doc = service_run(&env, r->model_idx, &rq, &blobs[i], 1, r->request_id, &oc);
                 if (!doc) {
                     set_problem(r, oc.status, "instance %d: %s", i, oc.detail);
                     failed = 1;
@@ -888,9 +892,7 @@ static void job_run(void *arg, worker_ctx_t *w)
             if (failed) json_decref(arr);
             else set_json(r, 200, json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr));
         } else {
-            const uint8_t *img = r->n_images ? r->images[0].p : NULL;
-            size_t len = r->n_images ? r->images[0].len : 0;
-            json_t *doc = service_run(&S.cfg, sm->model, ws, &r->rq, img, len, r->request_id, &oc);
+            json_t *doc = service_run(&env, r->model_idx, &r->rq, blobs, r->n_images, r->request_id, &oc);
             if (!doc) set_problem(r, oc.status, "%s", oc.detail);
             else {
                 /* per-method engine time into the histogram */
@@ -900,8 +902,9 @@ static void job_run(void *arg, worker_ctx_t *w)
                 set_json(r, 200, doc);
             }
         }
-        ws_set_deadline(ws, 0);
+        for (int i = 0; i < S.n_models; i++) ws_set_deadline(st->ws[i], 0);
     }
+    (void)ws;
     r->t_done = now_ns();
     r->phase = PH_DONE;
     /* after this call MHD may complete and free the request: touch nothing of r afterwards */
@@ -1077,7 +1080,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return answer_problem(r, 415, "unsupported Content-Type '%.100s': send image/png, image/jpeg, "
                                           "application/octet-stream, multipart/form-data or application/json", ct);
         }
-        if (r->route == RT_SANITY) return answer_problem(r, 404, "the sanity route is not available in this build");
         return MHD_YES;
     }
 
@@ -1109,7 +1111,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (st) return queue_stored(r);
         if (r->route != RT_FILTER && r->n_images == 0)
             return answer_problem(r, 400, "no image: send the image as the body, as the multipart field 'image', or as base64 in JSON 'image'");
-        if (r->route != RT_FILTER && r->route != RT_KSERVE_PREDICT && r->route != RT_KSERVE_EXPLAIN && r->n_images > 1)
+        if (r->route != RT_FILTER && r->route != RT_SANITY && r->route != RT_KSERVE_PREDICT && r->route != RT_KSERVE_EXPLAIN &&
+            r->n_images > 1)
             return answer_problem(r, 422, "%d images sent; this route takes one", r->n_images);
         if (r->route == RT_KSERVE_PREDICT) r->rq.route = R_PREDICT;
         methods_string(r);
@@ -1252,13 +1255,17 @@ int cli_serve(int argc, char **argv)
             return 0;
         }
         if (!strcmp(argv[i], "--print-config")) {
+            /* the effective configuration (or, with --documented, the defaults with their help) */
+            int documented = 0;
+            for (int k = 0; k < argc; k++) documented |= !strcmp(argv[k], "--documented");
             config_t c;
             char e[512];
-            if (config_from_all(&c, 0, NULL, e, sizeof e)) {
+            if (documented) config_defaults(&c);
+            else if (config_from_all(&c, 0, NULL, e, sizeof e)) {
                 fprintf(stderr, "explaind: %s\n", e);
                 return 2;
             }
-            config_print_json(stdout, &c);
+            config_print_json(stdout, &c, documented);
             return 0;
         }
     }
@@ -1329,7 +1336,8 @@ int cli_serve(int argc, char **argv)
         MHD_stop_daemon(S.daemon);
         return 2;
     }
-    if (pool_create(S.cfg.workers, S.cfg.queue_depth, worker_init, worker_fini, &S, &S.pool, err, sizeof err)) {
+    S.cache = sanity_cache_create((size_t)S.cfg.sanity_cache_bytes);
+    if (!S.cache || pool_create(S.cfg.workers, S.cfg.queue_depth, worker_init, worker_fini, &S, &S.pool, err, sizeof err)) {
         log_event(LOG_ERROR, "%s", err);
         MHD_stop_daemon(S.daemon);
         return 2;
@@ -1363,6 +1371,7 @@ int cli_serve(int argc, char **argv)
     MHD_stop_daemon(S.daemon);
     pool_destroy(S.pool);
     log_event(LOG_INFO, "stopped after draining for %.0f ms", ms(t0, now_ns()));
+    sanity_cache_free(S.cache);
     for (int i = 0; i < S.n_models; i++) model_free(S.models[i].model);
     for (int i = 0; i < S.n_keys; i++) free(S.keys[i]);
     for (int i = 0; i < S.n_origins; i++) free(S.origins[i]);

@@ -13,6 +13,7 @@ static int usage(FILE *f)
             "  inspect    print a model's graph, parameters, FLOPs and CAM layer\n"
             "  predict    class scores for an image (the predict JSON document)\n"
             "  explain    explanations for an image (the explain JSON document)\n"
+            "  sanity     sanity checks of explanation methods over images (the sanity report)\n"
             "  bench      engine benchmark (forward, forward + input gradient)\n"
             "Run 'explaind <command> --help' for a command's options.\n");
     return f == stdout ? 0 : 2;
@@ -27,6 +28,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "inspect")) return cli_inspect(argc - 2, argv + 2);
     if (!strcmp(c, "predict")) return cli_predict(argc - 2, argv + 2);
     if (!strcmp(c, "explain")) return cli_explain(argc - 2, argv + 2);
+    if (!strcmp(c, "sanity")) return cli_sanity(argc - 2, argv + 2);
     if (!strcmp(c, "bench")) return cli_bench(argc - 2, argv + 2);
     fprintf(stderr, "explaind: unknown command '%s'\n", c);
     return usage(stderr);

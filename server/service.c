@@ -9,6 +9,7 @@
 #include "decode.h"
 #include "doc.h"
 #include "render.h"
+#include "sanity_doc.h"
 
 int service_status_for(int s)
 {
@@ -54,15 +55,159 @@ static json_t *fail(outcome_t *oc, int status, const char *detail)
     return NULL;
 }
 
-json_t *service_run(const config_t *cfg, const model_t *m, ws_t *ws, request_t *rq, const uint8_t *body, size_t len,
+int service_find_model(const service_env_t *env, const char *name)
+{
+    for (int i = 0; i < env->n_models; i++)
+        if (!strcmp(env->models[i].model->name, name)) return i;
+    return -1;
+}
+
+/* decode + preprocess one upload; x gets model_input_size floats. 0 or an HTTP status in oc. */
+static int prepare_image(const config_t *cfg, const model_t *m, const blob_t *b, image_t *img, const char **fmt, float *x,
+                         double *decode_ms, double *pre_ms, outcome_t *oc)
+{
+    eng_err_t err = {0};
+    decode_limits_t lim = decode_limits_default();
+    lim.max_pixels = cfg->max_pixels;
+    lim.max_side = cfg->max_image_side;
+    lim.max_progressive_scans = cfg->max_progressive_scans;
+    lim.max_decoder_memory = (size_t)cfg->max_decoder_memory;
+    int64_t t0 = eng_now_ns();
+    int rc = image_decode(b->data, b->len, &lim, img, fmt, &err);
+    *decode_ms = ms_since(t0);
+    if (rc) {
+        fail(oc, service_status_for(rc), err.msg);
+        return oc->status;
+    }
+    int64_t t1 = eng_now_ns();
+    rc = model_preprocess(m, img, x, &err);
+    *pre_ms = ms_since(t1);
+    if (rc) {
+        image_free(img);
+        fail(oc, service_status_for(rc), err.msg);
+        return oc->status;
+    }
+    return 0;
+}
+
+static sanity_env_t sanity_env_for(const service_env_t *env, int mi)
+{
+    const model_t *m = env->models[mi].model;
+    sanity_env_t se = {.model = m, .ws = env->ws[mi], .cache = env->cache};
+    if (m->twin) {
+        int ti = service_find_model(env, m->twin);
+        if (ti >= 0) {
+            se.twin = env->models[ti].model;
+            se.twin_ws = env->ws[ti];
+        }
+    }
+    return se;
+}
+
+/* POST /v1/models/{m}/sanity: the checks over every image, aggregated */
+static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n,
+                                 const char *request_id, outcome_t *oc)
+{
+    const model_t *m = env->models[mi].model;
+    int64_t t0 = eng_now_ns();
+    if (n > env->cfg->sanity_images_max) {
+        char d[160];
+        snprintf(d, sizeof d, "%d images sent; the limit is %d (sanity_images_max)", n, env->cfg->sanity_images_max);
+        return fail(oc, 413, d);
+    }
+    if (!rq->sanity) rq->sanity = SANITY_MODEL | SANITY_LABEL; /* the report's point: default to both tests */
+    sanity_params_t sp;
+    sanity_params_from_request(rq, env->cfg, &sp);
+    sanity_env_t se = sanity_env_for(env, mi);
+    sanity_agg_t *agg = sanity_agg_create();
+    json_t *per = rq->per_image ? json_array() : NULL;
+    float *x = malloc(sizeof(float) * model_input_size(m));
+    if (!agg || !x) {
+        sanity_agg_free(agg);
+        free(x);
+        json_decref(per);
+        return fail(oc, 503, "out of memory");
+    }
+    json_t *doc = NULL;
+    int targets_given = rq->ep.target;
+    double explain_ms = 0, sanity_ms = 0;
+    for (int i = 0; i < n; i++) {
+        image_t img;
+        const char *fmt;
+        double dm, pm;
+        if (prepare_image(env->cfg, m, &images[i], &img, &fmt, x, &dm, &pm, oc)) {
+            char d[sizeof oc->detail + 32];
+            snprintf(d, sizeof d, "image %d: %s", i, oc->detail);
+            snprintf(oc->detail, sizeof oc->detail, "%.700s", d);
+            goto out;
+        }
+        image_free(&img);
+        explain_out_t out;
+        eng_err_t err = {0};
+        rq->ep.target = targets_given;
+        int64_t t1 = eng_now_ns();
+        int rc = explain_run(m, env->ws[mi], x, &rq->ep, &out, &err);
+        explain_ms += ms_since(t1);
+        if (rc) {
+            char d[600];
+            snprintf(d, sizeof d, "image %d: %s", i, err.msg);
+            fail(oc, service_status_for(rc), d);
+            goto out;
+        }
+        sanity_result_t sr;
+        int64_t t2 = eng_now_ns();
+        rc = sanity_run(&se, x, &rq->ep, &out, &sp, &sr, &err);
+        sanity_ms += ms_since(t2);
+        if (rc) {
+            explain_out_free(&out);
+            char d[600];
+            snprintf(d, sizeof d, "image %d: %s", i, err.msg);
+            fail(oc, service_status_for(rc), d);
+            goto out;
+        }
+        sanity_agg_add(agg, &sr);
+        if (per) {
+            json_t *one = json_pack("{s:i, s:i, s:s}", "index", i, "target", out.target, "label", m->labels[out.target]);
+            json_object_set_new(one, "sanity", sanity_doc(m, rq, &sp, &sr));
+            json_array_append_new(per, one);
+        }
+        sanity_result_free(&sr);
+        explain_out_free(&out);
+    }
+    doc = json_object();
+    json_object_set_new(doc, "request_id", json_string(request_id));
+    json_object_set_new(doc, "model", json_string(m->name));
+    json_object_set_new(doc, "images", json_integer(n));
+    json_t *ml = json_array();
+    for (int k = 0; k < M_COUNT; k++)
+        if (rq->ep.methods & (1u << k)) json_array_append_new(ml, json_string(method_name(k)));
+    json_object_set_new(doc, "methods", ml);
+    json_object_set_new(doc, "sanity", sanity_agg_doc(agg, m, rq, &sp));
+    if (per) {
+        json_object_set_new(doc, "per_image", per);
+        per = NULL;
+    }
+    json_object_set_new(doc, "timing_ms", json_pack("{s:f, s:f, s:f}", "explain", explain_ms, "sanity", sanity_ms, "total", ms_since(t0)));
+out:
+    json_decref(per);
+    sanity_agg_free(agg);
+    free(x);
+    return doc;
+}
+
+json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
                     const char *request_id, outcome_t *oc)
 {
+    const config_t *cfg = env->cfg;
+    const model_t *m = env->models[mi].model;
+    ws_t *ws = env->ws[mi];
     int64_t t0 = eng_now_ns();
     oc->status = 200;
     oc->detail[0] = 0;
     char detail[768];
     int st = params_resolve(rq, m, detail, sizeof detail);
     if (st) return fail(oc, st, detail);
+    if (rq->route == R_SANITY) return run_sanity_report(env, mi, rq, images, n_images, request_id, oc);
 
     image_t img;
     memset(&img, 0, sizeof img);
@@ -149,29 +294,16 @@ json_t *service_run(const config_t *cfg, const model_t *m, ws_t *ws, request_t *
         return doc;
     }
 
-    decode_limits_t lim = decode_limits_default();
-    lim.max_pixels = cfg->max_pixels;
-    lim.max_side = cfg->max_image_side;
-    lim.max_progressive_scans = cfg->max_progressive_scans;
-    lim.max_decoder_memory = (size_t)cfg->max_decoder_memory;
-    int rc = image_decode(body, len, &lim, &img, &fmt, &err);
-    d.decode_ms = ms_since(t0);
-    if (rc) return fail(oc, service_status_for(rc), err.msg);
+    if (n_images < 1) return fail(oc, 400, "no image was sent");
+    x = malloc(sizeof(float) * model_input_size(m));
+    if (!x) return fail(oc, 503, "out of memory");
+    if (prepare_image(cfg, m, &images[0], &img, &fmt, x, &d.decode_ms, &d.preprocess_ms, oc)) {
+        free(x);
+        return NULL;
+    }
     d.image = &img;
     d.format = fmt;
-
-    int64_t t1 = eng_now_ns();
-    x = malloc(sizeof(float) * model_input_size(m));
-    if (!x) {
-        image_free(&img);
-        return fail(oc, 503, "out of memory");
-    }
-    rc = model_preprocess(m, &img, x, &err);
-    d.preprocess_ms = ms_since(t1);
-    if (rc) {
-        fail(oc, service_status_for(rc), err.msg);
-        goto done;
-    }
+    int rc;
     if (rq->route == R_PREDICT) {
         rc = explain_predict(m, ws, x, &out, &err);
         if (rc) {
@@ -187,12 +319,30 @@ json_t *service_run(const config_t *cfg, const model_t *m, ws_t *ws, request_t *
         fail(oc, service_status_for(rc), err.msg);
         goto done;
     }
+    json_t *sanity = NULL;
+    if (rq->sanity && rq->route == R_EXPLAIN) {
+        sanity_params_t sp;
+        sanity_params_from_request(rq, cfg, &sp);
+        sanity_env_t se = sanity_env_for(env, mi);
+        sanity_result_t sr;
+        int64_t ts = eng_now_ns();
+        rc = sanity_run(&se, x, &rq->ep, &out, &sp, &sr, &err);
+        d.sanity_ms = ms_since(ts);
+        if (rc) {
+            fail(oc, service_status_for(rc), err.msg);
+            goto done;
+        }
+        sanity = sanity_doc(m, rq, &sp, &sr);
+        sanity_result_free(&sr);
+    }
     double enc = 0;
     doc = doc_explain(&d, &out, &enc);
     if (!doc) {
+        json_decref(sanity);
         fail(oc, 503, "out of memory while building the response");
         goto done;
     }
+    if (sanity) json_object_set_new(doc, "sanity", sanity);
     doc_set_timing(doc, &d, &out, enc, ms_since(t0));
 done:
     explain_out_free(&out);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "params.h"
+#include "sanity.h"
 
 typedef struct {
     int status;         /* HTTP status; 200 on success */
@@ -27,9 +28,26 @@ typedef struct {
 /* The workspace batch for a model under the config's budget (at least 1). */
 int service_batch_for(const model_t *m, const config_t *cfg);
 
-/* Run rq (its route says which) on the upload body. image may be NULL for routes without an
- * upload (filter visualization). ws belongs to the calling thread and was created for m. */
-json_t *service_run(const config_t *cfg, const model_t *m, ws_t *ws, request_t *rq, const uint8_t *body, size_t len,
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+} blob_t;
+
+/* What one thread needs to answer requests: the loaded models, its own workspace per model, and
+ * the overlay cache shared by all threads. */
+typedef struct {
+    const config_t *cfg;
+    const service_model_t *models;
+    int n_models;
+    ws_t *const *ws;
+    sanity_cache_t *cache;
+} service_env_t;
+
+int service_find_model(const service_env_t *env, const char *name);
+
+/* Run rq (its route says which) for models[model] on the uploaded images (none for filter
+ * visualization; one for predict/explain/activations; one or more for /sanity). */
+json_t *service_run(const service_env_t *env, int model, request_t *rq, const blob_t *images, int n_images,
                     const char *request_id, outcome_t *oc);
 
 /* A fresh request id: 32 hex characters. */

@@ -5,7 +5,8 @@
  *   gray = input (1 channel) or 0.2125 R + 0.7154 G + 0.0721 B (skimage rgb2gray), taken from the
  *          de-normalized tensor (pixel / scale);
  *   h = [1,2,1]ᵀ/4 ⊗ [1,0,−1] and v its transpose, 'reflect' borders (d c b a | a b c d),
- *   magnitude = √((h² + v²)/2), border pixels set to 0.
+ *   magnitude = √((h² + v²)/2). The border is computed like the interior: skimage 0.19.3 (Debian's)
+ *   zeroes it only when a mask is given, although older releases always zeroed it.
  * Model-independent: no pass runs. */
 #include <math.h>
 #include <stdlib.h>
@@ -18,10 +19,6 @@ void ex_sobel(const float *g, int h, int w, float *out)
                    ((x) < 0 ? -(x) - 1 : (x) >= w ? 2 * w - (x) - 1 : (x))]
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
-            if (y == 0 || x == 0 || y == h - 1 || x == w - 1) {
-                out[(size_t)y * w + x] = 0;
-                continue;
-            }
             /* axis 0 derivative (rows), smoothed along columns; and the transpose */
             double d0 = ((double)AT(y - 1, x - 1) + 2.0 * AT(y - 1, x) + AT(y - 1, x + 1) - AT(y + 1, x - 1) -
                          2.0 * AT(y + 1, x) - AT(y + 1, x + 1)) / 4.0;
@@ -32,25 +29,31 @@ void ex_sobel(const float *g, int h, int w, float *out)
 #undef AT
 }
 
+void ex_input_gray(const model_t *m, const float *x, float *gray)
+{
+    const input_spec_t *s = &m->input;
+    const size_t hw = (size_t)s->height * s->width;
+    static const double wrgb[3] = {0.2125, 0.7154, 0.0721};
+    for (size_t i = 0; i < hw; i++) {
+        double v = 0;
+        for (int ch = 0; ch < s->channels; ch++) {
+            double px = (double)x[ch * hw + i] * s->std[ch] + s->mean[ch]; /* pixel / scale */
+            v += s->channels == 3 ? wrgb[ch] * px : px;
+        }
+        gray[i] = (float)v;
+    }
+}
+
 int explain_edge(ectx_t *c, method_result_t *r, eng_err_t *err)
 {
     const size_t hw = (size_t)c->H * c->W;
-    const input_spec_t *s = &c->m->input;
     float *gray = malloc(sizeof(float) * hw), *map = malloc(sizeof(float) * hw);
     if (!gray || !map) {
         free(gray);
         free(map);
         return eng_errf(err, ENG_ENOMEM, "out of memory");
     }
-    static const double wrgb[3] = {0.2125, 0.7154, 0.0721};
-    for (size_t i = 0; i < hw; i++) {
-        double v = 0;
-        for (int ch = 0; ch < c->C; ch++) {
-            double px = (double)c->x[ch * hw + i] * s->std[ch] + s->mean[ch]; /* pixel / scale */
-            v += c->C == 3 ? wrgb[ch] * px : px;
-        }
-        gray[i] = (float)v;
-    }
+    ex_input_gray(c->m, c->x, gray);
     ex_sobel(gray, c->H, c->W, map);
     free(gray);
     ex_set_map2d(r, map, c->H, c->W);

@@ -256,10 +256,11 @@ void ex_upsample_bilinear(const float *src, int sh, int sw, float *dst, int dh, 
 
 static double ms_since(int64_t t0) { return (double)(eng_now_ns() - t0) / 1e6; }
 
-static int first_forward(const model_t *m, ws_t *ws, const float *input, explain_out_t *out, eng_err_t *err)
+static int first_forward(const model_t *m, ws_t *ws, const float *input, int start_node, explain_out_t *out,
+                         eng_err_t *err)
 {
     const graph_t *g = m->graph;
-    int rc = ws_forward(ws, input, 1, err);
+    int rc = start_node > 0 ? ws_forward_from(ws, start_node, 1, err) : ws_forward(ws, input, 1, err);
     if (rc) return rc;
     out->passes_forward++;
     int K = (int)g->values[g->output].dims[1];
@@ -279,7 +280,7 @@ int explain_predict(const model_t *m, ws_t *ws, const float *input, explain_out_
 {
     memset(out, 0, sizeof *out);
     int64_t t0 = eng_now_ns();
-    int rc = first_forward(m, ws, input, out, err);
+    int rc = first_forward(m, ws, input, 0, out, err);
     out->forward_ms = ms_since(t0);
     if (!rc) {
         out->target = 0;
@@ -289,8 +290,19 @@ int explain_predict(const model_t *m, ws_t *ws, const float *input, explain_out_
     return rc;
 }
 
+int explain_uses_other_inputs(const explain_params_t *p)
+{
+    return p->faithfulness || (p->methods & (BIT(M_INTEGRATED_GRADIENTS) | BIT(M_SMOOTHGRAD) | BIT(M_SCORECAM) | BIT(M_OCCLUSION)));
+}
+
 int explain_run(const model_t *m, ws_t *ws, const float *input, const explain_params_t *p, explain_out_t *out,
                 eng_err_t *err)
+{
+    return explain_run_from(m, ws, input, 0, p, out, err);
+}
+
+int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_node, const explain_params_t *p,
+                     explain_out_t *out, eng_err_t *err)
 {
     memset(out, 0, sizeof *out);
     const graph_t *g = m->graph;
@@ -304,7 +316,7 @@ int explain_run(const model_t *m, ws_t *ws, const float *input, const explain_pa
     c.H = (int)in->dims[2];
     c.W = (int)in->dims[3];
     int64_t t0 = eng_now_ns();
-    int rc = first_forward(m, ws, input, out, err);
+    int rc = first_forward(m, ws, input, start_node, out, err);
     if (rc) return rc;
     c.K = out->n_classes;
     c.logits = out->logits;

@@ -19,8 +19,10 @@ static void guided_rule(const float *x, const float *y, const float *dy, float *
     (void)x;
     (void)ctx;
     /* y > 0 exactly when x > 0 for ReLU */
-    if (acc) for (size_t i = 0; i < n; i++) dx[i] += (y[i] > 0 && dy[i] > 0) ? dy[i] : 0.f;
-    else for (size_t i = 0; i < n; i++) dx[i] = (y[i] > 0 && dy[i] > 0) ? dy[i] : 0.f;
+    for (size_t i = 0; i < n; i++) {
+        const float d = dy[i], g = ((y[i] > 0) & (d > 0)) ? d : 0.f;
+        dx[i] = acc ? dx[i] + g : g;
+    }
 }
 
 static void deconv_rule(const float *x, const float *y, const float *dy, float *dx, size_t n, int acc, void *ctx)
@@ -28,8 +30,10 @@ static void deconv_rule(const float *x, const float *y, const float *dy, float *
     (void)x;
     (void)y;
     (void)ctx;
-    if (acc) for (size_t i = 0; i < n; i++) dx[i] += dy[i] > 0 ? dy[i] : 0.f;
-    else for (size_t i = 0; i < n; i++) dx[i] = dy[i] > 0 ? dy[i] : 0.f;
+    for (size_t i = 0; i < n; i++) {
+        const float d = dy[i], g = d > 0 ? d : 0.f;
+        dx[i] = acc ? dx[i] + g : g;
+    }
 }
 
 const bw_hook_t ex_guided_hook = {"Relu", guided_rule, NULL};

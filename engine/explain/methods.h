@@ -83,6 +83,9 @@ void ex_blur(const float *x, int C, int h, int w, double sigma, float *out);
 /* IG of xin against the baseline x0 (integrated_gradients.c); fx, fx0: target logits. */
 int ex_ig_attribute(ectx_t *c, const float *xin, const float *x0, float *attr, double *fx, double *fx0, eng_err_t *err);
 
+/* The input tensor as a grayscale image in pixel/scale units: de-normalized, RGB weighted as
+ * skimage.color.rgb2gray (0.2125, 0.7154, 0.0721), gray as is (edge.c). */
+void ex_input_gray(const model_t *m, const float *x, float *gray);
 /* Sobel edge magnitude of the input, skimage.filters.sobel on the grayscale image (edge.c). */
 void ex_sobel(const float *gray, int h, int w, float *out);
 

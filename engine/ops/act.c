@@ -114,23 +114,34 @@ static void act_backward(const node_t *nd, const exec_t *e)
     const size_t n = (size_t)e->n * nout(e->g, nd)->size;
     const float *x = e->x[0], *y = e->y, *dy = e->dy;
     const int acc = e->acc[0];
+/* operands are loaded unconditionally so the compiler can if-convert and vectorize the selects */
 #define EMIT(expr)                                                                                                     \
     do {                                                                                                               \
-        if (acc) for (size_t i = 0; i < n; i++) dx[i] += (expr);                                                       \
-        else for (size_t i = 0; i < n; i++) dx[i] = (expr);                                                            \
+        if (acc)                                                                                                       \
+            for (size_t i = 0; i < n; i++) {                                                                           \
+                const float X = x[i], Y = y[i], D = dy[i];                                                             \
+                (void)X, (void)Y;                                                                                      \
+                dx[i] += (expr);                                                                                       \
+            }                                                                                                          \
+        else                                                                                                           \
+            for (size_t i = 0; i < n; i++) {                                                                           \
+                const float X = x[i], Y = y[i], D = dy[i];                                                             \
+                (void)X, (void)Y;                                                                                      \
+                dx[i] = (expr);                                                                                        \
+            }                                                                                                          \
     } while (0)
     switch (p->kind) {
-    case A_RELU: EMIT(y[i] > 0 ? dy[i] : 0.f); break;
-    case A_LEAKY: EMIT(x[i] > 0 ? dy[i] : p->alpha * dy[i]); break;
-    case A_CLIP: EMIT(x[i] > p->lo && x[i] < p->hi ? dy[i] : 0.f); break;
-    case A_SIGMOID: EMIT(dy[i] * y[i] * (1.f - y[i])); break;
-    case A_TANH: EMIT(dy[i] * (1.f - y[i] * y[i])); break;
+    case A_RELU: EMIT(Y > 0 ? D : 0.f); break;
+    case A_LEAKY: EMIT(X > 0 ? D : p->alpha * D); break;
+    case A_CLIP: EMIT((X > p->lo) & (X < p->hi) ? D : 0.f); break;
+    case A_SIGMOID: EMIT(D * Y * (1.f - Y)); break;
+    case A_TANH: EMIT(D * (1.f - Y * Y)); break;
     case A_HSIGMOID: {
         const float a = p->alpha, b = p->beta;
-        EMIT((a * x[i] + b > 0 && a * x[i] + b < 1) ? dy[i] * a : 0.f);
+        EMIT(((a * X + b > 0) & (a * X + b < 1)) ? D * a : 0.f);
         break;
     }
-    case A_HSWISH: EMIT(x[i] < -3.f ? 0.f : x[i] <= 3.f ? dy[i] * (x[i] / 3.f + 0.5f) : dy[i]); break;
+    case A_HSWISH: EMIT(X < -3.f ? 0.f : X <= 3.f ? D * (X / 3.f + 0.5f) : D); break;
     }
 #undef EMIT
 }

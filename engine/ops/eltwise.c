@@ -177,11 +177,48 @@ static void bin_forward(const node_t *nd, const exec_t *e)
     });
 }
 
+/* Same-shape inputs (residual Add, SE-free Mul): one pass, no zero-fill. */
+static int bin_backward_same_shape(const bin_p *p, const exec_t *e, size_t n)
+{
+    const float *A = e->x[0], *B = e->x[1], *dy = e->dy;
+    for (int k = 0; k < 2; k++) {
+        float *d = e->dx[k];
+        if (!d) continue;
+        const int acc = e->acc[k];
+        const float sign = (k == 1 && p->kind == OP_SUB) ? -1.f : 1.f;
+        switch (p->kind) {
+        case OP_ADD:
+        case OP_SUB:
+            if (acc) for (size_t i = 0; i < n; i++) d[i] += sign * dy[i];
+            else if (sign > 0) memcpy(d, dy, sizeof(float) * n);
+            else for (size_t i = 0; i < n; i++) d[i] = -dy[i];
+            break;
+        case OP_MUL: {
+            const float *o = k ? A : B;
+            if (acc) for (size_t i = 0; i < n; i++) d[i] += dy[i] * o[i];
+            else for (size_t i = 0; i < n; i++) d[i] = dy[i] * o[i];
+            break;
+        }
+        default:
+            if (k == 0) {
+                if (acc) for (size_t i = 0; i < n; i++) d[i] += dy[i] / B[i];
+                else for (size_t i = 0; i < n; i++) d[i] = dy[i] / B[i];
+            } else {
+                if (acc) for (size_t i = 0; i < n; i++) d[i] -= dy[i] * A[i] / (B[i] * B[i]);
+                else for (size_t i = 0; i < n; i++) d[i] = -dy[i] * A[i] / (B[i] * B[i]);
+            }
+            break;
+        }
+    }
+    return 1;
+}
+
 static void bin_backward(const node_t *nd, const exec_t *e)
 {
     const bin_p *p = nd->p;
     bc_t bc;
     bc_plan(e->g, nd, e->n, &bc);
+    if (bc.rank == 1 && bc.sa[0] == 1 && bc.sb[0] == 1 && bin_backward_same_shape(p, e, bc.total)) return;
     float *DA = e->dx[0], *DB = e->dx[1];
     const float *A = e->x[0], *B = e->x[1], *DY = e->dy;
     for (int k = 0; k < 2; k++) {

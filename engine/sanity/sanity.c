@@ -1,0 +1,471 @@
+/* sanity.c — the checks of Adebayo et al. 2018, "Sanity Checks for Saliency Maps", per request.
+ *
+ * Model-parameter randomization (§3.1). The parameterized layers are cut into groups
+ * (sanity_make_groups) and randomized step by step:
+ *   cascading_top_down   the paper's order: logits first, then each group below, cumulatively;
+ *   cascading_bottom_up  input side first, cumulatively (Hedström et al. 2023, Binder et al. 2023);
+ *   independent          one group at a time, the others original.
+ * At each step every requested method explains the image again — for the original target
+ * (sanity_target=fixed, as Quantus) or for the randomized model's own top class (argmax, as the
+ * authors' code) — and its map is compared with the original map.
+ * Label randomization (§3.2): the same methods, image and target on the model's twin trained on
+ * permuted labels. Random logit (Sixt et al. 2020): the original target's map against the map of a
+ * seeded random other class.
+ *
+ * What is compared: gradient-family methods and guided Grad-CAM as their C x H x W attribution;
+ * every other method as its 2-D map upsampled (bilinear) to the input size, so all methods are
+ * compared on the input's grid as the paper does. Metrics: engine/sanity/metrics.h. Besides each
+ * step: the edge similarity of the map (spearman_abs and SSIM against the Sobel edges of the
+ * input), the floor (original map against a seeded random Gaussian map) and Efficient MPRT's
+ * entropy rise between the original map and the map with every group randomized.
+ * Smooth MPRT (Hedström et al. 2023): with sanity_noise_samples = N > 0 every compared map is the
+ * mean over N copies of the input with noise N(0, (0.1·(max − min))²), the last copy noise-free.
+ *
+ * Speed: the workspace first holds the original forward pass; a step only recomputes the forward
+ * pass from its lowest randomized node (explain_run_from), because nothing below it changed. Methods
+ * that forward other inputs (IG, SmoothGrad, Score-CAM, occlusion) run after the others, in a second
+ * sweep over the steps with full passes. Overlays come from the shared cache, pinned for the request.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../explain/methods.h"
+#include "../graph.h"
+#include "../sanity.h"
+#include "metrics.h"
+
+#define BIT(m) (1u << (m))
+#define BATCHED (BIT(M_INTEGRATED_GRADIENTS) | BIT(M_SMOOTHGRAD) | BIT(M_SCORECAM) | BIT(M_OCCLUSION))
+
+typedef struct {
+    const sanity_env_t *env;
+    const float *x;
+    const explain_params_t *ep0;
+    const sanity_params_t *sp;
+    int C, H, W;
+    size_t hw;
+    unsigned mask;            /* methods compared */
+    int mC[M_COUNT];          /* channels of each method's compared map (0: 2-D) */
+    float *orig[M_COUNT];
+    float *edge;
+    void *scratch;
+    sanity_result_t *out;
+} sctx_t;
+
+static int compared(int m) { return m != M_ACTIVATIONS; }
+
+/* The map to compare, at the input's grid: malloc'd, *C = channels (0 for 2-D); NULL if unusable. */
+static float *comparable(const sctx_t *c, const method_result_t *r, int *C)
+{
+    if (r->attribution) {
+        size_t n = (size_t)r->attr_dims[0] * r->attr_dims[1] * r->attr_dims[2];
+        float *a = malloc(sizeof(float) * n);
+        if (a) memcpy(a, r->attribution, sizeof(float) * n);
+        *C = r->attr_dims[0];
+        return a;
+    }
+    *C = 0;
+    const float *src = r->map;
+    int h = r->dims[0], w = r->dims[1];
+    float *sum = NULL;
+    if (r->rank == 3) { /* multi-channel attention: sum the channels */
+        h = r->dims[1];
+        w = r->dims[2];
+        sum = calloc((size_t)h * w, sizeof(float));
+        if (!sum) return NULL;
+        for (int k = 0; k < r->dims[0]; k++)
+            for (int i = 0; i < h * w; i++) sum[i] += r->map[(size_t)k * h * w + i];
+        src = sum;
+    } else if (r->rank != 2) {
+        return NULL;
+    }
+    float *a = malloc(sizeof(float) * c->hw);
+    if (a) {
+        if (h == c->H && w == c->W) memcpy(a, src, sizeof(float) * c->hw);
+        else ex_upsample_bilinear(src, h, w, a, c->H, c->W);
+    }
+    free(sum);
+    return a;
+}
+
+static size_t map_len(const sctx_t *c, int m) { return c->hw * (size_t)(c->mC[m] ? c->mC[m] : 1); }
+
+/* Explain x on (model, ws) with the methods in `mask`; fill maps[m] (malloc'd, comparable form)
+ * and *target. start_node > 0 reuses the workspace's forward prefix (no noise in that case). */
+static int compute_maps(sctx_t *c, const model_t *m, ws_t *ws, unsigned mask, int start_node, int target, float **maps,
+                        int *target_out, eng_err_t *err)
+{
+    explain_params_t ep = *c->ep0;
+    ep.methods = mask;
+    ep.faithfulness = 0;
+    ep.target = target;
+    const int N = c->sp->noise_samples > 0 ? c->sp->noise_samples : 1;
+    const size_t S = c->hw * (size_t)c->C;
+    float *xn = NULL;
+    double sigma = 0;
+    if (N > 1) {
+        xn = malloc(sizeof(float) * S);
+        if (!xn) return eng_errf(err, ENG_ENOMEM, "out of memory");
+        float lo = c->x[0], hi = c->x[0];
+        for (size_t i = 0; i < S; i++) {
+            lo = fminf(lo, c->x[i]);
+            hi = fmaxf(hi, c->x[i]);
+        }
+        sigma = 0.1 * (hi - lo);
+    }
+    rng_t rng;
+    rng_seed(&rng, c->ep0->seed, 0x53d0);
+    for (int i = 0; i < M_COUNT; i++) maps[i] = NULL;
+    int rc = ENG_OK;
+    for (int s = 0; s < N && !rc; s++) {
+        const float *in = c->x;
+        if (s < N - 1) { /* noisy copies first, the last one noise-free */
+            for (size_t i = 0; i < S; i++) xn[i] = c->x[i] + (float)(sigma * rng_normal(&rng));
+            in = xn;
+        }
+        explain_out_t out;
+        rc = explain_run_from(m, ws, in, N > 1 ? 0 : start_node, &ep, &out, err);
+        if (rc) break;
+        c->out->forward_passes += out.passes_forward;
+        c->out->backward_passes += out.passes_backward;
+        if (s == N - 1) *target_out = out.target;
+        for (int k = 0; k < M_COUNT && !rc; k++) {
+            if (!(mask & BIT(k)) || !out.r[k].present) continue;
+            int C;
+            float *a = comparable(c, &out.r[k], &C);
+            if (!a) {
+                rc = eng_errf(err, ENG_ENOMEM, "out of memory");
+                break;
+            }
+            if (!maps[k]) {
+                maps[k] = a;
+                c->mC[k] = C;
+            } else {
+                for (size_t i = 0; i < map_len(c, k); i++) maps[k][i] += a[i];
+                free(a);
+            }
+        }
+        explain_out_free(&out);
+    }
+    if (!rc && N > 1)
+        for (int k = 0; k < M_COUNT; k++)
+            if (maps[k])
+                for (size_t i = 0; i < map_len(c, k); i++) maps[k][i] /= (float)N;
+    free(xn);
+    if (rc)
+        for (int k = 0; k < M_COUNT; k++) {
+            free(maps[k]);
+            maps[k] = NULL;
+        }
+    return rc;
+}
+
+static double nan_if(double v, int why) { return why ? NAN : v; }
+
+static void compare(sctx_t *c, int m, const float *a, const float *b, sanity_sim_t *s)
+{
+    sim_t r;
+    sim_compare(a, b, c->mC[m], c->H, c->W, c->scratch, &r);
+    s->spearman = nan_if(r.spearman, r.why_spearman);
+    s->spearman_abs = nan_if(r.spearman_abs, r.why_spearman_abs);
+    s->ssim = nan_if(r.ssim, r.why_ssim);
+    s->hog = nan_if(r.hog, r.why_hog);
+    s->hog_cell = r.hog_cell;
+    sim_t e;
+    sim_compare_mixed(b, c->mC[m], c->edge, 0, c->H, c->W, c->scratch, &e);
+    s->edge_spearman = nan_if(e.spearman_abs, e.why_spearman_abs);
+    s->edge_ssim = nan_if(e.ssim, e.why_ssim);
+}
+
+static void verdict(const sctx_t *c, sanity_method_t *sm, const char *what, int check_edges)
+{
+    const sanity_sim_t *last = &sm->steps[sm->n_steps - 1];
+    const double t1 = c->sp->spearman_threshold, t2 = c->sp->ssim_threshold;
+    snprintf(sm->criterion, sizeof sm->criterion, "spearman_abs < %g and ssim < %g %s", t1, t2, what);
+    if (isnan(last->spearman_abs) || isnan(last->ssim)) {
+        sm->passed = -1;
+        snprintf(sm->verdict, sizeof sm->verdict,
+                 "undetermined: a similarity is undefined (a constant map) %s, so the map cannot be compared", what);
+        return;
+    }
+    sm->passed = last->spearman_abs < t1 && last->ssim < t2;
+    size_t l = (size_t)snprintf(sm->verdict, sizeof sm->verdict, "%s: spearman_abs %.3f, ssim %.3f %s",
+                                sm->passed ? "passed" : "failed", last->spearman_abs, last->ssim, what);
+    if (check_edges && !isnan(last->edge_spearman) && !isnan(sm->original_edge.edge_spearman) && last->edge_spearman >= 0.5 &&
+        fabs(last->edge_spearman - sm->original_edge.edge_spearman) < 0.1 && l < sizeof sm->verdict)
+        snprintf(sm->verdict + l, sizeof sm->verdict - l,
+                 "; its similarity to the input's Sobel edges stays %.3f (original %.3f): it behaves like an edge detector",
+                 last->edge_spearman, sm->original_edge.edge_spearman);
+}
+
+static int alloc_method(sanity_method_t *sm, int steps)
+{
+    sm->present = 1;
+    sm->n_steps = steps;
+    sm->steps = calloc((size_t)steps, sizeof(sanity_sim_t));
+    sm->targets = calloc((size_t)steps, sizeof(int));
+    return sm->steps && sm->targets ? 0 : -1;
+}
+
+/* ---- model randomization ------------------------------------------------------------------------- */
+static int run_model_randomization(sctx_t *c, eng_err_t *err)
+{
+    const sanity_env_t *env = c->env;
+    const model_t *m = env->model;
+    sanity_result_t *out = c->out;
+    const sanity_params_t *sp = c->sp;
+    out->groups = calloc(1, sizeof(sanity_groups_t));
+    if (!out->groups) return eng_errf(err, ENG_ENOMEM, "out of memory");
+    int rc = sanity_make_groups(m, sp->layers, sp->layer_list, out->groups, err);
+    if (rc) return rc;
+    const sanity_groups_t *G = out->groups;
+    const int n = G->n;
+    out->n_steps = n;
+    out->order = malloc(sizeof(int) * n);
+    out->step_first = malloc(sizeof(int) * n);
+    out->step_count = malloc(sizeof(int) * n);
+    void **handles = calloc((size_t)G->n_nodes, sizeof(void *));
+    const float **ow = calloc((size_t)G->n_nodes, sizeof(float *)), **ob = calloc((size_t)G->n_nodes, sizeof(float *));
+    float **maps = calloc((size_t)n * M_COUNT, sizeof(float *));
+    if (!out->order || !out->step_first || !out->step_count || !handles || !ow || !ob || !maps) {
+        free(handles); free(ow); free(ob); free(maps);
+        return eng_errf(err, ENG_ENOMEM, "out of memory");
+    }
+    for (int k = 0; k < n; k++) {
+        out->order[k] = sp->order == SANITY_ORDER_BOTTOM_UP ? k : n - 1 - k;
+        out->step_first[k] = sp->order == SANITY_ORDER_INDEPENDENT ? k : 0;
+        out->step_count[k] = sp->order == SANITY_ORDER_INDEPENDENT ? 1 : k + 1;
+    }
+    for (int i = 0; i < G->n_nodes && !rc; i++)
+        rc = sanity_overlay_get(env->cache, m->graph, G->nodes[i], sp->init, sp->init_std, c->ep0->seed, &ow[i], &ob[i],
+                                &handles[i], err);
+    int targets[SANITY_MAX_GROUPS];
+    /* two sweeps: methods that keep the workspace's forward prefix, then the batched ones */
+    unsigned sweeps[2] = {c->mask & ~BATCHED, c->mask & BATCHED};
+    for (int sw = 0; sw < 2 && !rc; sw++) {
+        if (!sweeps[sw]) continue;
+        if (sw == 0 && sp->noise_samples == 0) { /* the original forward pass, for the prefixes */
+            ws_clear_overlays(env->ws);
+            if ((rc = ws_forward(env->ws, c->x, 1, err))) break;
+            out->forward_passes++;
+        }
+        for (int k = 0; k < n && !rc; k++) {
+            if (ws_deadline_passed(env->ws)) {
+                rc = eng_errf(err, ENG_EDEADLINE, "deadline passed during the sanity checks");
+                break;
+            }
+            ws_clear_overlays(env->ws);
+            int start = m->graph->n_nodes;
+            for (int q = out->step_first[k]; q < out->step_first[k] + out->step_count[k]; q++) {
+                int gi = out->order[q];
+                for (int j = G->start[gi]; j < G->start[gi] + G->len[gi]; j++) {
+                    ws_set_overlay(env->ws, G->nodes[j], ow[j], ob[j]);
+                    if (G->nodes[j] < start) start = G->nodes[j];
+                }
+            }
+            int reuse = sw == 0 && sp->noise_samples == 0;
+            out->nodes_recomputed += reuse ? m->graph->n_nodes - start : m->graph->n_nodes;
+            out->nodes_total += m->graph->n_nodes;
+            float *step_maps[M_COUNT];
+            int tgt;
+            rc = compute_maps(c, m, env->ws, sweeps[sw], reuse ? start : 0,
+                              sp->target == SANITY_TARGET_FIXED ? c->ep0->target : -1,
+                              step_maps, &tgt, err);
+            if (rc) break;
+            if (sw == 0 || !(c->mask & ~BATCHED)) targets[k] = tgt;
+            for (int mm = 0; mm < M_COUNT; mm++)
+                if (step_maps[mm]) maps[(size_t)k * M_COUNT + mm] = step_maps[mm];
+        }
+    }
+    ws_clear_overlays(env->ws);
+    for (int i = 0; i < G->n_nodes; i++) sanity_overlay_put(env->cache, handles[i]);
+    free(handles); free(ow); free(ob);
+    if (!rc) {
+        for (int mm = 0; mm < M_COUNT && !rc; mm++) {
+            if (!(c->mask & BIT(mm)) || !c->orig[mm]) continue;
+            sanity_method_t *sm = &out->model[mm];
+            if (alloc_method(sm, n)) {
+                rc = eng_errf(err, ENG_ENOMEM, "out of memory");
+                break;
+            }
+            for (int k = 0; k < n; k++) {
+                const float *b = maps[(size_t)k * M_COUNT + mm];
+                sm->targets[k] = targets[k];
+                if (b) compare(c, mm, c->orig[mm], b, &sm->steps[k]);
+            }
+            /* Efficient MPRT: entropy of the original map and of the map with everything randomized
+             * (the last cascading step; for independent order, the last step's single group) */
+            const float *last = maps[(size_t)(n - 1) * M_COUNT + mm];
+            size_t len = map_len(c, mm);
+            int why = 0;
+            sm->entropy_original = map_entropy(c->orig[mm], len, &why);
+            sm->entropy_randomized = last ? map_entropy(last, len, &why) : NAN;
+            sm->entropy_rise = metric_entropy_rise(sm->entropy_original, sm->entropy_randomized, &why);
+            if (why) sm->entropy_rise = NAN;
+            verdict(c, sm, "at the last randomization step", 1);
+        }
+    }
+    for (size_t i = 0; i < (size_t)n * M_COUNT; i++) free(maps[i]);
+    free(maps);
+    return rc;
+}
+
+/* ---- label randomization and random logit ----------------------------------------------------------- */
+static int same_input(const model_t *a, const model_t *b)
+{
+    const input_spec_t *x = &a->input, *y = &b->input;
+    if (x->channels != y->channels || x->height != y->height || x->width != y->width || x->scale != y->scale ||
+        x->resize != y->resize || x->invert != y->invert)
+        return 0;
+    for (int i = 0; i < x->channels; i++)
+        if (x->mean[i] != y->mean[i] || x->std[i] != y->std[i]) return 0;
+    return 1;
+}
+
+static int run_single(sctx_t *c, const model_t *m, ws_t *ws, int target, sanity_method_t *res, const char *what,
+                      eng_err_t *err)
+{
+    float *maps[M_COUNT];
+    int tgt;
+    if (ws == c->env->ws) ws_clear_overlays(ws);
+    int rc = compute_maps(c, m, ws, c->mask, 0, target, maps, &tgt, err);
+    if (rc) return rc;
+    for (int mm = 0; mm < M_COUNT; mm++) {
+        if (!maps[mm] || !c->orig[mm]) {
+            free(maps[mm]);
+            continue;
+        }
+        sanity_method_t *sm = &res[mm];
+        if (alloc_method(sm, 1)) {
+            free(maps[mm]);
+            return eng_errf(err, ENG_ENOMEM, "out of memory");
+        }
+        sm->targets[0] = tgt;
+        compare(c, mm, c->orig[mm], maps[mm], &sm->steps[0]);
+        sm->floor = c->out->model[mm].present ? c->out->model[mm].floor : sm->floor;
+        verdict(c, sm, what, 0);
+        free(maps[mm]);
+    }
+    return ENG_OK;
+}
+
+/* ---- the request -------------------------------------------------------------------------------------- */
+int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *ep, const explain_out_t *orig,
+               const sanity_params_t *sp, sanity_result_t *out, eng_err_t *err)
+{
+    memset(out, 0, sizeof *out);
+    int64_t t0 = eng_now_ns();
+    const model_t *m = env->model;
+    const value_t *in = &m->graph->values[m->graph->input];
+    sctx_t c = {.env = env, .x = x, .sp = sp, .out = out};
+    explain_params_t ep0 = *ep;
+    ep0.target = orig->target; /* the original target, fixed */
+    c.ep0 = &ep0;
+    c.C = (int)in->dims[1];
+    c.H = (int)in->dims[2];
+    c.W = (int)in->dims[3];
+    c.hw = (size_t)c.H * c.W;
+    for (int mm = 0; mm < M_COUNT; mm++)
+        if ((ep->methods & BIT(mm)) && compared(mm)) c.mask |= BIT(mm);
+    if (!c.mask) return eng_errf(err, ENG_EINVAL, "sanity checks need at least one method with a map (activations has none to compare)");
+    c.scratch = malloc(sim_scratch_bytes(c.H, c.W));
+    c.edge = malloc(sizeof(float) * c.hw);
+    float *gray = malloc(sizeof(float) * c.hw);
+    int rc = (!c.scratch || !c.edge || !gray) ? eng_errf(err, ENG_ENOMEM, "out of memory") : ENG_OK;
+    if (!rc) { /* the Sobel edges of the input, as the edge method computes them */
+        ex_input_gray(m, x, gray);
+        ex_sobel(gray, c.H, c.W, c.edge);
+    }
+    free(gray);
+    /* the original maps: the request's own, unless smooth MPRT needs them averaged over noise */
+    if (!rc) {
+        if (sp->noise_samples > 0) {
+            int tgt;
+            ws_clear_overlays(env->ws);
+            rc = compute_maps(&c, m, env->ws, c.mask, 0, ep0.target, c.orig, &tgt, err);
+        } else {
+            for (int mm = 0; mm < M_COUNT && !rc; mm++)
+                if ((c.mask & BIT(mm)) && orig->r[mm].present) {
+                    c.orig[mm] = comparable(&c, &orig->r[mm], &c.mC[mm]);
+                    if (!c.orig[mm]) rc = eng_errf(err, ENG_ENOMEM, "out of memory");
+                }
+        }
+    }
+    if (!rc && (sp->checks & SANITY_CHECK_MODEL)) {
+        out->has_model = 1;
+        rc = run_model_randomization(&c, err);
+        /* the floor: the original map against a seeded random Gaussian map of the same shape */
+        for (int mm = 0; mm < M_COUNT && !rc; mm++) {
+            sanity_method_t *sm = &out->model[mm];
+            if (!sm->present) continue;
+            size_t len = map_len(&c, mm);
+            float *noise = malloc(sizeof(float) * len);
+            if (!noise) {
+                rc = eng_errf(err, ENG_ENOMEM, "out of memory");
+                break;
+            }
+            map_fill_normal(noise, len, ep->seed, 0xf1000 + (uint64_t)mm);
+            sanity_sim_t f;
+            compare(&c, mm, c.orig[mm], noise, &f);
+            sm->floor = f;
+            compare(&c, mm, c.orig[mm], c.orig[mm], &sm->original_edge);
+            free(noise);
+        }
+    }
+    if (!rc && (sp->checks & SANITY_CHECK_LABEL)) {
+        out->has_label = 1;
+        if (!m->twin) {
+            snprintf(out->label_reason, sizeof out->label_reason,
+                     "model '%s' has no label_randomized_twin in its sidecar: train one with models/train.py "
+                     "(see models/README.md) and name it there", m->name);
+        } else if (!env->twin) {
+            snprintf(out->twin, sizeof out->twin, "%s", m->twin);
+            snprintf(out->label_reason, sizeof out->label_reason, "the twin model '%s' is not loaded", m->twin);
+        } else if (!same_input(m, env->twin) || env->twin->n_labels != m->n_labels) {
+            snprintf(out->twin, sizeof out->twin, "%s", m->twin);
+            snprintf(out->label_reason, sizeof out->label_reason,
+                     "the twin '%s' takes a different input or has a different number of classes", m->twin);
+        } else {
+            snprintf(out->twin, sizeof out->twin, "%s", m->twin);
+            out->label_available = 1;
+            rc = run_single(&c, env->twin, env->twin_ws, ep0.target, out->label, "on the label-randomized twin", err);
+        }
+    }
+    if (!rc && (sp->checks & SANITY_CHECK_RANDOM_LOGIT)) {
+        out->has_random_logit = 1;
+        if (orig->n_classes < 2) {
+            rc = eng_errf(err, ENG_EINVAL, "random_logit needs at least two classes");
+        } else {
+            rng_t r;
+            rng_seed(&r, ep->seed, 0x10917);
+            int other = (int)(rng_u64(&r) % (uint64_t)(orig->n_classes - 1));
+            if (other >= orig->target) other++;
+            out->other_class = other;
+            rc = run_single(&c, m, env->ws, other, out->random_logit, "for a random other class", err);
+        }
+    }
+    ws_clear_overlays(env->ws);
+    for (int mm = 0; mm < M_COUNT; mm++) free(c.orig[mm]);
+    free(c.scratch);
+    free(c.edge);
+    out->ms = (double)(eng_now_ns() - t0) / 1e6;
+    if (rc) sanity_result_free(out);
+    return rc;
+}
+
+void sanity_result_free(sanity_result_t *r)
+{
+    sanity_method_t *all[3] = {r->model, r->label, r->random_logit};
+    for (int k = 0; k < 3; k++)
+        for (int mm = 0; mm < M_COUNT; mm++) {
+            free(all[k][mm].steps);
+            free(all[k][mm].targets);
+        }
+    free(r->groups);
+    free(r->order);
+    free(r->step_first);
+    free(r->step_count);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,139 @@
+/* Request parameter table: the 422 cases of shared/API.md (unknown, repeated, out of range, not
+ * applicable), NaN and Infinity, lists, and JSON values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "params.h"
+
+static config_t cfg;
+
+static void test_defaults_follow_the_contract(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(r.ep.methods, 1u << M_GRADCAM);
+    assert_int_equal(r.top_k, 5);
+    assert_int_equal(r.outputs, OUT_HEATMAP | OUT_OVERLAY);
+    assert_string_equal(r.colormap, "jet");
+    assert_int_equal(r.ep.ig_steps, 50);
+    assert_int_equal(r.ep.ig_method, IG_GAUSS_LEGENDRE);
+    assert_int_equal(r.ep.smoothgrad_samples, 25);
+    assert_true(r.clip_percentile == 99.5);
+}
+
+static void test_unknown_parameter_is_422(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    char d[256];
+    assert_int_equal(params_set(&r, &cfg, "ig_stepz", "5", d, sizeof d), 422);
+    assert_non_null(strstr(d, "ig_stepz"));
+}
+
+static void test_repeated_parameter_is_422(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    char d[256];
+    assert_int_equal(params_set(&r, &cfg, "ig_steps", "5", d, sizeof d), 0);
+    assert_int_equal(params_set(&r, &cfg, "ig_steps", "6", d, sizeof d), 422);
+    assert_non_null(strstr(d, "more than once"));
+}
+
+static void test_out_of_range_names_the_range(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    char d[256];
+    assert_int_equal(params_set(&r, &cfg, "ig_steps", "0", d, sizeof d), 422);
+    assert_non_null(strstr(d, "1..1024"));
+    assert_int_equal(params_set(&r, &cfg, "alpha", "1.5", d, sizeof d), 422);
+    assert_int_equal(params_set(&r, &cfg, "top_k", "-3", d, sizeof d), 422);
+    assert_int_equal(params_set(&r, &cfg, "seed", "-1", d, sizeof d), 422);
+}
+
+static void test_nan_and_infinity_are_rejected(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    char d[256];
+    assert_int_equal(params_set(&r, &cfg, "alpha", "NaN", d, sizeof d), 422);
+    assert_int_equal(params_set(&r, &cfg, "smoothgrad_noise", "inf", d, sizeof d), 422);
+    assert_int_equal(params_set(&r, &cfg, "clip_percentile", "Infinity", d, sizeof d), 422);
+    assert_int_equal(params_set(&r, &cfg, "ig_steps", "1e3", d, sizeof d), 422);
+}
+
+static void test_lists_and_enums(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    char d[256];
+    assert_int_equal(params_set(&r, &cfg, "methods", "saliency, gradcam,eigencam", d, sizeof d), 0);
+    assert_int_equal(r.ep.methods, (1u << M_SALIENCY) | (1u << M_GRADCAM) | (1u << M_EIGENCAM));
+    assert_int_equal(params_set(&r, &cfg, "output", "raw,nope", d, sizeof d), 422);
+    assert_non_null(strstr(d, "nope"));
+    assert_int_equal(params_set(&r, &cfg, "colormap", "viridis", d, sizeof d), 0);
+    assert_string_equal(r.colormap, "viridis");
+    assert_int_equal(params_set(&r, &cfg, "sanity", "all", d, sizeof d), 0);
+    assert_int_equal(r.sanity, SANITY_MODEL | SANITY_LABEL | SANITY_RANDOM_LOGIT);
+    assert_int_equal(params_set(&r, &cfg, "smoothgrad_base", "guided_backprop", d, sizeof d), 0);
+    assert_int_equal(r.ep.smoothgrad_base, M_GUIDED_BACKPROP);
+}
+
+static void test_parameter_not_applicable_to_route_is_422(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_PREDICT);
+    char d[256];
+    assert_int_equal(params_set(&r, &cfg, "ig_steps", "5", d, sizeof d), 422);
+    assert_non_null(strstr(d, "does not apply"));
+    assert_int_equal(params_set(&r, &cfg, "top_k", "3", d, sizeof d), 0);
+}
+
+static void test_json_values(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    char d[256];
+    json_t *arr = json_pack("[s,s]", "saliency", "cam");
+    assert_int_equal(params_set_json(&r, &cfg, "methods", arr, d, sizeof d), 0);
+    json_decref(arr);
+    assert_int_equal(r.ep.methods, (1u << M_SALIENCY) | (1u << M_CAM));
+    json_t *v = json_real(2.5);
+    assert_int_equal(params_set_json(&r, &cfg, "ig_steps", v, d, sizeof d), 422); /* not an integer */
+    json_decref(v);
+    v = json_true();
+    assert_int_equal(params_set_json(&r, &cfg, "faithfulness", v, d, sizeof d), 0);
+    assert_int_equal(r.ep.faithfulness, 1);
+    assert_int_equal(params_set_json(&r, &cfg, "top_k", v, d, sizeof d), 422); /* bool for a number */
+    json_decref(v);
+}
+
+int main(void)
+{
+    config_defaults(&cfg);
+    config_finalize(&cfg);
+    const struct CMUnitTest t[] = {
+        cmocka_unit_test(test_defaults_follow_the_contract),
+        cmocka_unit_test(test_unknown_parameter_is_422),
+        cmocka_unit_test(test_repeated_parameter_is_422),
+        cmocka_unit_test(test_out_of_range_names_the_range),
+        cmocka_unit_test(test_nan_and_infinity_are_rejected),
+        cmocka_unit_test(test_lists_and_enums),
+        cmocka_unit_test(test_parameter_not_applicable_to_route_is_422),
+        cmocka_unit_test(test_json_values),
+    };
+    return cmocka_run_group_tests(t, NULL, NULL);
+}
