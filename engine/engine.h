@@ -87,6 +87,9 @@ int graph_n_values(const graph_t *g);
 void graph_value_info(const graph_t *g, int value, value_info_t *out);
 /* Resolve a node name or a value name to a value id (a node resolves to its first output). -1 if none. */
 int graph_find_value(const graph_t *g, const char *name);
+/* The name users know a value by: its producing node's name (what sidecars and the API use), or
+ * the value's own name for the graph input. */
+const char *graph_value_user_name(const graph_t *g, int value);
 /* The node whose name or output is `name`; -1 if none. */
 int graph_find_node(const graph_t *g, const char *name);
 int graph_input_value(const graph_t *g);

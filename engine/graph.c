@@ -391,13 +391,19 @@ int graph_detect_cam_value(const graph_t *g)
     return best;
 }
 
+const char *graph_value_user_name(const graph_t *g, int v)
+{
+    int p = g->values[v].producer;
+    return p >= 0 ? g->nodes[p].name : g->values[v].name;
+}
+
 int graph_gap_linear_head(const graph_t *g, int value, const float **w, const float **b, int *classes, int *channels,
                           eng_err_t *err)
 {
     /* value -> GlobalAveragePool (or ReduceMean over H,W / whole-map AveragePool) -> [Flatten|Reshape|Squeeze]*
      *       -> Gemm (or MatMul [+ Add]) -> output */
     const value_t *v = &g->values[value];
-    if (v->rank != 4) return eng_errf(err, ENG_EINVAL, "CAM needs a 4-D layer; '%s' has rank %d", v->name, v->rank);
+    if (v->rank != 4) return eng_errf(err, ENG_EINVAL, "CAM needs a 4-D layer; '%s' has rank %d", graph_value_user_name(g, value), v->rank);
     int cur = value;
     const node_t *pool = NULL;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -413,7 +419,7 @@ int graph_gap_linear_head(const graph_t *g, int value, const float **w, const fl
     if (!pool)
         return eng_errf(err, ENG_EINVAL,
                         "CAM needs the layer '%s' to feed global average pooling directly (Zhou et al. 2016); "
-                        "use gradcam for other heads", v->name);
+                        "use gradcam for other heads", graph_value_user_name(g, value));
     cur = pool->out[0];
     for (;;) {
         int next = -1;
@@ -441,7 +447,7 @@ int graph_gap_linear_head(const graph_t *g, int value, const float **w, const fl
     }
     return eng_errf(err, ENG_EINVAL,
                     "CAM applies only when global average pooling of '%s' is followed by one linear layer "
-                    "(Zhou et al. 2016); this head is different: use gradcam", v->name);
+                    "(Zhou et al. 2016); this head is different: use gradcam", graph_value_user_name(g, value));
 }
 
 int graph_param_nodes(const graph_t *g, int *nodes, int max)

@@ -18,17 +18,7 @@
 
 static double ms_between(int64_t a, int64_t b) { return (double)(b - a) / 1e6; }
 
-const char *doc_value_display_name(const model_t *m, int v)
-{
-    value_info_t vi;
-    graph_value_info(m->graph, v, &vi);
-    if (vi.producer >= 0) {
-        node_info_t ni;
-        graph_node_info(m->graph, vi.producer, &ni);
-        return ni.name;
-    }
-    return vi.name;
-}
+const char *doc_value_display_name(const model_t *m, int v) { return graph_value_user_name(m->graph, v); }
 
 json_t *doc_raw(const float *data, int rank, const int *dims)
 {

@@ -342,11 +342,12 @@ int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_n
         }
         const value_t *lv = &g->values[c.layer];
         if (lv->is_const || (lv->producer < 0 && c.layer != g->input)) {
-            rc = eng_errf(err, ENG_EINVAL, "layer '%s' is not an activation", lv->name);
+            rc = eng_errf(err, ENG_EINVAL, "layer '%s' is not an activation", graph_value_user_name(g, c.layer));
             goto done;
         }
         if ((p->methods & (USES_LAYER & ~BIT(M_ACTIVATIONS))) && lv->rank != 4) {
-            rc = eng_errf(err, ENG_EINVAL, "layer '%s' has rank %d; the CAM family needs a 4-D feature map", lv->name,
+            rc = eng_errf(err, ENG_EINVAL, "layer '%s' has rank %d; the CAM family needs a 4-D feature map",
+                          graph_value_user_name(g, c.layer),
                           lv->rank);
             goto done;
         }
