@@ -14,6 +14,10 @@ case "${1:-run}" in
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 missing=""
+# the OpenAPI linter and the browser tests run on Node: Debian's nodejs/npm unless one is on PATH
+if [ "${1:-run}" = test ] && ! command -v npm >/dev/null 2>&1; then
+  want="$want nodejs npm"
+fi
 for p in $want; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
