@@ -11,7 +11,7 @@
 .PHONY: container-test container-image
 CONTAINER_STORAGE ?= /var/tmp/explaind-container
 export CONTAINER_STORAGE
-EXTRA_TEST_PKGS += buildah debootstrap
+EXTRA_TEST_PKGS += buildah debootstrap docker-compose
 export EXTRA_TEST_PKGS
 
 container-test: $(BIN)

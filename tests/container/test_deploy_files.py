@@ -1,12 +1,16 @@
 """Static checks of the deployment files, and the numbers they must agree on.
 
 Nothing here can run compose or a cluster (no Docker engine, no Kubernetes, no kubeconform on this
-machine): docker-compose.yml and deploy/k8s/*.yaml are parsed as YAML and checked against what
-they must say; deploy/nginx.conf and config/explaind.json must agree (upload limit, timeouts).
+machine): docker-compose.yml is validated against the Compose schema by Debian's docker-compose
+1.29 (`config -q`, which needs no engine) and checked for what it must say; deploy/k8s/*.yaml are
+parsed as YAML only (no Kubernetes schema here) and checked for what they must say;
+deploy/nginx.conf and config/explaind.json must agree (upload limit, timeouts).
 The image itself is built and run by image_test.py; nginx.conf is run for real by tests/lb."""
 import json
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -112,6 +116,15 @@ def test_compose_upload_limit_matches_nginx(compose, config):
     body = size_bytes(nginx_directive(nginx, "client_max_body_size")[0])
     env = compose["services"]["explaind-1"]["environment"]
     assert body == int(env.get("EXPLAIND_MAX_UPLOAD_BYTES", config["max_upload_bytes"])) == config["max_upload_bytes"]
+
+
+def test_compose_file_validates_against_the_compose_schema():
+    """docker-compose 1.29 (Debian's) checks the file against the Compose schema without an engine."""
+    if not shutil.which("docker-compose"):
+        pytest.skip("docker-compose (Debian package) not installed: the file was only parsed as YAML")
+    p = subprocess.run(["docker-compose", "-f", os.path.join(REPO, "docker-compose.yml"), "config", "-q"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr
 
 
 # ---- nginx.conf ------------------------------------------------------------------------------------
