@@ -9,5 +9,6 @@ int cli_explain(int argc, char **argv);
 int cli_sanity(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_healthcheck(int argc, char **argv);
 
 #endif
