@@ -4,7 +4,10 @@
  *   riemann_left      α_i = i/n,          w_i = 1/n        (i = 0..n-1)
  *   riemann_right     α_i = (i+1)/n,      w_i = 1/n
  *   riemann_middle    α_i = (i+½)/n,      w_i = 1/n
- *   riemann_trapezoid α_i = i/(n−1),      w_i = 1/(n−1), halved at both ends (n ≥ 2)
+ *   riemann_trapezoid α_i = i/(n−1),      w_i = 1/n, halved at both ends (n ≥ 2). This is Captum's
+ *                     rule (approximation_methods.riemann_builders) and we follow it on purpose:
+ *                     its weights sum to (n−1)/n, not 1, so IG is scaled by (n−1)/n against the
+ *                     textbook trapezoid; convergence_delta shows it
  *   gausslegendre     α_i = (1+t_i)/2,    w_i = v_i/2     (t, v: Gauss-Legendre nodes and weights)
  * Completeness: Σ IG = f(x) − f(x₀) in the limit; extra.convergence_delta = Σ IG − (f(x) − f(x₀)).
  * Baselines x₀: zero (the zero tensor), black (a black image, preprocessed), blur (the input
@@ -59,7 +62,7 @@ int ig_rule(int method, int n, double *alpha, double *w)
         if (n < 2) return -1;
         for (int i = 0; i < n; i++) {
             alpha[i] = (double)i / (n - 1);
-            w[i] = (i == 0 || i == n - 1) ? 0.5 / (n - 1) : 1.0 / (n - 1);
+            w[i] = (i == 0 || i == n - 1) ? 0.5 / n : 1.0 / n;
         }
         break;
     default:
