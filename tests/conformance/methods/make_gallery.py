@@ -31,6 +31,8 @@ DOCS = M.REPO / "docs"
 GALLERY = DOCS / "gallery"
 FASHION_DIR = M.REPO / "tests" / "data" / "fashion"
 FASHION_DATASET = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")  # Debian dataset-fashion-mnist
+FASHION_LABELS = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 CAT = Path("/usr/lib/python3/dist-packages/skimage/data/chelsea.png")  # Debian python3-skimage
 
 METHODS = ["saliency", "grad_x_input", "integrated_gradients", "smoothgrad", "guided_backprop", "deconvnet",
@@ -98,20 +100,23 @@ TABLE = {
 
 
 def fashion_images():
-    """Three Fashion-MNIST test images (indices 0, 1, 2) as (name, PNG path)."""
-    if FASHION_DIR.is_dir() and sorted(FASHION_DIR.glob("test_*.png")):
-        files = sorted(FASHION_DIR.glob("test_*.png"))[:3]
-        return [(f.stem, f) for f in files], "tests/data/fashion"
-    # the same bytes from Debian's dataset-fashion-mnist
+    """The first three Fashion-MNIST test images as [(tag, title, PNG path)], and where they came from:
+    tests/data/fashion when the tree has it, else the same bytes from Debian's dataset-fashion-mnist."""
+    files = sorted(FASHION_DIR.glob("test_*.png")) if FASHION_DIR.is_dir() else []
+    if files:
+        idx = json.loads((FASHION_DIR / "index.json").read_text()) if (FASHION_DIR / "index.json").exists() else []
+        names = {Path(e["file"]).name: e.get("label_name", "") for e in idx} if isinstance(idx, list) else {}
+        return [(f.stem[:10], f"{f.stem[:10]} ({names.get(f.name, '?')})", f) for f in files[:3]], "tests/data/fashion"
     raw = gzip.open(FASHION_DATASET).read()
     imgs = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+    labels = np.frombuffer(gzip.open(FASHION_LABELS).read(), np.uint8, offset=8)
     tmp = Path(tempfile.mkdtemp())
     out = []
     for i in range(3):
         p = tmp / f"test_{i:05d}.png"
         Image.fromarray(imgs[i]).save(p)
-        out.append((p.stem, p))
-    return out, str(FASHION_DATASET)
+        out.append((p.stem, f"{p.stem} ({LABELS[labels[i]]})", p))
+    return out, "Debian dataset-fashion-mnist, t10k indices 0-2 (the bytes of tests/data/fashion)"
 
 
 def small_png(b64, path, width=None):
@@ -183,9 +188,9 @@ def main():
     imgs, img_src = fashion_images()
     cat_model = M.export("resnet18-224")
     rows = []  # (tag, title, doc, errors, width)
-    for stem, png in imgs:
+    for stem, title, png in imgs:
         doc, err = render(fashion, png, f"fashion-{stem}", None, {})
-        rows.append((f"fashion-{stem}", stem, doc, err, 56))
+        rows.append((f"fashion-{stem}", title, doc, err, 56))
     doc, err = render(cat_model, CAT, "chelsea", 112, dict(scorecam_channels=64))
     rows.append(("chelsea", "chelsea.png", doc, err, 112))
 
@@ -206,8 +211,15 @@ def main():
           "head) with *random* weights, so they show the mechanics of each method, not what a trained "
           "classifier looks at. Re-run `make methods-gallery` once the model is there.")
     else:
-        w(f"Fashion-MNIST: `{Path(fashion.onnx).relative_to(M.REPO) if str(fashion.onnx).startswith(str(M.REPO)) else fashion.onnx}`"
-          f" on the first three test images ({img_src}), explained for the predicted class.")
+        import hashlib
+
+        digest = hashlib.sha256(Path(fashion.onnx).read_bytes()).hexdigest()[:16]
+        metrics = Path(fashion.onnx).parent / "metrics" / "fashion-cnn.json"
+        acc = ""
+        if metrics.exists():
+            acc = f", test accuracy {json.loads(metrics.read_text()).get('test_accuracy', float('nan')):.4f}"
+        w(f"Fashion-MNIST: `models/fashion-cnn.onnx` (sha256 {digest}…{acc}) on the first three test images "
+          f"({img_src}), explained for the predicted class.")
     w("")
     w("Natural photo: skimage's `chelsea.png` (Debian python3-skimage) through **torchvision resnet18 with "
       "random weights** (seeded; BatchNorm statistics calibrated on noise, then randomized), centre-cropped "
