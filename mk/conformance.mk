@@ -3,7 +3,7 @@
 #   make conformance-export   only the export (prints op histograms, value names, noise floors, timings)
 #   make conformance-dry-run  the whole harness against tests/conformance/ref_engine.py (no C code needed)
 # Compared (see tests/conformance/test_engine.py): logits max|d| <= 1e-4 max|ref|; input grad, value, value
-# grad relative L2 <= 1e-3 (raised to 3x the measured float32 noise floor where gate flips make 1e-3
+# grad relative L2 <= 1e-3 (each raised to 3x the measured float32 noise floor where gate flips make it
 # unreachable, unless CONFORMANCE_STRICT=1); batch vs --single rel L2 <= 1e-5; --threads 4 byte-identical;
 # broken / unsupported / external-data-abusing models exit 2 with a message naming the node/op/opset.
 # Report: $(CONFORMANCE_DIR)/report.json.

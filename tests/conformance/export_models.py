@@ -14,7 +14,7 @@ committed):
                              the same gradients for one fixed class K for every image (engine --target K);
                              K = image 0's runner-up class
   NAME.meta.json             input shape, ONNX value name, torch module path, targets, fixed target, opset,
-                             op histogram, tolerances, self-check errors, script hash
+                             op histogram, tolerances, noise floor + effective tolerances, script hash
 
 Weights are random (torch.manual_seed per model); nothing is downloaded.  Every BatchNorm gets non-trivial
 statistics so BN folding is really exercised: weight ~ U(0.5, 1.5), bias ~ N(0, 0.1); the running statistics
@@ -37,9 +37,9 @@ pure-torch ONNX interpreter, BN folded as exported), the module in float64, and 
 perturbed by 1e-7 relative (twice).  Logits and the forward value of every realization must meet the
 tolerances above (this proves the ONNX value name is the hooked module output).  Gradients of ReLU-type nets
 are discontinuous: a unit within rounding noise of a kink may flip and move a gradient by 1e-3..1e-2 even
-between torch float32 and float64.  Where the worst realization comes within a third of the brief's gradient
-tolerance, meta.json's effective_tolerances raise that gradient tolerance to 3 x the measured floor (listed
-in meta "relaxed"; CONFORMANCE_STRICT=1 makes the tests use the brief's tolerances regardless).
+between torch float32 and float64.  Where the worst realization comes within a third of the brief's
+tolerance for a quantity, meta.json's effective_tolerances raise it to 3 x the measured floor (listed in meta
+"relaxed"; CONFORMANCE_STRICT=1 makes the tests use the brief's tolerances regardless).
 
 Usage: export_models.py [--only a,b] [--force] [--list] [--show]
 A model is skipped when all its files exist and its meta.json carries the current script hash.
@@ -486,7 +486,7 @@ def export_one(spec, d):
         "tolerances": TOLERANCES,
         "note": spec.note,
         "seed": seed_of(spec.name),
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "onnx": onnx.__version__,
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "onnx_version": onnx.__version__,
         "export_seconds": round(export_s, 2),
         "script_hash": script_hash(),
     }
@@ -501,7 +501,7 @@ QUANTITIES = {"logits": TOLERANCES["logits_max_abs_over_max_ref"], "input_grad":
               "value": TOLERANCES["value_rel_l2"], "value_grad": TOLERANCES["value_grad_rel_l2"],
               "fixed.input_grad": TOLERANCES["input_grad_rel_l2"], "fixed.value_grad": TOLERANCES["value_grad_rel_l2"]}
 GRADS = ("input_grad", "value_grad", "fixed.input_grad", "fixed.value_grad")
-FLOOR_FACTOR = 3.0        # effective gradient tolerance = max(brief tolerance, 3 x measured float32 noise floor)
+FLOOR_FACTOR = 3.0        # effective tolerance = max(brief tolerance, 3 x measured float32 noise floor)
 MAX_GRAD_FLOOR = 0.05     # beyond this the model itself is ill-conditioned: refuse to export it
 PERTURB_EPS = 1e-7        # relative weight noise of the perturbed realizations (~ 1-2 float32 ulp)
 
@@ -537,8 +537,9 @@ def noise_floor(spec, d, model, x, ref, ref_fixed, value_name, value_node):
       torch_f64        the same module in float64
       perturbed_1/2    the module with every weight scaled by 1 + 1e-7 * N(0, 1)
     Logits and the forward value are continuous, so every realization must meet the brief's tolerances on them
-    (else the export is rejected).  For each gradient the floor is the worst realization; the tests then use
-    max(brief tolerance, 3 x floor) unless CONFORMANCE_STRICT=1.
+    (else the export is rejected); they can still come close (inception_v3 logits: 9e-5 of the 1e-4).  For each
+    quantity the floor is the worst realization; the tests use max(brief tolerance, 3 x floor) unless
+    CONFORMANCE_STRICT=1.
     """
     m = ref_engine.Model(d / f"{spec.name}.onnx")
     if m.resolve_value(value_node) != value_name:
@@ -570,11 +571,9 @@ def noise_floor(spec, d, model, x, ref, ref_fixed, value_name, value_node):
     bad = {q: floor[q] for q in GRADS if not floor[q] <= MAX_GRAD_FLOOR}
     if bad:
         raise RuntimeError(f"{spec.name}: gradients ill-conditioned even between float32/float64: {bad}")
-    eff = dict(QUANTITIES)
-    for q in GRADS:
-        eff[q] = max(QUANTITIES[q], FLOOR_FACTOR * floor[q])
+    eff = {q: max(QUANTITIES[q], FLOOR_FACTOR * floor[q]) for q in QUANTITIES}
     return {"realization_errors": errs, "noise_floor": floor, "effective_tolerances": eff,
-            "relaxed": sorted(q for q in GRADS if eff[q] > QUANTITIES[q])}
+            "relaxed": sorted(q for q in QUANTITIES if eff[q] > QUANTITIES[q])}
 
 
 def export_all(names=None, force=False, verbose=True):
