@@ -191,13 +191,13 @@
 
   function showBanner(e) {
     const b = $('#banner');
-    b.replaceChildren(
+    b.replaceChildren(...[
       h('strong', { text: e.status ? `${e.status} ${e.title}: ` : `${e.title || 'Error'}: ` }),
       document.createTextNode(e.detail || String(e)),
       errorHint(e) ? h('span', { text: ' ' + errorHint(e) }) : null,
       e.status === 401 ? h('button', { type: 'button', class: 'btn btn-small', style: 'margin-left:10px',
         text: 'Enter API key', onclick: openKeyField }) : null,
-    );
+    ].filter(Boolean));
     b.hidden = false;
   }
 
@@ -505,12 +505,19 @@
   function showError(e) {
     const box = $('#error');
     const hint = errorHint(e);
-    box.replaceChildren(
+    /* a 422 names the parameter first ("ig_steps must be ..."): mark that field and offer to go there */
+    const name = e.status === 422 && /^([a-z_]+)\b/.exec(e.detail || '');
+    const field = name && document.getElementById(name[1]);
+    const bad = field && field.form === $('#form') ? field : null;
+    if (bad) bad.setAttribute('aria-invalid', 'true');
+    box.replaceChildren(...[
       h('h3', { text: e.status ? `${e.status} ${e.title}` : e.title || 'Error' }),
       h('p', { class: 'detail', text: e.detail || String(e) }),
       hint ? h('p', { text: hint }) : null,
+      bad ? h('p', {}, h('button', { type: 'button', class: 'btn btn-small', text: `Go to ${name[1]}`,
+        onclick: () => { const d = bad.closest('details'); if (d) d.open = true; bad.focus(); } })) : null,
       e.requestId ? h('p', { class: 'rid', text: `request id ${e.requestId}` }) : null,
-    );
+    ].filter(Boolean));
     box.hidden = false;
     $('#empty').hidden = true;
   }
@@ -519,6 +526,7 @@
     ev.preventDefault();
     if (state.busy) return;
     $('#error').hidden = true;
+    $$('#form [aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
     if (!state.info) return;
     if (!state.image) {
       setRunStatus('Choose an image first.', 'error');
