@@ -56,6 +56,8 @@ typedef struct node {
     int w_in, b_in;           /* inputs holding weight and bias (overlay targets); -1 if none */
     size_t scratch_fixed;     /* floats of scratch per call, plus ... */
     size_t scratch_per_image; /* ... floats per image in the batch */
+    size_t scratch_batched;   /* optional: floats per image an op can use to process images together
+                               * (batched GEMM); the workspace grants up to SCRATCH_BATCH_CAP floats */
     size_t aux_per_image;     /* bytes saved by forward for backward, per image (e.g. argmax) */
     double flops;             /* per image */
     int64_t params;
@@ -92,6 +94,7 @@ typedef struct {
     float *const *dx;
     const int *acc;
     float *scratch;
+    size_t scratch_floats; /* size of scratch */
     void *aux;
     const float *w, *b; /* the node's weight and bias, after overlays (NULL if none) */
 } exec_t;
@@ -107,6 +110,8 @@ typedef struct op_def {
 } op_def_t;
 
 const op_def_t *op_find(const char *op_type);
+
+#define SCRATCH_BATCH_CAP ((size_t)2 << 20) /* 8 MiB of floats for batched im2col per workspace */
 
 /* ---- helpers for ops and passes --------------------------------------------------------------- */
 static inline value_t *gval(const graph_t *g, int v) { return &g->values[v]; }

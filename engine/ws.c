@@ -27,6 +27,7 @@ struct ws {
     unsigned char *aux_arena;
     float **val;          /* per value: activation buffer or constant data */
     size_t *grad_off;     /* per value: float offset in grad_arena, SIZE_MAX if never needed */
+    size_t scratch_floats;
     void **aux;           /* per node */
     const float **ov_w, **ov_b;
     /* per-call scratch arrays, sized at creation */
@@ -136,6 +137,11 @@ static size_t plan_sizes(const graph_t *g, int max_batch, size_t *act, size_t *s
         const node_t *n = &g->nodes[i];
         size_t s = n->scratch_fixed + n->scratch_per_image * (size_t)max_batch;
         if (s > *scratch) *scratch = s;
+        if (max_batch > 1 && n->scratch_batched) { /* room for 2+ images at once, within the cap */
+            size_t want = n->scratch_batched * (size_t)max_batch;
+            if (want > SCRATCH_BATCH_CAP) want = SCRATCH_BATCH_CAP;
+            if (want >= 2 * n->scratch_batched && want > *scratch) *scratch = want;
+        }
         *aux += (n->aux_per_image * (size_t)max_batch + 63) / 64 * 64;
     }
     *grads = plan_grads(g, max_batch, grad_off);
@@ -190,6 +196,7 @@ int ws_create(const graph_t *g, int max_batch, ws_t **out, eng_err_t *err)
     }
     size_t act, scratch, aux, grads;
     ws->bytes = plan_sizes(g, max_batch, &act, &scratch, &aux, &grads, ws->grad_off);
+    ws->scratch_floats = scratch;
     ws->act_arena = aalloc(act * sizeof(float));
     ws->grad_arena = aalloc(grads * sizeof(float));
     ws->scratch = aalloc(scratch * sizeof(float));
@@ -288,6 +295,7 @@ int ws_forward_from(ws_t *ws, int first_node, int n, eng_err_t *err)
     e.n = n;
     e.x = ws->xin;
     e.scratch = ws->scratch;
+    e.scratch_floats = ws->scratch_floats;
     for (int i = first_node; i < g->n_nodes; i++) {
         const node_t *nd = &g->nodes[i];
         if (ws_deadline_passed(ws)) return eng_errf(err, ENG_EDEADLINE, "deadline passed during the forward pass");
@@ -383,6 +391,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
     e.dx = ws->dxin;
     e.acc = ws->accv;
     e.scratch = ws->scratch;
+    e.scratch_floats = ws->scratch_floats;
     ws->bw_nodes_run = 0;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const node_t *nd = &g->nodes[i];

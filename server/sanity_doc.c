@@ -269,6 +269,22 @@ static json_t *agg_verdict(const acc_t *last, const sanity_params_t *sp, int pas
     return o;
 }
 
+/* label randomization and random logit: one comparison per image, aggregated per method */
+static json_t *agg_single_section(const sanity_agg_t *a, int check, const acc_t *acc, const sanity_params_t *sp,
+                                  const char *what)
+{
+    json_t *ms = json_object();
+    for (int mm = 0; mm < M_COUNT; mm++) {
+        if (!a->present[check][mm]) continue;
+        json_t *o = agg_verdict(&acc[mm], sp, a->passed[check][mm], a->decided[check][mm], a->images, what);
+        json_t *sims = acc_json(&acc[mm]);
+        json_object_update(o, sims);
+        json_decref(sims);
+        json_object_set_new(ms, method_name(mm), o);
+    }
+    return ms;
+}
+
 json_t *sanity_agg_doc(const sanity_agg_t *a, const model_t *m, const request_t *rq, const sanity_params_t *sp)
 {
     (void)m;
@@ -298,28 +314,12 @@ json_t *sanity_agg_doc(const sanity_agg_t *a, const model_t *m, const request_t 
         json_t *lr = json_pack("{s:o, s:s}", "twin", a->twin[0] ? json_string(a->twin) : json_null(), "status",
                                a->label_available ? "ok" : "unavailable");
         if (!a->label_available) json_object_set_new(lr, "reason", json_string(a->label_reason));
-        json_t *ms = json_object();
-        for (int mm = 0; mm < M_COUNT; mm++) {
-            if (!a->present[1][mm]) continue;
-            json_t *o = agg_verdict(&a->label[mm], sp, a->passed[1][mm], a->decided[1][mm], a->images, "on the label-randomized twin");
-            json_t *acc = acc_json(&a->label[mm]);
-            json_object_update(o, acc);
-            json_decref(acc);
-            json_object_set_new(ms, method_name(mm), o);
-        }
+        json_t *ms = agg_single_section(a, 1, a->label, sp, "on the label-randomized twin");
         json_object_set_new(lr, "methods", ms);
         json_object_set_new(doc, "label_randomization", lr);
     }
     if (a->has_rlogit) {
-        json_t *rl = json_object(), *ms = json_object();
-        for (int mm = 0; mm < M_COUNT; mm++) {
-            if (!a->present[2][mm]) continue;
-            json_t *o = agg_verdict(&a->rlogit[mm], sp, a->passed[2][mm], a->decided[2][mm], a->images, "for a random other class");
-            json_t *acc = acc_json(&a->rlogit[mm]);
-            json_object_update(o, acc);
-            json_decref(acc);
-            json_object_set_new(ms, method_name(mm), o);
-        }
+        json_t *rl = json_object(), *ms = agg_single_section(a, 2, a->rlogit, sp, "for a random other class");
         json_object_set_new(rl, "methods", ms);
         json_object_set_new(doc, "random_logit", rl);
     }

@@ -16,34 +16,31 @@
 
 #include "methods.h"
 
+/* P_n(x) and its derivative, by the three-term recurrence (|x| < 1) */
+static void legendre(int n, double x, double *p, double *dp)
+{
+    double p0 = 1, p1 = x;
+    for (int k = 2; k <= n; k++) {
+        double p2 = ((2.0 * k - 1) * x * p1 - (k - 1.0) * p0) / k;
+        p0 = p1;
+        p1 = p2;
+    }
+    *p = p1;
+    *dp = n * (x * p1 - p0) / (x * x - 1);
+}
+
 /* Gauss-Legendre nodes on [-1, 1], ascending, by Newton's method on P_n (double precision). */
 static void gauss_legendre(int n, double *t, double *v)
 {
     for (int i = 0; i < (n + 1) / 2; i++) {
-        double x = cos(M_PI * (i + 0.75) / (n + 0.5)), dp = 0;
+        double x = cos(M_PI * (i + 0.75) / (n + 0.5)), pn, dp;
         for (int it = 0; it < 100; it++) {
-            double p0 = 1, p1 = x;
-            for (int k = 2; k <= n; k++) {
-                double p2 = ((2.0 * k - 1) * x * p1 - (k - 1.0) * p0) / k;
-                p0 = p1;
-                p1 = p2;
-            }
-            if (n == 1) { p1 = x; p0 = 1; }
-            dp = n * (x * p1 - p0) / (x * x - 1);
-            double dx = p1 / dp;
+            legendre(n, x, &pn, &dp);
+            double dx = pn / dp;
             x -= dx;
             if (fabs(dx) < 1e-15) break;
         }
-        {   /* recompute the derivative at the converged node */
-            double p0 = 1, p1 = x;
-            for (int k = 2; k <= n; k++) {
-                double p2 = ((2.0 * k - 1) * x * p1 - (k - 1.0) * p0) / k;
-                p0 = p1;
-                p1 = p2;
-            }
-            if (n == 1) { p1 = x; p0 = 1; }
-            dp = n * (x * p1 - p0) / (x * x - 1);
-        }
+        legendre(n, x, &pn, &dp); /* the derivative at the converged node */
         double w = 2 / ((1 - x * x) * dp * dp);
         t[i] = -x; /* ascending */
         t[n - 1 - i] = x;

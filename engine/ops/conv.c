@@ -10,6 +10,10 @@
  *   1x1 s1:    dx_g (+)= w_gᵀ · dy_g
  *   depthwise: the transposed direct loop
  *   otherwise: dcol = w_gᵀ · dy_g; dx_g (+)= col2im(dcol)
+ * Batches: for small maps (Ho·Wo <= 1024) and groups = 1, b images go through one GEMM: their
+ *   columns side by side, col (K, b·HoWo), then y scattered back to NCHW (and the transpose in
+ *   backward). A per-image GEMM of a 14x14 map is too thin for the BLAS kernels to run at speed.
+ *   b is bounded by the workspace scratch (SCRATCH_BATCH_CAP).
  * Padding: pads = [top, left, bottom, right] or auto_pad SAME_UPPER / SAME_LOWER / VALID.
  */
 #include <stdlib.h>
@@ -24,6 +28,8 @@ typedef struct {
 } conv_p;
 
 enum { CONV_IM2COL, CONV_1X1, CONV_DEPTHWISE };
+#define BATCH_MAX_HW 1024
+#define BATCH_MIN_MK 8192 /* thinner layers: the gather/scatter costs more than the GEMM gains */
 
 /* out_size for one spatial dim; fills the begin pad */
 static int conv_out_dim(const char *autopad, int in, int k, int s, int d, int64_t p0, int64_t p1, int *pbegin)
@@ -107,24 +113,35 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     int64_t od[4] = {1, p->M, p->Ho, p->Wo};
     value_set_shape(nout(g, n), 4, od);
     n->scratch_fixed = p->mode == CONV_IM2COL ? (size_t)p->K * p->Ho * p->Wo : 0;
+    if (p->mode != CONV_DEPTHWISE && p->group == 1 && p->Ho * p->Wo <= BATCH_MAX_HW && p->M * p->K >= BATCH_MIN_MK)
+        n->scratch_batched = (size_t)(p->K + p->M) * p->Ho * p->Wo; /* col + gathered output */
     n->flops = 2.0 * p->M * p->Ho * p->Wo * p->K;
     n->params = (int64_t)w->size + (n->b_in >= 0 ? p->M : 0);
     return ENG_OK;
 }
 
-/* col[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside) */
-static void im2col(const conv_p *p, const float *x, float *col)
+/* Output columns [lo, hi) whose input column ow*sw + off (off = j*dw - pw) lies inside the image. */
+static void valid_cols(const conv_p *p, int off, int *lo, int *hi)
 {
-    const int HW = p->Ho * p->Wo;
+    int a = 0, b = p->Wo;
+    while (a < p->Wo && a * p->sw + off < 0) a++;
+    while (b > a && (b - 1) * p->sw + off >= p->W) b--;
+    *lo = a;
+    *hi = b;
+}
+
+/* col[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside);
+ * row r starts at col + r*ld (ld = Ho*Wo for one image, b*Ho*Wo when images sit side by side) */
+static void im2col(const conv_p *p, const float *x, float *col, size_t ld)
+{
+    const size_t HW = ld;
     for (int c = 0; c < p->Cg; c++)
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
                 const float *xc = x + (size_t)c * p->H * p->W;
-                int ow_lo = 0, ow_hi = p->Wo; /* ow range whose iw is inside the image */
-                int off = j * p->dw - p->pw;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     float *r = row + (size_t)oh * p->Wo;
                     int ih = oh * p->sh - p->ph + i * p->dh;
@@ -141,18 +158,17 @@ static void im2col(const conv_p *p, const float *x, float *col)
             }
 }
 
-/* dx[c][ih][iw] += dcol[...] : the adjoint of im2col */
-static void col2im_add(const conv_p *p, const float *col, float *dx)
+/* dx[c][ih][iw] += dcol[...] : the adjoint of im2col (same row stride ld) */
+static void col2im_add(const conv_p *p, const float *col, float *dx, size_t ld)
 {
-    const int HW = p->Ho * p->Wo;
+    const size_t HW = ld;
     for (int c = 0; c < p->Cg; c++)
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 const float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
                 float *xc = dx + (size_t)c * p->H * p->W;
-                int ow_lo = 0, ow_hi = p->Wo, off = j * p->dw - p->pw;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     int ih = oh * p->sh - p->ph + i * p->dh;
                     if (ih < 0 || ih >= p->H) continue;
@@ -179,9 +195,8 @@ static void dw_forward(const conv_p *p, const float *x, const float *w, const fl
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 float wv = wk[i * p->kw + j];
-                int off = j * p->dw - p->pw, ow_lo = 0, ow_hi = p->Wo;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     int ih = oh * p->sh - p->ph + i * p->dh;
                     if (ih < 0 || ih >= p->H) continue;
@@ -208,9 +223,8 @@ static void dw_backward(const conv_p *p, const float *dy, const float *w, float 
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 float wv = wk[i * p->kw + j];
-                int off = j * p->dw - p->pw, ow_lo = 0, ow_hi = p->Wo;
-                while (ow_lo < p->Wo && ow_lo * p->sw + off < 0) ow_lo++;
-                while (ow_hi > ow_lo && (ow_hi - 1) * p->sw + off >= p->W) ow_hi--;
+                int ow_lo, ow_hi, off = j * p->dw - p->pw;
+                valid_cols(p, off, &ow_lo, &ow_hi);
                 for (int oh = 0; oh < p->Ho; oh++) {
                     int ih = oh * p->sh - p->ph + i * p->dh;
                     if (ih < 0 || ih >= p->H) continue;
@@ -225,9 +239,77 @@ static void dw_backward(const conv_p *p, const float *dy, const float *w, float 
     }
 }
 
+/* images per batched GEMM that fit the scratch; 1 means the per-image path */
+static int batch_chunk(const node_t *nd, const exec_t *e)
+{
+    if (!nd->scratch_batched || e->n < 2) return 1;
+    size_t b = e->scratch_floats / nd->scratch_batched;
+    return b < 2 ? 1 : b > (size_t)e->n ? e->n : (int)b;
+}
+
+static void conv_forward_batched(const conv_p *p, const exec_t *e, int chunk)
+{
+    const size_t in_sz = (size_t)p->C * p->H * p->W, hw = (size_t)p->Ho * p->Wo, out_sz = (size_t)p->M * hw;
+    for (int i0 = 0; i0 < e->n; i0 += chunk) {
+        const int nb = e->n - i0 < chunk ? e->n - i0 : chunk;
+        const size_t ld = (size_t)nb * hw;
+        float *col = e->scratch, *tmp = e->scratch + (size_t)p->K * ld;
+        for (int j = 0; j < nb; j++) {
+            const float *x = e->x[0] + (size_t)(i0 + j) * in_sz;
+            if (p->mode == CONV_1X1)
+                for (int r = 0; r < p->K; r++) memcpy(col + r * ld + j * hw, x + r * hw, sizeof(float) * hw);
+            else im2col(p, x, col + j * hw, ld);
+        }
+        eng_sgemm(0, 0, p->M, (int)ld, p->K, 1.f, e->w, p->K, col, (int)ld, 0.f, tmp, (int)ld);
+        for (int j = 0; j < nb; j++) {
+            float *y = e->y + (size_t)(i0 + j) * out_sz;
+            for (int m = 0; m < p->M; m++) {
+                const float *src = tmp + m * ld + j * hw;
+                float *dst = y + m * hw;
+                const float b = e->b ? e->b[m] : 0.f;
+                for (size_t q = 0; q < hw; q++) dst[q] = src[q] + b;
+            }
+        }
+    }
+}
+
+static void conv_backward_batched(const conv_p *p, const exec_t *e, int chunk)
+{
+    const size_t in_sz = (size_t)p->C * p->H * p->W, hw = (size_t)p->Ho * p->Wo, out_sz = (size_t)p->M * hw;
+    for (int i0 = 0; i0 < e->n; i0 += chunk) {
+        const int nb = e->n - i0 < chunk ? e->n - i0 : chunk;
+        const size_t ld = (size_t)nb * hw;
+        float *dcol = e->scratch, *dyb = e->scratch + (size_t)p->K * ld;
+        for (int j = 0; j < nb; j++) {
+            const float *dy = e->dy + (size_t)(i0 + j) * out_sz;
+            for (int m = 0; m < p->M; m++) memcpy(dyb + m * ld + j * hw, dy + m * hw, sizeof(float) * hw);
+        }
+        eng_sgemm(1, 0, p->K, (int)ld, p->M, 1.f, e->w, p->K, dyb, (int)ld, 0.f, dcol, (int)ld);
+        for (int j = 0; j < nb; j++) {
+            float *dx = e->dx[0] + (size_t)(i0 + j) * in_sz;
+            if (p->mode == CONV_1X1) {
+                for (int r = 0; r < p->K; r++) {
+                    const float *src = dcol + r * ld + j * hw;
+                    float *dst = dx + r * hw;
+                    if (e->acc[0]) for (size_t q = 0; q < hw; q++) dst[q] += src[q];
+                    else memcpy(dst, src, sizeof(float) * hw);
+                }
+            } else {
+                if (!e->acc[0]) memset(dx, 0, sizeof(float) * in_sz);
+                col2im_add(p, dcol + j * hw, dx, ld);
+            }
+        }
+    }
+}
+
 static void conv_forward(const node_t *nd, const exec_t *e)
 {
     const conv_p *p = nd->p;
+    const int chunk = batch_chunk(nd, e);
+    if (chunk > 1) {
+        conv_forward_batched(p, e, chunk);
+        return;
+    }
     const size_t in_sz = (size_t)p->C * p->H * p->W, out_hw = (size_t)p->Ho * p->Wo, out_sz = (size_t)p->M * out_hw;
     for (int i = 0; i < e->n; i++) {
         const float *x = e->x[0] + i * in_sz;
@@ -243,7 +325,7 @@ static void conv_forward(const node_t *nd, const exec_t *e)
             const float *xg = x + (size_t)gi * p->Cg * p->H * p->W;
             const float *B = xg;
             if (p->mode == CONV_IM2COL) {
-                im2col(p, xg, e->scratch);
+                im2col(p, xg, e->scratch, out_hw);
                 B = e->scratch;
             }
             eng_sgemm(0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
@@ -257,6 +339,11 @@ static void conv_backward(const node_t *nd, const exec_t *e)
     const conv_p *p = nd->p;
     float *dxall = e->dx[0];
     if (!dxall) return;
+    const int chunk = batch_chunk(nd, e);
+    if (chunk > 1) {
+        conv_backward_batched(p, e, chunk);
+        return;
+    }
     const size_t in_sz = (size_t)p->C * p->H * p->W, out_hw = (size_t)p->Ho * p->Wo, out_sz = (size_t)p->M * out_hw;
     for (int i = 0; i < e->n; i++) {
         float *dx = dxall + i * in_sz;
@@ -274,7 +361,7 @@ static void conv_backward(const node_t *nd, const exec_t *e)
                           (int)out_hw);
             } else {
                 eng_sgemm(1, 0, p->K, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, 0.f, e->scratch, (int)out_hw);
-                col2im_add(p, e->scratch, dxg);
+                col2im_add(p, e->scratch, dxg, out_hw);
             }
         }
     }
