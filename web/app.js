@@ -54,7 +54,7 @@
   const PALETTE = ['#0a6bb8', '#c24a00', '#0b7a55', '#8e44ad', '#b0136a', '#946200', '#3d4b5c', '#00778a'];
   const SHAPES = ['circle', 'square', 'triangle', 'diamond', 'down', 'cross'];
   const METRICS = [
-    ['spearman_abs', 'Spearman |rank|', 'Spearman rank correlation of the absolute maps'],
+    ['spearman_abs', 'Spearman (abs)', 'Spearman rank correlation of the absolute maps'],
     ['spearman', 'Spearman', 'Spearman rank correlation of the signed maps'],
     ['ssim', 'SSIM', 'structural similarity (SSIM)'],
     ['hog', 'HOG', 'similarity of histograms of oriented gradients (HOG)'],
@@ -732,8 +732,9 @@
     const fam = familyOf(m);
     return h('article', { class: 'xcard', 'data-method': m, 'aria-label': display(m) },
       h('div', { class: 'xcard-head' },
-        h('h4', {}, display(m), h('code', { text: m })),
+        h('h4', { title: display(m), text: display(m) }),
         fam ? h('span', { class: 'fam', text: fam }) : null),
+      h('code', { class: 'xname', text: m }),
       h('div', { class: 'xfigs' + (figs.length === 1 ? ' single' : '') }, figs),
       h('ul', { class: 'xstats' },
         x.layer ? h('li', {}, 'layer ', h('b', { text: x.layer })) : null,
@@ -1004,7 +1005,7 @@
   function simTable(caption, methodsDoc, order) {
     const methods = order.filter((m) => methodsDoc && methodsDoc[m]);
     if (!methods.length) return h('p', { class: 'note', text: 'No method of this request has a result here.' });
-    const cols = [['spearman', 'Spearman'], ['spearman_abs', 'Spearman |rank|'], ['ssim', 'SSIM'], ['hog', 'HOG']];
+    const cols = [['spearman', 'Spearman'], ['spearman_abs', 'Spearman (abs)'], ['ssim', 'SSIM'], ['hog', 'HOG']];
     return h('div', { class: 'table-scroll' }, h('table', { class: 'data' },
       h('caption', { text: caption }),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Method' }), cols.map(([, l]) => h('th', { scope: 'col', text: l })),

@@ -4,6 +4,7 @@
 // docs/dashboard.png (committed).
 //   node tests/browser/dashboard.test.mjs        (mk/browser.mk: make browser-test)
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -140,12 +141,24 @@ test('explain with sanity checks: heatmaps, predictions, randomization chart', {
     // screenshot artifact (and the committed one when asked)
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     const shot = path.join(ARTIFACTS, 'dashboard.png');
+    // one viewport from the top of the page to the end of the randomization card: a full-page
+    // capture would paint the sticky header and Explain bar where the scroll left them
     await page.evaluate(() => { document.querySelector('.controls').scrollTop = 0; window.scrollTo(0, 0); });
-    await page.setViewportSize({ width: 1440, height: 1640 });
+    const bottom = await page.$eval('#model-randomization', (el) => el.getBoundingClientRect().bottom + window.scrollY);
+    await page.setViewportSize({ width: 1440, height: Math.min(2600, Math.ceil(bottom) + 24) });
+    await page.evaluate(() => { document.querySelector('.controls').scrollTop = 0; window.scrollTo(0, 0); });
     await page.screenshot({ path: shot });
     if (process.env.UPDATE_SCREENSHOT) {
-      fs.copyFileSync(shot, path.join(ROOT, 'docs', 'dashboard.png'));
-      console.log(`# updated docs/dashboard.png (${fs.statSync(shot).size} bytes)`);
+      // docs copy as a 256-colour PNG (a third of the size; the UI has few colours)
+      const doc = path.join(ROOT, 'docs', 'dashboard.png');
+      try {
+        execFileSync(process.env.PYTHON || '/usr/bin/python3', ['-c',
+          'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB")'
+          + '.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(sys.argv[2], optimize=True)', shot, doc]);
+      } catch (e) {
+        fs.copyFileSync(shot, doc);
+      }
+      console.log(`# updated docs/dashboard.png (${fs.statSync(doc).size} bytes)`);
     }
   } catch (e) {
     console.log(logs.join('\n'));
@@ -207,7 +220,62 @@ test('every control has a label and the form works from the keyboard', { timeout
     await page.keyboard.press('Enter');
     assert.equal((await answer).status(), 200);
     await page.waitForSelector('#out:not([hidden]) .xcard[data-method="gradcam"]');
+    // WCAG AA contrast of every visible text, results and sanity tables included
+    await tickOnly(page, 'sanity', ['model', 'label', 'random_logit']);
+    await page.click('#run');
+    await page.waitForSelector('#out:not([hidden]) .rand-chart');
+    const low = await page.evaluate(contrastFailures);
+    assert.deepEqual(low, [], 'texts below WCAG AA contrast');
   } finally {
     await page.close();
   }
 });
+
+/* Runs in the page: every visible text node (and SVG text) whose contrast with its effective
+ * background is below WCAG 2.1 AA (4.5:1, or 3:1 for large text). Backgrounds are composited from
+ * the ancestors' background colours; disabled controls are exempt, as WCAG says. */
+function contrastFailures() {
+  const parse = (c) => {
+    const m = /rgba?\(([^)]+)\)/.exec(c);
+    if (!m) return [0, 0, 0, 0];
+    const p = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const lum = (rgb) => {
+    const f = (v) => { const c = v / 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(rgb[0]) + 0.7152 * f(rgb[1]) + 0.0722 * f(rgb[2]);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) { layers.push(c); if (c[3] >= 0.9) break; }
+    }
+    let acc = [255, 255, 255];
+    for (const c of layers.reverse()) acc = acc.map((v, i) => v * (1 - c[3]) + c[i] * c[3]);
+    return acc;
+  };
+  const ratio = (fg, bg) => {
+    const f = fg.slice(0, 3).map((v, i) => v * fg[3] + bg[i] * (1 - fg[3]));
+    const a = lum(f), b = lum(bg);
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  };
+  const bad = [];
+  const check = (el, text, fg) => {
+    const cs = getComputedStyle(el);
+    if (cs.visibility === 'hidden' || !el.getClientRects().length) return;
+    if (el.closest('[hidden], .visually-hidden, :disabled, [data-disabled]')) return;
+    const size = parseFloat(cs.fontSize);
+    const need = size >= 24 || (Number(cs.fontWeight) >= 700 && size >= 18.66) ? 3 : 4.5;
+    const r = ratio(fg, background(el));
+    if (r < need) bad.push(`${text.trim().slice(0, 40)} (${el.tagName.toLowerCase()}.${el.className}): ${r.toFixed(2)} < ${need}`);
+  };
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || el.closest('svg, script, style')) continue;
+    check(el, n.textContent, parse(getComputedStyle(el).color));
+  }
+  for (const t of document.querySelectorAll('svg text')) check(t, t.textContent, parse(getComputedStyle(t).fill));
+  return [...new Set(bad)];
+}
