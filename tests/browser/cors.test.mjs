@@ -3,7 +3,8 @@
 //   - from that origin the page lists the models and gets predictions;
 //   - with api_keys_file set, the page shows the 401 detail, then works once the key is entered
 //     (the Authorization header makes the browser send a preflight, which must pass too);
-//   - from an origin not in cors_origins the browser blocks the answers and the page says so.
+//   - from an origin not in cors_origins the browser blocks the answers and the page says so;
+//   - when the API goes away between two requests, the run shows a network error.
 //   node tests/browser/cors.test.mjs        (mk/browser.mk: make browser-test)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -129,6 +130,29 @@ test('a page on an origin not in cors_origins is blocked and says so', { timeout
     const r = await fetch(`${api.base}/v1/models`, { headers: { Origin: other.origin } });
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('access-control-allow-origin'), null);
+  } finally {
+    await page.close();
+  }
+});
+
+test('an API that went away: the run shows a network error, the page stays', { timeout: 90000 }, async () => {
+  const api = await explaind({ corsOrigins: allowed.origin });
+  const page = await browser.context.newPage();
+  try {
+    await page.goto(`${allowed.origin}/?api=${encodeURIComponent(api.base)}`);
+    await page.waitForSelector('#conn-status[data-state="ok"]', { timeout: 20000 });
+    await page.selectOption('#model', models.model);
+    await page.waitForFunction(() => !document.querySelector('#run').disabled);
+    await page.setInputFiles('#file', IMAGE);
+    await page.waitForSelector('#preview:not([hidden])');
+    await api.stop();
+    await page.click('#run');
+    await page.waitForSelector('#error:not([hidden])', { timeout: 20000 });
+    const text = await page.textContent('#error');
+    assert.match(text, /Network error/);
+    assert.ok(text.includes(api.base), text);
+    assert.match(await page.textContent('#run-status'), /^Failed/);
+    assert.equal(await page.isEnabled('#run'), true, 'the form can be sent again');
   } finally {
     await page.close();
   }
