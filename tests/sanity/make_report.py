@@ -60,6 +60,16 @@ THRESHOLD = 0.5  # the service's default sanity_spearman_threshold and sanity_ss
 SEED = 0
 
 
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f" ({line.split(':', 1)[1].strip()})"
+    except OSError:
+        pass
+    return ""
+
+
 def log(*a):
     print("[sanity-report]", *a, file=sys.stderr, flush=True)
 
@@ -381,7 +391,7 @@ def write_doc(args, staged, index, runs, costs, t_total, cpu_total, started, fig
     w(f"- **Command:** `{cmd}` (runs `{rel(Path(__file__))}`); the explaind invocations it made are listed under "
       f"[Runs](#runs).")
     w(f"- **Runtime:** {t_total / 60:.1f} min wall clock for the whole report ({cpu_total / 60:.1f} min of CPU in "
-      f"explaind), on a {os.cpu_count()}-core x86_64 VM ({platform.processor() or platform.machine()}) whose load "
+      f"explaind), on a {os.cpu_count()}-core {platform.machine()} VM{cpu_model()} whose load "
       f"average was {args.load_at_start} at the start; explaind runs with one thread"
       + (f". {args.note}" if args.note else "") + ". Wall times on an idle machine are closer to the CPU times.")
     w(f"- **explaind:** commit `{args.commit}`.")
@@ -709,9 +719,13 @@ def discussion(runs, staged):
                  and mean(M[m].get("original_edge", {}).get("edge_spearman")) is not None
                  and mean(M[m]["steps"][-1]["edge_spearman"]) >= 0.5
                  and abs(mean(M[m]["steps"][-1]["edge_spearman"]) - mean(M[m]["original_edge"]["edge_spearman"])) < 0.1]
+    orig_edge = {m: mean(M[m].get("original_edge", {}).get("edge_spearman")) for m in METHODS if m in M}
+    strong = [PAPER_NAMES[m] for m, v in orig_edge.items() if v is not None and v >= THRESHOLD]
     out.append(
-        "- *Edges.* No method's trained-model map is strongly edge-like (`edge_spearman` of the original maps in the "
-        "edge table)" + (", and no method keeps a high, unchanged edge similarity through the randomization, which "
+        "- *Edges.* " + ("No method's trained-model map is strongly edge-like (`edge_spearman` of the original maps "
+                         f"is below {THRESHOLD} for all)" if not strong else
+                         f"The trained-model maps of {', '.join(strong)} are edge-like (`edge_spearman` ≥ {THRESHOLD})") +
+        (", and no method keeps a high, unchanged edge similarity through the randomization, which "
                          "is the service's edge-detector rule (last-step edge_spearman ≥ 0.5 and within 0.1 of the original's), "
                          "applied here to the means" if not edge_like else
                          f"; by the service's edge-detector rule applied to the means, {', '.join(edge_like)} "
