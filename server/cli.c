@@ -147,6 +147,7 @@ typedef struct {
 static void cli_env_free(cli_env_t *e)
 {
     for (int i = 0; i < e->n; i++) {
+        service_free_probes(&e->models[i]);
         ws_free(e->ws[i]);
         model_free(e->models[i].model);
     }
@@ -223,9 +224,10 @@ static int run_doc(int route, int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             if (route == R_SANITY)
-                printf("usage: explaind sanity --model MODEL.onnx --images DIR|FILE [FILE ...] [--PARAM VALUE ...]\n"
+                printf("usage: explaind sanity --model MODEL.onnx [--images DIR|FILE [FILE ...]] [--PARAM VALUE ...]\n"
                        "Runs the sanity checks (default: sanity=model,label) over the images and prints the report of\n"
-                       "POST /v1/models/{model}/sanity. A directory means every .png/.jpg/.jpeg in it.\n"
+                       "POST /v1/models/{model}/sanity. A directory means every .png/.jpg/.jpeg in it. Without\n"
+                       "--images: the model's built-in probe set, probes/NAME/ next to MODEL.onnx.\n"
                        "--full-recompute runs every randomized pass from the input instead of reusing the\n"
                        "unrandomized prefix (the same numbers, slower: a reference for tests).\n");
             else
@@ -296,7 +298,7 @@ static int run_doc(int route, int argc, char **argv)
             if (np < 1024 && no < 1024) paths[np++] = owned[no++] = strdup(p);
         }
     }
-    if (!model_path || !np) {
+    if (!model_path || (!np && route != R_SANITY)) {
         fprintf(stderr, "usage: explaind %s --model MODEL.onnx %s [--PARAM VALUE ...]\n", cmd,
                 route == R_SANITY ? "--images DIR|FILES" : "--image IMAGE");
         for (int i = 0; i < no; i++) free(owned[i]);
@@ -316,6 +318,16 @@ static int run_doc(int route, int argc, char **argv)
     }
     cli_env_t ce;
     if (!rc) rc = cli_env_load(&ce, model_path, route != R_PREDICT, cmd);
+    if (!rc && !nb) { /* sanity without --images: the probe set next to the model */
+        char dir[4096], perr[512];
+        const char *slash = strrchr(model_path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - model_path) : 1, slash ? model_path : ".");
+        if (service_load_probes(&ce.models[0], dir, ce.cfg.sanity_images_max, perr, sizeof perr)) {
+            fprintf(stderr, "explaind %s: %s\n", cmd, perr);
+            cli_env_free(&ce);
+            rc = 2;
+        }
+    }
     if (!rc) {
         char rid[33];
         service_new_request_id(rid);

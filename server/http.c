@@ -579,6 +579,7 @@ static json_t *model_info(const service_model_t *sm)
     json_object_set_new(o, "flops_per_image", json_real(graph_total_flops(g)));
     json_object_set_new(o, "opset", json_integer(graph_opset(g)));
     json_object_set_new(o, "max_batch", json_integer(sm->max_batch));
+    json_object_set_new(o, "probe_images", json_integer(sm->n_probes));
     json_object_set_new(o, "input_mean", json_pack("[f,f,f]", (double)m->input.mean[0], (double)m->input.mean[1], (double)m->input.mean[2]));
     json_object_set_new(o, "input_std", json_pack("[f,f,f]", (double)m->input.std[0], (double)m->input.std[1], (double)m->input.std[2]));
     return o;
@@ -748,7 +749,8 @@ static int parse_body(req_t *r)
     }
     if (r->body_kind == BODY_JSON) {
         if (!r->body.len) { /* jansson would say "wrong arguments (line -1, column -1)" */
-            if (r->route == RT_FILTER) return 0; /* no parameters, as an empty raw body */
+            /* no parameters, as an empty raw body (/sanity: no image, the probe set) */
+            if (r->route == RT_FILTER || r->route == RT_SANITY) return 0;
             set_problem(r, 400, "empty body: send a JSON object (%s)",
                         r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN ? "{\"instances\": [{\"b64\": ...}]}"
                                                                                   : "{\"image\": \"<base64>\", ...}");
@@ -870,6 +872,7 @@ static int parse_body(req_t *r)
         return st2;
     }
     if (r->body_kind == BODY_RAW) {
+        if (!r->body.len && r->route == RT_SANITY) return 0; /* no image: the model's probe set */
         buf_t *b = new_image(r);
         if (!b) {
             set_problem(r, 503, "out of memory");
@@ -1132,7 +1135,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->phase == PH_RECEIVING) {
         int st = parse_body(r);
         if (st) return queue_stored(r);
-        if (r->route != RT_FILTER && r->n_images == 0)
+        if (r->route != RT_FILTER && r->route != RT_SANITY && r->n_images == 0) /* /sanity: the probe set */
             return answer_problem(r, 400, "no image: send the image as the body, as the multipart field 'image', or as base64 in JSON 'image'");
         if (r->route != RT_FILTER && r->route != RT_SANITY && r->route != RT_KSERVE_PREDICT && r->route != RT_KSERVE_EXPLAIN &&
             r->n_images > 1)
@@ -1235,8 +1238,14 @@ static int load_models(void)
             continue;
         }
         service_model_t *sm = &S.models[S.n_models++];
+        memset(sm, 0, sizeof *sm);
         sm->model = m;
         sm->max_batch = service_batch_for(m, &S.cfg);
+        char perr[512];
+        if (service_load_probes(sm, S.cfg.models_dir, S.cfg.sanity_images_max, perr, sizeof perr))
+            log_event(LOG_WARN, "model %s: probe set not loaded: %s", m->name, perr);
+        else if (sm->n_probes)
+            log_event(LOG_INFO, "model %s: probe set of %d images (probes/%s/)", m->name, sm->n_probes, m->name);
         log_event(LOG_INFO, "model %s loaded in %.1f ms: %lld parameters, %d classes, input %dx%dx%d, batch %d, workspace %zu KiB",
                   m->name, ms(t0, now_ns()), (long long)graph_total_params(m->graph), m->n_labels, m->input.channels,
                   m->input.height, m->input.width, sm->max_batch, ws_plan_bytes(m->graph, sm->max_batch) >> 10);
@@ -1395,7 +1404,10 @@ int cli_serve(int argc, char **argv)
     pool_destroy(S.pool);
     log_event(LOG_INFO, "stopped after draining for %.0f ms", ms(t0, now_ns()));
     sanity_cache_free(S.cache);
-    for (int i = 0; i < S.n_models; i++) model_free(S.models[i].model);
+    for (int i = 0; i < S.n_models; i++) {
+        service_free_probes(&S.models[i]);
+        model_free(S.models[i].model);
+    }
     for (int i = 0; i < S.n_keys; i++) free(S.keys[i]);
     for (int i = 0; i < S.n_origins; i++) free(S.origins[i]);
     free(S.model_info);

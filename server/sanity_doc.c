@@ -164,6 +164,7 @@ struct sanity_agg {
     char (*step_name)[96];
     acc_t model[M_COUNT][SANITY_MAX_GROUPS];
     acc_t floor[M_COUNT], label[M_COUNT], rlogit[M_COUNT];
+    acc_t original_edge[M_COUNT]; /* the original map against the input's edges (edge_* only) */
     double erise_sum[M_COUNT], erise_sq[M_COUNT];
     int erise_n[M_COUNT];
     int passed[3][M_COUNT], decided[3][M_COUNT], present[3][M_COUNT];
@@ -208,6 +209,7 @@ void sanity_agg_add(sanity_agg_t *a, const sanity_result_t *r)
             a->present[0][mm] = 1;
             for (int k = 0; k < sm->n_steps && k < a->n_steps; k++) acc_add(&a->model[mm][k], &sm->steps[k]);
             acc_add(&a->floor[mm], &sm->floor);
+            acc_add(&a->original_edge[mm], &sm->original_edge);
             if (!isnan(sm->entropy_rise)) {
                 a->erise_sum[mm] += sm->entropy_rise;
                 a->erise_sq[mm] += sm->entropy_rise * sm->entropy_rise;
@@ -305,6 +307,11 @@ json_t *sanity_agg_doc(const sanity_agg_t *a, const model_t *m, const request_t 
                                     "at the last randomization step");
             json_object_set_new(o, "steps", steps);
             json_object_set_new(o, "floor", acc_json(&a->floor[mm]));
+            json_t *oe = acc_json(&a->original_edge[mm]), *oe2 = json_object();
+            json_object_set(oe2, "edge_spearman", json_object_get(oe, "edge_spearman"));
+            json_object_set(oe2, "edge_ssim", json_object_get(oe, "edge_ssim"));
+            json_decref(oe);
+            json_object_set_new(o, "original_edge", oe2);
             json_object_set_new(o, "entropy_rise", json_pack("{s:o, s:i}", "mean", num_or_null(em), "count", a->erise_n[mm]));
             json_object_set_new(ms, method_name(mm), o);
         }

@@ -1,9 +1,11 @@
 /* service.c — decode, preprocess, explain, document (see service.h). */
 #include "service.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #include "decode.h"
@@ -35,6 +37,96 @@ void service_new_request_id(char out[33])
         for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
     }
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* ---- probe sets ------------------------------------------------------------------------------------- */
+void service_free_probes(service_model_t *sm)
+{
+    for (int i = 0; i < sm->n_probes; i++) {
+        free((void *)sm->probes[i].data);
+        free(sm->probe_files[i]);
+    }
+    free(sm->probes);
+    free(sm->probe_files);
+    sm->probes = NULL;
+    sm->probe_files = NULL;
+    sm->n_probes = 0;
+}
+
+static int is_image_name(const char *n)
+{
+    const char *dot = strrchr(n, '.');
+    return n[0] != '.' && dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int service_load_probes(service_model_t *sm, const char *models_dir, int max_images, char *err, size_t err_len)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/probes/%s", models_dir, sm->model->name);
+    DIR *d = opendir(dir);
+    if (!d) return 0; /* no probe set */
+    int n = 0, cap = 0, rc = 0;
+    char **names = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_image_name(e->d_name)) continue;
+        if (n == max_images) {
+            snprintf(err, err_len, "%s holds more than %d images (sanity_images_max)", dir, max_images);
+            rc = -1;
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 32;
+            char **nn = realloc(names, sizeof(char *) * (size_t)cap);
+            if (!nn) {
+                rc = -1;
+                snprintf(err, err_len, "out of memory");
+                break;
+            }
+            names = nn;
+        }
+        if (!(names[n] = strdup(e->d_name))) {
+            rc = -1;
+            snprintf(err, err_len, "out of memory");
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (!rc && n) {
+        qsort(names, (size_t)n, sizeof(char *), cmp_names); /* reproducible reports */
+        sm->probes = calloc((size_t)n, sizeof(blob_t));
+        sm->probe_files = calloc((size_t)n, sizeof(char *));
+        if (!sm->probes || !sm->probe_files) {
+            rc = -1;
+            snprintf(err, err_len, "out of memory");
+        }
+        for (int i = 0; !rc && i < n; i++) {
+            char path[8192];
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            FILE *f = fopen(path, "rb");
+            long len = -1;
+            uint8_t *buf = NULL;
+            if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+                (buf = malloc(len ? (size_t)len : 1)) && fread(buf, 1, (size_t)len, f) == (size_t)len) {
+                sm->probes[i] = (blob_t){buf, (size_t)len};
+                sm->probe_files[i] = names[i];
+                names[i] = NULL;
+                sm->n_probes = i + 1;
+            } else {
+                free(buf);
+                snprintf(err, err_len, "cannot read probe image %s", path);
+                rc = -1;
+            }
+            if (f) fclose(f);
+        }
+    }
+    for (int i = 0; i < n; i++) free(names ? names[i] : NULL);
+    free(names);
+    if (rc) service_free_probes(sm);
+    return rc;
 }
 
 int service_batch_for(const model_t *m, const config_t *cfg)
@@ -110,6 +202,17 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
 {
     const model_t *m = env->models[mi].model;
     int64_t t0 = eng_now_ns();
+    int from_probes = n == 0;
+    if (from_probes) { /* no image sent: the model's built-in probe set */
+        if (!env->models[mi].n_probes) {
+            char d[2 * MODEL_MAX_NAME + 200];
+            snprintf(d, sizeof d, "no image was sent, and model '%s' has no built-in probe set (models_dir/probes/%s/): "
+                                  "send one or more images as 'image' fields, JSON 'images' or the raw body", m->name, m->name);
+            return fail(oc, 400, d);
+        }
+        images = env->models[mi].probes;
+        n = env->models[mi].n_probes;
+    }
     if (n > env->cfg->sanity_images_max) {
         char d[160];
         snprintf(d, sizeof d, "%d images sent; the limit is %d (sanity_images_max)", n, env->cfg->sanity_images_max);
@@ -178,6 +281,14 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
     json_object_set_new(doc, "request_id", json_string(request_id));
     json_object_set_new(doc, "model", json_string(m->name));
     json_object_set_new(doc, "images", json_integer(n));
+    json_object_set_new(doc, "images_from", json_string(from_probes ? "probe_set" : "request"));
+    if (from_probes) {
+        json_t *files = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(files, json_string(env->models[mi].probe_files[i]));
+        char dir[MODEL_MAX_NAME + 16];
+        snprintf(dir, sizeof dir, "probes/%s", m->name);
+        json_object_set_new(doc, "probe_set", json_pack("{s:s, s:o}", "dir", dir, "files", files));
+    }
     json_t *ml = json_array();
     for (int k = 0; k < M_COUNT; k++)
         if (rq->ep.methods & (1u << k)) json_array_append_new(ml, json_string(method_name(k)));

@@ -19,19 +19,30 @@ typedef struct {
     char detail[768];   /* problem+json detail when status != 200 */
 } outcome_t;
 
-/* Everything a worker holds for one model. */
-typedef struct {
-    model_t *model;
-    int max_batch; /* workspace batch, from max_batch and workspace_max_bytes */
-} service_model_t;
-
-/* The workspace batch for a model under the config's budget (at least 1). */
-int service_batch_for(const model_t *m, const config_t *cfg);
-
 typedef struct {
     const uint8_t *data;
     size_t len;
 } blob_t;
+
+/* Everything a worker holds for one model. */
+typedef struct {
+    model_t *model;
+    int max_batch; /* workspace batch, from max_batch and workspace_max_bytes */
+    /* The built-in probe set: the images POST /sanity (and `explaind sanity` without --images) uses
+     * when the request sends none. Loaded once from MODELS_DIR/probes/NAME/ (every .png/.jpg/.jpeg,
+     * in file-name order); owned here, freed by service_free_probes. */
+    int n_probes;
+    blob_t *probes;
+    char **probe_files; /* file names, without the folder */
+} service_model_t;
+
+/* Read MODELS_DIR/probes/<model name>/ into sm (no folder: no probe set, not an error). More than
+ * max_images files, an unreadable file or no memory: -1 with err filled, sm left without probes. */
+int service_load_probes(service_model_t *sm, const char *models_dir, int max_images, char *err, size_t err_len);
+void service_free_probes(service_model_t *sm);
+
+/* The workspace batch for a model under the config's budget (at least 1). */
+int service_batch_for(const model_t *m, const config_t *cfg);
 
 /* What one thread needs to answer requests: the loaded models, its own workspace per model, and
  * the overlay cache shared by all threads. */
@@ -46,7 +57,8 @@ typedef struct {
 int service_find_model(const service_env_t *env, const char *name);
 
 /* Run rq (its route says which) for models[model] on the uploaded images (none for filter
- * visualization; one for predict/explain/activations; one or more for /sanity). */
+ * visualization; one for predict/explain/activations; one or more for /sanity, or none: the
+ * model's probe set, 400 when it has none). */
 json_t *service_run(const service_env_t *env, int model, request_t *rq, const blob_t *images, int n_images,
                     const char *request_id, outcome_t *oc);
 

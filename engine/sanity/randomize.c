@@ -16,7 +16,8 @@
  *            encodes that through γ' = √(var+ε)/√(1+ε), β' = mean/√(1+ε) against the stored statistics.
  *   normal   truncated normal N(0, std²) cut at ±2 std (tf.truncated_normal, the authors' code), for
  *            weights and biases alike.
- * Randomness: xoshiro256** from (seed, node index): the same seed gives the same bytes.
+ * Randomness: xoshiro256** from (seed, node index): the same seed gives the same bytes. Nodes sharing
+ * a weight initializer draw from the stream of the first of them, so they stay tied.
  */
 #include <math.h>
 #include <pthread.h>
@@ -51,8 +52,17 @@ int sanity_reinit_node(const graph_t *g, int node, int init, float std, uint64_t
         free(b);
         return eng_errf(err, ENG_ENOMEM, "out of memory");
     }
+    /* The stream is that of the first node reading this weight: nodes that share one initializer
+     * (a module called twice, as CBAM's shared MLP on its average- and max-pooled paths) get the
+     * same random weights, as one reset_parameters() gives them in PyTorch. */
+    int first = node;
+    for (int k = 0; k < node; k++)
+        if (g->nodes[k].w_in >= 0 && g->nodes[k].in[g->nodes[k].w_in] == n->in[n->w_in]) {
+            first = k;
+            break;
+        }
     rng_t r;
-    rng_seed(&r, seed, 0x5a417100ULL + (uint64_t)node);
+    rng_seed(&r, seed, 0x5a417100ULL + (uint64_t)first);
     if (!strcmp(n->op_type, "BatchNormalization")) {
         double eps = attr_float(n, "epsilon", 1e-5f);
         const float *mu = nin(g, n, 3)->f, *var = nin(g, n, 4)->f;

@@ -6,6 +6,8 @@
                  Fashion-MNIST labels, conv blocks + CBAM + GAP + linear head, the same node names
                  (/conv4/Relu as cam_layer, /cbam/spatial/Sigmoid as attention layer), seeded
                  random weights, narrower channels. README examples run against either.
+                 Either way with the shipped probe set (models/probes/fashion-cnn/, Fashion-MNIST
+                 test images) that /sanity uses when no image is sent.
   fc-head        28x28 gray CNN whose head is flatten + two linear layers: 'cam' does not apply.
   mobilenet      torchvision mobilenet_v2 at 3x64x64 with seeded random weights, 10 classes and
                  no sidecar (labels class_0..., auto-detected cam layer): the slow model the
@@ -162,6 +164,9 @@ def write_models(out_dir, repo_models_dir):
         with open(os.path.join(out_dir, "fashion-cnn.json"), "w") as f:
             json.dump(_gray_sidecar("/conv4/Relu", ["/cbam/spatial/Sigmoid"]), f)
         kinds["fashion-cnn"] = "stand-in"
+    probes = os.path.join(repo_models_dir, "probes", "fashion-cnn")
+    if os.path.isdir(probes):
+        shutil.copytree(probes, os.path.join(out_dir, "probes", "fashion-cnn"))
     _export(_fc_head(), (1, 1, 28, 28), os.path.join(out_dir, "fc-head.onnx"))
     with open(os.path.join(out_dir, "fc-head.json"), "w") as f:
         json.dump(_gray_sidecar("/relu2/Relu", []), f)

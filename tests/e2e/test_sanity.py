@@ -61,3 +61,64 @@ def test_sanity_parameters_are_checked(client, boot_png):
         assert r.status_code == 422 and q.split("=")[0] in r.json()["detail"], q
     r = client.post(SANITY + "?per_image=maybe", data=boot_png)
     assert r.status_code == 422
+
+
+# ---- built-in probe set: /sanity without an image uses models_dir/probes/{model}/ -------------------------
+PROBES = "probes/fashion-cnn"
+
+
+def probe_files(models):
+    import os
+    d = os.path.join(models.dir, PROBES)
+    return sorted(f for f in os.listdir(d) if f.endswith(".png")) if os.path.isdir(d) else []
+
+
+def test_model_info_tells_the_probe_set_size(client, models):
+    if not probe_files(models):
+        pytest.skip("no probe set for fashion-cnn in this checkout")
+    assert client.get("/v1/models/fashion-cnn").json()["probe_images"] == len(probe_files(models)) == 20
+    assert client.get("/v1/models/fc-head").json()["probe_images"] == 0
+
+
+def test_sanity_without_an_image_runs_the_probe_set(client, models):
+    files = probe_files(models)
+    if not files:
+        pytest.skip("no probe set for fashion-cnn in this checkout")
+    for kw in ({"data": b""}, {"json": {}}, {"json": {"images": []}}):
+        r = client.post(SANITY + "?methods=gradcam&sanity=random_logit", **kw)
+        assert r.status_code == 200, (kw, r.text)
+        rep = r.json()
+        assert rep["images"] == len(files) and rep["images_from"] == "probe_set", kw
+        assert rep["probe_set"] == {"dir": PROBES, "files": files}
+
+
+def test_sanity_multipart_with_only_parameters_runs_the_probe_set(server, models):
+    if not probe_files(models):
+        pytest.skip("no probe set for fashion-cnn in this checkout")
+    r = curl(server, "POST", SANITY, "-F", "methods=saliency", "-F", "sanity=random_logit")
+    assert r.status_code == 200, r.text
+    assert r.json()["images_from"] == "probe_set"
+
+
+def test_probe_set_report_equals_sending_the_same_images(client, models):
+    import os
+    files = probe_files(models)
+    if not files:
+        pytest.skip("no probe set for fashion-cnn in this checkout")
+    q = "?methods=gradcam,saliency&sanity=random_logit&seed=3"
+    probe = client.post(SANITY + q, data=b"").json()
+    imgs = [base64.b64encode(open(os.path.join(models.dir, PROBES, f), "rb").read()).decode() for f in files]
+    sent = client.post(SANITY + q, json={"images": imgs}).json()
+    assert sent["images_from"] == "request" and "probe_set" not in sent
+    assert probe["sanity"] == sent["sanity"]
+
+
+def test_sanity_without_an_image_on_a_model_without_probes_is_400(client):
+    r = client.post("/v1/models/fc-head/sanity?methods=gradcam&sanity=random_logit", data=b"")
+    assert r.status_code == 400
+    assert "probe set" in r.json()["detail"] and "probes/fc-head" in r.json()["detail"]
+
+
+def test_explain_without_an_image_is_still_400(client, models):
+    r = client.post(EXPLAIN + "?methods=gradcam", data=b"")
+    assert r.status_code == 400
