@@ -282,9 +282,16 @@ def stage_context(models_src):
         if rel.startswith("models/") or not os.path.isfile(src) or os.path.islink(src):
             continue
         want[rel] = src
-    for name in os.listdir(models_src):  # what the service loads: NAME.onnx, NAME.json sidecars
-        if name.endswith((".onnx", ".json")) and os.path.isfile(os.path.join(models_src, name)):
-            want["models/" + name] = os.path.join(models_src, name)
+    # what the service loads: NAME.onnx, NAME.json sidecars and probes/NAME/ (as .dockerignore keeps
+    # models/train.py, README.md and metrics/ out of the image)
+    for root, dirs, names in os.walk(models_src):
+        rel_root = os.path.relpath(root, models_src)
+        dirs[:] = [d for d in dirs if not (rel_root == "." and d == "metrics")]
+        for name in names:
+            if rel_root == "." and not name.endswith((".onnx", ".json")):
+                continue
+            rel = os.path.normpath(os.path.join("models", rel_root, name))
+            want[rel] = os.path.join(root, name)
     for rel, src in want.items():
         dst = os.path.join(ctx, rel)
         data = open(src, "rb").read()
