@@ -37,6 +37,13 @@ static int fan_in_of(const graph_t *g, const node_t *n)
     return (int)a->dims[a->rank - 1]; /* Gemm / MatMul: the input features */
 }
 
+/* Do nodes a and b read the same weight initializer (one module applied twice)? */
+static int same_weight(const graph_t *g, int a, int b)
+{
+    const node_t *x = &g->nodes[a], *y = &g->nodes[b];
+    return x->w_in >= 0 && y->w_in >= 0 && x->in[x->w_in] == y->in[y->w_in];
+}
+
 int sanity_reinit_node(const graph_t *g, int node, int init, float std, uint64_t seed, float **w_out, float **b_out,
                        size_t *bytes, eng_err_t *err)
 {
@@ -57,7 +64,7 @@ int sanity_reinit_node(const graph_t *g, int node, int init, float std, uint64_t
      * same random weights, as one reset_parameters() gives them in PyTorch. */
     int first = node;
     for (int k = 0; k < node; k++)
-        if (g->nodes[k].w_in >= 0 && g->nodes[k].in[g->nodes[k].w_in] == n->in[n->w_in]) {
+        if (same_weight(g, k, node)) {
             first = k;
             break;
         }
@@ -168,13 +175,27 @@ int sanity_make_groups(const model_t *m, int mode, const char *list, sanity_grou
     if (total > SANITY_MAX_GROUPS) total = SANITY_MAX_GROUPS;
     graph_param_nodes(g, out->nodes, total);
     if (mode == SANITY_LAYERS_ALL) {
-        out->n_nodes = total;
+        /* one group per layer; nodes that read the same weight initializer (a module applied twice,
+         * like CBAM's shared MLP) are one layer: randomizing one copy alone would leave the model
+         * half-randomized in a way no PyTorch module can be */
+        int found[SANITY_MAX_GROUPS], owner[SANITY_MAX_GROUPS];
+        memcpy(found, out->nodes, sizeof(int) * (size_t)total);
         for (int i = 0; i < total; i++) {
-            out->start[i] = i;
-            out->len[i] = 1;
-            snprintf(out->name[i], sizeof out->name[i], "%s", g->nodes[out->nodes[i]].name);
+            owner[i] = i;
+            for (int j = 0; j < i && owner[i] == i; j++)
+                if (same_weight(g, found[j], found[i])) owner[i] = owner[j];
         }
-        out->n = total;
+        int k = 0;
+        for (int i = 0; i < total; i++) {
+            if (owner[i] != i) continue;
+            out->start[out->n] = k;
+            for (int j = i; j < total; j++)
+                if (owner[j] == i) out->nodes[k++] = found[j];
+            out->len[out->n] = k - out->start[out->n];
+            snprintf(out->name[out->n], sizeof out->name[out->n], "%s", g->nodes[found[i]].name);
+            out->n++;
+        }
+        out->n_nodes = k;
         return ENG_OK;
     }
     if (mode == SANITY_LAYERS_BLOCKS) {
