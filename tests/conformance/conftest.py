@@ -65,7 +65,7 @@ def pytest_terminal_summary(terminalreporter):
     w = terminalreporter.write_line
     w("")
     w("conformance: logits = max|d|/max|ref| (tol 1e-4); grads/value = rel L2 (tol 1e-3); single = max rel L2 "
-      "batch vs single (tol 1e-5); threads = 4 threads' bytes vs one thread; inputs = kink-free (torch float32 "
+      "batch vs single (tol 1e-4); threads = 4 threads' bytes vs one thread; inputs = kink-free (torch float32 "
       "reference) or float64 (float64 reference, near-kink units on the engine's side: near = such units, "
       "flips = those the engine put on the other side, no_decis = input grad error without following them)")
     w(f"{'model':20s}" + "".join(f"{h:>10s}" for _, h in COLUMNS))

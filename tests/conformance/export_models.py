@@ -30,7 +30,11 @@ running_var *= U(0.5, 1.5).  Then model.eval().
 Tolerances (the issue's, applied by test_engine.py as they are, never raised per model):
   logits:                          max|a - b| <= 1e-4 * max|b|
   input grad, value, value grad:   ||a - b||_2 / ||b||_2 <= 1e-3
-  batch of 4 vs 4 single runs:     relative L2 <= 1e-5 per image and per output
+  batch of 4 vs 4 single runs:     relative L2 <= 1e-4 per image and per output (the issue gives no number; 1e-5,
+                                   used before, is below float32 rounding on these models: PyTorch's own batch of 4
+                                   and single images differ by up to 3.6e-5 (efficientnet_b0 input gradient, which
+                                   has no kinks at all) and 9.6e-5 (inception_v3 logits); the engine by 1.7e-5
+                                   and 4.0e-5 there)
   4 threads vs one thread:         identical bytes
 
 Inputs: kink-free where a seed budget allows it.  Gradients of ReLU-type nets are discontinuous: a unit
@@ -83,7 +87,7 @@ TOLERANCES = {
     "input_grad_rel_l2": 1e-3,
     "value_rel_l2": 1e-3,
     "value_grad_rel_l2": 1e-3,
-    "single_vs_batch_rel_l2": 1e-5,
+    "single_vs_batch_rel_l2": 1e-4,
     "threads_vs_single_thread": "identical bytes",
 }
 # the top-1 logit of every image must beat the runner-up by this fraction of its max |logit|, so the argmax
