@@ -1,6 +1,7 @@
 # Conformance suite: the engine vs PyTorch on exported torchvision / CBAM / opset-9..17 models.
 #   make conformance          export models + inputs + torch references (cached in $(CONFORMANCE_DIR)), then pytest
 #   make conformance-export   only the export (prints per model: input policy, value names, op histogram, timings)
+#   make conformance-dry-run  the whole harness against tests/conformance/ref_engine.py (no C code needed)
 # Compared (tests/conformance/test_engine.py), at the issue's tolerances, never raised: logits max|d| <= 1e-4
 # max|ref|; input grad, value, value grad rel L2 <= 1e-3 (argmax and a fixed class); batch vs single images
 # rel L2 <= 1e-4; 4 threads byte-identical to one; broken / unsupported / external-data-abusing models exit 2
@@ -15,7 +16,7 @@ CONFORMANCE_ENV  = CONFORMANCE_DIR=$(abspath $(CONFORMANCE_DIR)) CONFORMANCE_RUN
                    GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 CONFORMANCE_PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider tests/conformance/test_engine.py
 
-.PHONY: conformance conformance-export
+.PHONY: conformance conformance-export conformance-dry-run
 
 $(CONFORMANCE_RUN): tests/conformance/conformance_run.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -26,5 +27,8 @@ conformance-export:
 
 conformance: $(CONFORMANCE_RUN) conformance-export
 	$(CONFORMANCE_ENV) $(CONFORMANCE_PYTEST)
+
+conformance-dry-run: conformance-export
+	$(CONFORMANCE_ENV) CONFORMANCE_RUN="$(PYTHON) $(abspath tests/conformance/ref_engine.py)" $(CONFORMANCE_PYTEST)
 
 TEST_SUITES += conformance
