@@ -4,7 +4,8 @@ SmoothGrad/VarGrad, the uniform baseline and every other random choice draw from
 they cannot be compared number for number with PyTorch, so these tests check what must hold whatever
 the numbers:
   - SmoothGrad with smoothgrad_noise 0 equals its base method (saliency, grad_x_input,
-    guided_backprop, integrated_gradients): every sample is the input itself;
+    guided_backprop, integrated_gradients): every sample is the input itself (to the rounding of a
+    batched vs a single-image pass, relative L2 <= 1e-5);
   - VarGrad is a variance: >= 0 everywhere;
   - Integrated Gradients at 256 steps satisfies completeness: |Σ attr − (f(x) − f(x0))| <= 1 % of
     |f(x) − f(x0)|, from extra.convergence_delta and recomputed from the attribution and the float64
@@ -33,6 +34,7 @@ import mc_reference as R
 from conftest import MODEL_NAMES, get_case, record_property
 
 B = 16
+SG_ZERO_NOISE_TOL = 1e-5
 BASES = ["saliency", "grad_x_input", "guided_backprop", "integrated_gradients"]
 
 
@@ -57,7 +59,10 @@ def need(cases, name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_smoothgrad_zero_noise_equals_base(cases, engine, name, base):
     """smoothgrad (type smoothgrad, 4 samples) with smoothgrad_noise 0 = its base method, to float32
-    rounding (relative L2 <= 1e-6): each sample is x itself, batched."""
+    rounding: each sample is x itself, but the 4 run as one batch and the base as a single image, and
+    the engine's batched and single passes sum in different orders. Relative L2 <= 1e-5 (was 1e-6:
+    mobilenet_v2 measured 1.15e-6; the engine conformance suite measures batch vs single at up to
+    4e-5 on deeper models and bounds it by 1e-4)."""
     c = need(cases, name)
     extra = dict(ig_steps=8) if base == "integrated_gradients" else {}
     d = engine.get(c.model, c.png, f"smoothgrad,{base}", target=c.target, smoothgrad_noise=0, smoothgrad_samples=4,
@@ -65,8 +70,8 @@ def test_smoothgrad_zero_noise_equals_base(cases, engine, name, base):
     sg = E.attribution(d, "smoothgrad")
     ref = E.attribution(d, base)
     rel = R.rel_l2(sg, ref)
-    record_property(f"smoothgrad(noise 0) = {base}", name, rel, rel <= 1e-6, "relative L2")
-    assert rel <= 1e-6, rel
+    record_property(f"smoothgrad(noise 0) = {base}", name, rel, rel <= SG_ZERO_NOISE_TOL, "relative L2")
+    assert rel <= SG_ZERO_NOISE_TOL, rel
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
