@@ -339,14 +339,13 @@ NOTES = """## Notes on the comparisons
 float32 implementations route a gradient differently (on resnet18 one unit at 1.4e-8 of its node's
 scale moves the gradient at that input by 4 %). The test input is drawn away from kinks: the first seed
 whose float64 forward keeps every such unit 1e-5 × (max |input| of its node) away. That is reachable
-for the 28x28 models, not for resnet18 (≈2e5 rectified units) or mobilenet_v2 (≈6e5): over 300 seeds the
-widest margin was 6.2e-6 and 1.6e-6. There the widest-margin seed of the first 32 is used and
+for fashion-cnn, not for resnet18 (≈2e5 rectified units) or mobilenet_v2 (≈6e5): the widest margin
+among the first 32 seeds is in the inputs table above. There the widest-margin seed is used and
 `test_kink_decisions_agree` reads the engine's own float32 values of every node with a unit closer
-than 1e-5 (the `activations` method on the node's input) and checks it is on the same side as float64
-(engine forward error measured at 1e-8…4e-6 of the node scale). IG path points cannot be drawn: where
-the engine's IG differs, the reference takes the other side at units within 1e-5 of a kink at a path
-point (ReLU/ReLU6 bound or max-pool runner-up) when that flip's exact term appears in the difference
-with coefficient ≈ 1 (FLIPS; each is listed in the report).
+than 1e-5 (the `activations` method on the node's input) and checks it is on the same side as float64.
+IG path points cannot be drawn: where the engine's IG differs, the reference takes the other side at
+units within 1e-5 of a kink at a path point (ReLU/ReLU6 bound or max-pool runner-up) when that flip's
+exact term appears in the difference with coefficient ≈ 1 (FLIPS; each is listed in the report).
 
 **Black baseline.** The black image is constant: inside a flat region all units of a channel share one
 value, so max-pool windows are exact ties and, if one unit is at a ReLU6 bound, all are. PyTorch's conv
@@ -370,14 +369,14 @@ whose logit moves most; with random weights the top-1 logit barely moves and PyT
 misses 1 % as well; on random-weight mobilenet_v2 PyTorch misses it by 8-18 % for any class, so the
 property is not tested there.
 
-**Findings in the engine** (the suite fails on them; not fixed here):
-1. `riemann_trapezoid` weights: the engine uses the textbook trapezoid (step 1/(n−1), ends halved);
-   Captum's `riemann_builders` uses step 1/n with the ends halved (sum (n−1)/n). The engine's IG is
-   n/(n−1) times Captum's: relative error 1/(n−1) (0.0625 at 17 steps), and its convergence delta
-   differs accordingly. API.md promises "Captum's names and rules".
-2. `edge`: the engine zeroes the one-pixel border; skimage.filters.sobel 0.19 (the version the engine
-   file cites, and Debian's 0.19.3) does not (it only masks when a mask is given; older versions did
-   zero the border). Interior pixels agree to 1e-7.
+**Engine findings of this suite, fixed.** Two disagreements with the references were found and fixed in
+the engine; both are compared on every model and pass:
+1. `riemann_trapezoid` weights: the engine used the textbook trapezoid (step 1/(n−1), ends halved);
+   Captum's `riemann_builders` uses step 1/n with the ends halved (sum (n−1)/n), and API.md promises
+   Captum's rules. Fixed in the engine (commit 9cbe12c).
+2. `edge` at the border: the engine zeroed the one-pixel border; skimage.filters.sobel 0.19 (Debian's
+   0.19.3) does not (it only masks when a mask is given; older versions did). Fixed (commit b716f1e);
+   `test_edge` compares the whole map, `test_edge_interior` the interior alone.
 """
 
 
