@@ -48,10 +48,12 @@ When the spec's budget of candidates yields fewer than 4 ("float64"), the batch 
 the fewest near-kink units and test_engine.py compares against a float64 torch reference instead, in
 which the backward of each near-kink unit follows the side the engine's own forward put it on (read from
 the engine's values of that node, the only thing taken from the engine); every other unit must be on the
-float64 side in the engine too, or the test fails.  Measured per-image clean rates (64 candidates each):
-cbam 94 %, squeezenet1_1 50 %, mobilenet_v3_small 69 %, resnet18 6 %, efficientnet_b0 100 % (no kinks);
-mobilenet_v2, resnet50, densenet121, inception_v3 and vgg16 0 % (5 to 120 near-kink units per image: float32
-error grows to 2e-5..1.4e-4 of the node scale in their deepest layers), so their budget is one batch.
+float64 side in the engine too, or the test fails.  Measured kink-free candidates (kinks.py definition):
+cbam 48/64, opsetnet 62/64, mobilenet_v3_small 37/64, squeezenet1_1 21/64, resnet18 5/64 (budget 160: its batch
+is candidates 2, 21, 29, 44), efficientnet_b0 all (SiLU and sigmoid only: no kinks); mobilenet_v2 0/16 (15-34
+near-kink units per image), vgg16 0/16 (3-18), inception_v3 0/16 (28-48), densenet121 0/16 (71-93), resnet50
+0/16 (106-153) (vgg16 has 1.1e6 rectified units per image; in the others float32 error grows to 2e-5..1.4e-4
+of the node scale in the deepest layers), so their budget is one batch.
 
 Usage: export_models.py [--only a,b] [--force] [--list] [--show] [--jobs N]
 A model is skipped when all its files exist and its meta.json carries the current script hash.
