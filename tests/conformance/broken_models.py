@@ -1,6 +1,6 @@
 """Malformed, unsupported and abusive ONNX files for the error tests of test_engine.py.
 
-Every case here must make engine_run exit with status 2 and print "error: <message>" on stderr (a signal,
+Every case here must make the engine tool (conformance_run) exit with status 2 and print "error: <message>" on stderr (a signal,
 a hang or any other exit status fails).  Where a node or op is involved the message must name it:
   truncated_half / truncated_head  resnet18.onnx cut at half / after 64 bytes
   garbage / empty                  4 KiB of seeded random bytes / a zero-byte file

@@ -1,51 +1,66 @@
 #!/usr/bin/python3
-"""Export the conformance models to ONNX and compute their PyTorch references.
+"""Export the conformance models to ONNX, choose their test inputs and compute their PyTorch references.
 
 For every model (see SPECS) this writes, into $CONFORMANCE_DIR (default <repo>/build/conformance, never
-committed):
+committed; the methods suite takes its resnet18 and mobilenet_v2 from here too):
   NAME.onnx                  the ONNX file (NAME.data next to it for the external-data model)
-  NAME.input.f32             seeded random input batch, 4 x C x H x W, float32 little-endian
-  NAME.ref.logits.f32        logits of THE SAME torch module that was exported (4 x classes)
+  NAME.input.f32             the input batch, 4 x C x H x W, float32 little-endian (see "Inputs")
+  NAME.ref.logits.f32        logits of THE SAME torch module that was exported, float32 (4 x classes)
   NAME.ref.input_grad.f32    d(sum_i logit_i[t_i]) / d input, t_i = argmax of image i (torch.autograd.grad,
-                             parameters frozen)
+                             parameters frozen), float32
   NAME.ref.value.f32         one intermediate value (a torch module output, captured by a forward hook) ...
   NAME.ref.value_grad.f32    ... and the gradient of the same objective wrt it (same autograd.grad call)
   NAME.ref.fixed.input_grad.f32 / NAME.ref.fixed.value_grad.f32
                              the same gradients for one fixed class K for every image (engine --target K);
                              K = image 0's runner-up class
   NAME.meta.json             input shape, ONNX value name, torch module path, targets, fixed target, opset,
-                             op histogram, tolerances, noise floor + effective tolerances, script hash
+                             op histogram, the input policy and its measurements, script hash
+  NAME.kinks.json            (float64-reference models only) the near-kink units of the input: per kink
+                             op, its ONNX input value and the [image, unit] pairs
 
 Weights are random (torch.manual_seed per model); nothing is downloaded.  Every BatchNorm gets non-trivial
 statistics so BN folding is really exercised: weight ~ U(0.5, 1.5), bias ~ N(0, 0.1); the running statistics
 are then calibrated on a seeded random batch of 16, in one eval-mode forward where a pre-hook sets each BN's
 statistics from the input it actually receives (downstream of the already-set upstream BNs, so the
-perturbations below do not compound), so activations keep a sane scale through 50+ layers (with purely random statistics
-inception_v3's logits reach 4e9, resnet50's 4e2, and float32 vs float64 torch already disagree by 1e-4 on
-mobilenet_v3_small's logits); var is floored at max(0.01 * layer mean, (mean / 30)^2) (near-constant channels
-would otherwise turn x - mean into a catastrophic cancellation), then perturbed per channel:
-running_mean += N(0, 0.1) * sqrt(var), running_var *= U(0.5, 1.5).  Then model.eval().
+perturbations below do not compound), so activations keep a sane scale through 50+ layers; var is floored at
+max(0.01 * layer mean, (mean / 30)^2) (near-constant channels would otherwise turn x - mean into a
+catastrophic cancellation), then perturbed per channel: running_mean += N(0, 0.1) * sqrt(var),
+running_var *= U(0.5, 1.5).  Then model.eval().
 
-Tolerances the engine is held to (written to every meta.json and applied by test_engine.py):
+Tolerances (the issue's, applied by test_engine.py as they are, never raised per model):
   logits:                          max|a - b| <= 1e-4 * max|b|
   input grad, value, value grad:   ||a - b||_2 / ||b||_2 <= 1e-3
-  batch of 4 vs 4 single runs:     relative L2 <= 1e-5 per image and per output
-  --threads 4 vs one thread:       identical bytes
+  batch of 4 vs 4 single runs:     relative L2 <= 1e-4 per image and per output (the issue gives no number; 1e-5,
+                                   used before, is below float32 rounding on these models: PyTorch's own batch of 4
+                                   and single images differ by up to 3.6e-5 (efficientnet_b0 input gradient, which
+                                   has no kinks at all) and 9.6e-5 (inception_v3 logits); the engine by 1.7e-5
+                                   and 4.0e-5 there)
+  4 threads vs one thread:         identical bytes
 
-Float32 noise floor (always measured, see noise_floor()): the exported ONNX file is run by ref_engine.py (a
-pure-torch ONNX interpreter, BN folded as exported), the module in float64, and the module with weights
-perturbed by 1e-7 relative (twice).  Logits and the forward value of every realization must meet the
-tolerances above (this proves the ONNX value name is the hooked module output).  Gradients of ReLU-type nets
-are discontinuous: a unit within rounding noise of a kink may flip and move a gradient by 1e-3..1e-2 even
-between torch float32 and float64.  Where the worst realization comes within a third of the brief's
-tolerance for a quantity, meta.json's effective_tolerances raise it to 3 x the measured floor (listed in meta
-"relaxed"; CONFORMANCE_STRICT=1 makes the tests use the brief's tolerances regardless).
+Inputs: kink-free where a seed budget allows it.  Gradients of ReLU-type nets are discontinuous: a unit
+whose float64 pre-activation is within float32 rounding of its kink may take either side in two correct
+float32 implementations and move a gradient by 1e-3..1e-2 (kinks.py).  Candidate images are seeded N(0, 1)
+draws, candidate j from seed crc32(base name) + 1000 + j, screened in order with a float32 and a float64
+torch forward; an image is kept when no unit is near its kink (kinks.near_kink: closer than 4 x the float32
+error measured at that node) and its top-1 logit beats the runner-up by 1e-3 of its max |logit|.  The
+first 4 kept images are the batch ("kink-free"; references: the float32 torch module).
+When the spec's budget of candidates yields fewer than 4 ("float64"), the batch is the 4 candidates with
+the fewest near-kink units and test_engine.py compares against a float64 torch reference instead, in
+which the backward of each near-kink unit follows the side the engine's own forward put it on (read from
+the engine's values of that node, the only thing taken from the engine); every other unit must be on the
+float64 side in the engine too, or the test fails.  Measured kink-free candidates (kinks.py definition):
+cbam 48/64, opsetnet 62/64, mobilenet_v3_small 37/64, squeezenet1_1 21/64, resnet18 5/64 (budget 160: its batch
+is candidates 2, 21, 29, 44), efficientnet_b0 all (SiLU and sigmoid only: no kinks); mobilenet_v2 0/16 (15-34
+near-kink units per image), vgg16 0/16 (3-18), inception_v3 0/16 (28-48), densenet121 0/16 (71-93), resnet50
+0/16 (106-153) (vgg16 has 1.1e6 rectified units per image; in the others float32 error grows to 2e-5..1.4e-4
+of the node scale in the deepest layers), so their budget is one batch.
 
-Usage: export_models.py [--only a,b] [--force] [--list] [--show]
+Usage: export_models.py [--only a,b] [--force] [--list] [--show] [--jobs N]
 A model is skipped when all its files exist and its meta.json carries the current script hash.
 """
 import argparse
 import collections
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -66,7 +81,7 @@ import torchvision
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-import ref_engine  # noqa: E402
+import kinks  # noqa: E402
 
 BATCH = 4
 TOLERANCES = {
@@ -74,12 +89,13 @@ TOLERANCES = {
     "input_grad_rel_l2": 1e-3,
     "value_rel_l2": 1e-3,
     "value_grad_rel_l2": 1e-3,
-    "single_vs_batch_rel_l2": 1e-5,
+    "single_vs_batch_rel_l2": 1e-4,
     "threads_vs_single_thread": "identical bytes",
 }
-# the top-1 logit of every image must beat the runner-up by this fraction of max|logit| (else another
-# input seed is drawn), so the argmax target cannot flip within the logits tolerance
+# the top-1 logit of every image must beat the runner-up by this fraction of its max |logit|, so the argmax
+# target cannot flip within the logits tolerance
 MIN_TARGET_GAP = 1e-3
+SCREEN_CHUNK = 8   # candidate images per screening forward
 
 
 def out_dir():
@@ -87,7 +103,7 @@ def out_dir():
 
 
 def script_hash():
-    h = hashlib.sha256(Path(__file__).read_bytes())
+    h = hashlib.sha256(Path(__file__).read_bytes() + (HERE / "kinks.py").read_bytes())
     h.update(torch.__version__.encode() + torchvision.__version__.encode() + onnx.__version__.encode())
     return h.hexdigest()[:16]
 
@@ -197,6 +213,26 @@ class OpsetNet(nn.Module):
         return torch.matmul(h, self.w2) + self.b2
 
 
+class VggPool7From2(nn.Module):
+    """torchvision VGG's AdaptiveAvgPool2d((7, 7)) on the 2 x 2 map a 64 x 64 input leaves, in a form
+    torch.onnx.export accepts (it exports adaptive pooling only when the map is a multiple of 7, i.e. an
+    input of 224..255): the adaptive bins of 2 -> 7 are rows (0, 0, 0, 0-1, 1, 1, 1), which is edge padding
+    by 3 then a 2 x 2 average with stride 1.  Same function (checked against the original module before
+    every export); the references are computed on the unmodified torchvision module."""
+
+    def forward(self, x):
+        assert tuple(x.shape[-2:]) == (2, 2), x.shape
+        return F.avg_pool2d(F.pad(x, (3, 3, 3, 3), mode="replicate"), 2, 1)
+
+
+def vgg_for_export(model):
+    import copy
+    m = copy.copy(model)          # shares the parameters; only the pooling module differs
+    m._modules = collections.OrderedDict(model._modules)
+    m.avgpool = VggPool7From2()
+    return m
+
+
 # ----------------------------------------------------------------------------------------------------------
 # model list
 # ----------------------------------------------------------------------------------------------------------
@@ -205,37 +241,46 @@ TV = torchvision.models
 
 class Spec:
     def __init__(self, name, build, hw, value, opset=14, bn="fold", external=False, expect=(), forbid=(),
-                 note="", center_bias=None):
+                 note="", center_bias=None, tries=64, export_module=None):
         self.name, self.build, self.hw, self.value, self.opset = name, build, hw, value, opset
-        self.center_bias = center_bias
+        self.center_bias, self.tries, self.export_module = center_bias, tries, export_module
         self.bn, self.external, self.expect, self.forbid, self.note = bn, external, expect, forbid, note
 
     @property
     def input_shape(self):
         return [BATCH, 3, self.hw, self.hw]
 
+    @property
+    def base(self):
+        """Variants share their base model's weights, inputs and references (seed_of)."""
+        return re.sub(r"_(bnnode|extdata|\d+)$", "", self.name)
+
+
+DEEP = dict(tries=BATCH)  # measured 0 % kink-free images (module docstring): one batch, then float64
 
 SPECS = [
     Spec("resnet18", TV.resnet18, 64, "layer3", expect=["Conv", "Relu", "MaxPool", "Add", "GlobalAveragePool",
-                                                         "Flatten", "Gemm"], forbid=["BatchNormalization"]),
-    Spec("resnet50", TV.resnet50, 64, "layer3", forbid=["BatchNormalization"]),
-    Spec("vgg16", TV.vgg16, 224, "features.20", expect=["AveragePool", "MaxPool"],
-         note="224 is the smallest input vgg16 exports at: the exporter turns AdaptiveAvgPool2d((7,7)) into a "
-              "fixed AveragePool only when the 5x-downsampled map is a multiple of 7, i.e. H in 224..255 at the "
-              "least (any smaller input gives a map of 1..6, which it refuses)"),
-    Spec("mobilenet_v2", TV.mobilenet_v2, 64, "features.10", expect=["Clip", "Add"]),
+                                                         "Flatten", "Gemm"], forbid=["BatchNormalization"],
+         tries=160),
+    Spec("resnet50", TV.resnet50, 64, "layer3", forbid=["BatchNormalization"], **DEEP),
+    Spec("vgg16", TV.vgg16, 64, "features.20", expect=["Pad", "AveragePool", "MaxPool"], export_module=vgg_for_export,
+         note="64x64: the exporter refuses AdaptiveAvgPool2d((7,7)) on the 2x2 map (it needs a multiple of 7, "
+              "an input of 224..255); the exported graph has it as edge Pad + 2x2 AveragePool (VggPool7From2, "
+              "the same function), the references come from the unmodified torchvision module", **DEEP),
+    Spec("mobilenet_v2", TV.mobilenet_v2, 64, "features.10", expect=["Clip", "Add"], **DEEP),
     Spec("mobilenet_v3_small", TV.mobilenet_v3_small, 64, "features.6", expect=["HardSwish", "HardSigmoid"],
          note="opset 14: Hardswish exports as HardSwish, Hardsigmoid (SE gate) as HardSigmoid"),
     Spec("squeezenet1_1", TV.squeezenet1_1, 64, "features.6", expect=["Concat", "MaxPool"]),
-    Spec("efficientnet_b0", TV.efficientnet_b0, 64, "features.4", expect=["Sigmoid", "Mul"]),
-    Spec("densenet121", TV.densenet121, 64, "features.denseblock2", expect=["Concat", "AveragePool"]),
+    Spec("efficientnet_b0", TV.efficientnet_b0, 64, "features.4", expect=["Sigmoid", "Mul"], tries=BATCH,
+         note="SiLU and sigmoid gates only: no kinks, every input is kink-free"),
+    Spec("densenet121", TV.densenet121, 64, "features.denseblock2", expect=["Concat", "AveragePool"], **DEEP),
     Spec("inception_v3", lambda: TV.inception_v3(init_weights=True, aux_logits=False), 75, "Mixed_5c",
          expect=["Concat", "AveragePool", "MaxPool"],
-         note="75x75 is the smallest input inception_v3 runs at (74 fails: 2x2 map before a 3x3 kernel)"),
-    Spec("resnet18_bnnode", TV.resnet18, 64, "layer2", bn="preserve", expect=["BatchNormalization"],
+         note="75x75 is the smallest input inception_v3 runs at (74 fails: 2x2 map before a 3x3 kernel)", **DEEP),
+    Spec("resnet18_bnnode", TV.resnet18, 64, "layer2", bn="preserve", expect=["BatchNormalization"], tries=160,
          note="exported with training=TrainingMode.PRESERVE from eval mode: BN not fused, inference-mode "
               "BatchNormalization nodes"),
-    Spec("resnet18_extdata", TV.resnet18, 64, "layer3", external=True,
+    Spec("resnet18_extdata", TV.resnet18, 64, "layer3", external=True, tries=160,
          note="all initializers in resnet18_extdata.data (save_as_external_data, size_threshold=0)"),
     Spec("cbam", CBAMNet, 64, "cbam1", expect=["GlobalAveragePool", "MaxPool", "ReduceMean", "ReduceMax",
                                                "Sigmoid", "Concat"], center_bias="fc.bias"),
@@ -256,8 +301,7 @@ SPEC_BY_NAME = {s.name: s for s in SPECS}
 def seed_of(name):
     """Variants share their base model's seed (same weights): resnet18_bnnode/_extdata = resnet18,
     opsetnet_9.._17 = one OpsetNet exported at four opsets."""
-    base = re.sub(r"_(bnnode|extdata|\d+)$", "", name)
-    return zlib.crc32(base.encode()) % (2 ** 31)
+    return zlib.crc32(re.sub(r"_(bnnode|extdata|\d+)$", "", name).encode()) % (2 ** 31)
 
 
 def make_model(spec):
@@ -308,20 +352,6 @@ def make_model(spec):
     return model
 
 
-def make_input(spec, model):
-    """Seeded N(0,1) input; redrawn (next seed) until every image's top-1 logit has a clear margin."""
-    for k in range(20):
-        g = torch.Generator().manual_seed(seed_of(spec.name) + 1000 + k)
-        x = torch.randn(*spec.input_shape, generator=g)
-        with torch.no_grad():
-            y = model(x)
-        top = y.topk(2, 1).values
-        gap = float((top[:, 0] - top[:, 1]).min() / y.abs().max())
-        if gap >= MIN_TARGET_GAP:
-            return x, gap, k
-    raise RuntimeError(f"{spec.name}: no input with a top-1 margin >= {MIN_TARGET_GAP}")
-
-
 def scope_prefix(module_path):
     """torch 1.13 scope of a module: one path element per level, named by the attribute, except numeric
     (Sequential / ModuleList index) children, which are named '<parent's element>.<index>':
@@ -365,8 +395,48 @@ def max_rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def torch_reference(model, x, module_path, target=None):
-    """logits, input grad, hooked value, value grad from the torch module; one autograd.grad call."""
+def candidate(spec, j):
+    """Candidate input image j of a model: N(0, 1), seeded by the base model and j."""
+    g = torch.Generator().manual_seed(seed_of(spec.name) + 1000 + j)
+    return torch.randn(1, *spec.input_shape[1:], generator=g)
+
+
+def select_inputs(spec, model, model64):
+    """The input batch (module docstring, "Inputs"): the first BATCH candidates with no near-kink unit and
+    a clear top-1, screened SCREEN_CHUNK at a time up to spec.tries candidates; failing that the BATCH
+    clear-top-1 candidates with the fewest near-kink units.  Returns (x, info)."""
+    rows = []  # (j, near-kink units, min distance / margin, top-1 gap)
+    j = 0
+    while j < spec.tries and sum(1 for r in rows if r[1] == 0 and r[3] >= MIN_TARGET_GAP) < BATCH:
+        js = list(range(j, min(j + SCREEN_CHUNK, spec.tries)))
+        x = torch.cat([candidate(spec, k) for k in js])
+        y32, c32 = kinks.record(model, x)
+        _, c64 = kinks.record(model64, x.double())
+        count, ratio = kinks.units_summary(c64, c32, len(js))
+        top = y32.topk(2, 1).values
+        gap = ((top[:, 0] - top[:, 1]) / y32.abs().max(1).values).tolist()
+        rows += [(k, int(count[i]), float(ratio[i]), gap[i]) for i, k in enumerate(js)]
+        j = js[-1] + 1
+    ok = [r for r in rows if r[3] >= MIN_TARGET_GAP]
+    clean = [r for r in ok if r[1] == 0]
+    if len(clean) >= BATCH:
+        chosen, policy = clean[:BATCH], "kink-free"
+    else:
+        chosen, policy = sorted(sorted(ok, key=lambda r: (r[1], r[0]))[:BATCH]), "float64"
+        if len(chosen) < BATCH:
+            raise RuntimeError(f"{spec.name}: fewer than {BATCH} of {len(rows)} candidates have a top-1 margin "
+                               f">= {MIN_TARGET_GAP}")
+    x = torch.cat([candidate(spec, r[0]) for r in chosen])
+    info = {"policy": policy, "candidates": [r[0] for r in chosen], "candidates_screened": len(rows),
+            "candidates_kink_free": len(clean), "near_kink_units": [r[1] for r in chosen],
+            "kink_margin_ratio": [r[2] for r in chosen], "target_gap_rel": [r[3] for r in chosen],
+            "kink_factor": kinks.KINK_FACTOR}
+    return x, info
+
+
+def torch_reference(model, x, module_path, fixed=None):
+    """logits, input grad, hooked value, value grad from the torch module (any dtype): one forward, one
+    autograd.grad for the argmax targets and, with fixed=K, one for class K on every image."""
     captured = {}
     mod = model.get_submodule(module_path)
     h = mod.register_forward_hook(lambda m, i, o: captured.__setitem__("v", o))
@@ -376,21 +446,25 @@ def torch_reference(model, x, module_path, target=None):
     finally:
         h.remove()
     v = captured["v"]
-    tg = logits.argmax(1) if target is None else torch.full((x.shape[0],), target, dtype=torch.long)
-    obj = logits.gather(1, tg[:, None]).sum()
-    gx, gv = torch.autograd.grad(obj, [xi, v])
-    return {"logits": logits.detach().numpy(), "input_grad": gx.numpy(), "value": v.detach().numpy(),
-            "value_grad": gv.numpy(), "targets": tg.tolist()}
+    tg = logits.argmax(1)
+    gx, gv = torch.autograd.grad(logits.gather(1, tg[:, None]).sum(), [xi, v], retain_graph=fixed is not None)
+    out = {"logits": logits.detach().numpy(), "input_grad": gx.numpy(), "value": v.detach().numpy(),
+           "value_grad": gv.numpy(), "targets": tg.tolist()}
+    if fixed is not None:
+        fx, fv = torch.autograd.grad(logits[:, fixed].sum(), [xi, v])
+        out.update({"fixed.input_grad": fx.numpy(), "fixed.value_grad": fv.numpy()})
+    return out
 
 
 def save_f32(path, arr):
     np.ascontiguousarray(arr, dtype="<f4").tofile(path)
 
 
+REF_KEYS = ("logits", "input_grad", "value", "value_grad", "fixed.input_grad", "fixed.value_grad")
+
+
 def files_of(name, d):
-    fs = [f"{name}.onnx", f"{name}.input.f32", f"{name}.meta.json"] + \
-         [f"{name}.ref.{k}.f32" for k in ("logits", "input_grad", "value", "value_grad",
-                                          "fixed.input_grad", "fixed.value_grad")]
+    fs = [f"{name}.onnx", f"{name}.input.f32", f"{name}.meta.json"] + [f"{name}.ref.{k}.f32" for k in REF_KEYS]
     if SPEC_BY_NAME[name].external:
         fs.append(f"{name}.data")
     return [d / f for f in fs]
@@ -400,9 +474,12 @@ def is_cached(name, d):
     if not all(p.exists() for p in files_of(name, d)):
         return False
     try:
-        return json.loads((d / f"{name}.meta.json").read_text()).get("script_hash") == script_hash()
+        meta = json.loads((d / f"{name}.meta.json").read_text())
     except (OSError, ValueError):
         return False
+    if meta.get("policy") == "float64" and not (d / f"{name}.kinks.json").exists():
+        return False
+    return meta.get("script_hash") == script_hash()
 
 
 def load_meta(name, d=None):
@@ -411,62 +488,106 @@ def load_meta(name, d=None):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# export one model
+# export
 # ----------------------------------------------------------------------------------------------------------
-def export_one(spec, d):
-    t0 = time.time()
-    model = make_model(spec)
-    x, gap, redraws = make_input(spec, model)
-    with torch.no_grad():
-        before = model(x).numpy().copy()
+def export_onnx(spec, model, x, d):
+    """torch.onnx.export (which checks the proto itself) straight to NAME.onnx, or re-saved with every
+    initializer in NAME.data for the external-data model. Returns the proto (without weights when external)."""
     onnx_path = d / f"{spec.name}.onnx"
     tmp = d / f"{spec.name}.tmp.onnx"
     mode = torch.onnx.TrainingMode.PRESERVE if spec.bn == "preserve" else torch.onnx.TrainingMode.EVAL
+    module = spec.export_module(model) if spec.export_module else model
+    if module is not model:
+        with torch.no_grad():
+            e = max_rel(module(x), model(x))
+        if not e <= 1e-6:
+            raise RuntimeError(f"{spec.name}: the export module differs from the torchvision module by {e:.3g}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, x, str(tmp), opset_version=spec.opset, input_names=["input"],
+        torch.onnx.export(module, x, str(tmp), opset_version=spec.opset, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                           training=mode, do_constant_folding=True)
+    if not spec.external:
+        os.replace(tmp, onnx_path)
+        return onnx.load(str(onnx_path), load_external_data=False)
     proto = onnx.load(str(tmp))
     tmp.unlink()
-    onnx.checker.check_model(proto)
-    if spec.external:
-        data = d / f"{spec.name}.data"
-        if data.exists():
-            data.unlink()
-        onnx.save(proto, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=f"{spec.name}.data", size_threshold=0)
-        chk = onnx.load(str(onnx_path), load_external_data=False)
-        n_ext = sum(t.data_location == onnx.TensorProto.EXTERNAL for t in chk.graph.initializer)
-        if n_ext != len(chk.graph.initializer) or n_ext == 0:
-            raise RuntimeError(f"{spec.name}: {n_ext}/{len(chk.graph.initializer)} initializers external")
-    else:
-        onnx.save(proto, str(onnx_path))
-    export_s = time.time() - t0
+    data = d / f"{spec.name}.data"
+    if data.exists():
+        data.unlink()
+    onnx.save(proto, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=f"{spec.name}.data", size_threshold=0)
+    chk = onnx.load(str(onnx_path), load_external_data=False)
+    n_ext = sum(t.data_location == onnx.TensorProto.EXTERNAL for t in chk.graph.initializer)
+    if n_ext != len(chk.graph.initializer) or n_ext == 0:
+        raise RuntimeError(f"{spec.name}: {n_ext}/{len(chk.graph.initializer)} initializers external")
+    return chk
 
+
+class Prepared:
+    """What the variants of one base model share: module (float32 and float64), input, references."""
+
+    def __init__(self, spec):
+        t0 = time.time()
+        import copy
+        self.model = make_model(spec)
+        self.model64 = copy.deepcopy(self.model).double()
+        self.x, self.info = select_inputs(spec, self.model, self.model64)
+        self.select_seconds = round(time.time() - t0, 2)
+        self.refs = {}
+
+    def reference(self, spec):
+        if spec.value not in self.refs:
+            with torch.no_grad():
+                y = self.model(self.x).numpy()
+            fixed = int(np.argsort(y[0])[-2])  # image 0's runner-up: a live class (ReLU heads have dead ones)
+            self.refs[spec.value] = torch_reference(self.model, self.x, spec.value, fixed), fixed
+        return self.refs[spec.value]
+
+
+def near_kink_record(prep, proto):
+    """float64-policy models: each kink op with near-kink units, with its ONNX input value (kinks.json)."""
+    _, c32 = kinks.record(prep.model, prep.x)
+    _, c64 = kinks.record(prep.model64, prep.x.double())
+    names = kinks.onnx_inputs(proto, c64)
+    ops = []
+    for i, (a, b) in enumerate(zip(c64, c32)):
+        near, err = kinks.near_kink(a, b)
+        if near.any():
+            ops.append({"call": i, "kind": a.kind, "onnx_input": names[i], "shape": list(a.z.shape),
+                        "float32_error_rel": err.tolist(), "units": kinks.as_numpy_units(near)})
+    return {"kink_factor": kinks.KINK_FACTOR, "calls": len(c64), "ops": ops,
+            "units": sum(len(o["units"]) for o in ops)}
+
+
+def export_one(spec, d, prep):
+    t0 = time.time()
+    x = prep.x
+    proto = export_onnx(spec, prep.model, x, d)
+    export_s = time.time() - t0
     hist = op_histogram(proto)
     missing = [op for op in spec.expect if op not in hist]
     present = [op for op in spec.forbid if op in hist]
     if missing or present:
         raise RuntimeError(f"{spec.name}: expected ops missing {missing}, unexpected ops present {present}: {hist}")
     value_name, value_node = find_value_name(proto.graph, spec.value)
+    # the graph's kink ops are the ones the input was screened on (same kinds, same order)
+    _, calls = kinks.record(prep.model, x[:1])
+    kinks.onnx_inputs(proto, calls)
 
-    ref = torch_reference(model, x, spec.value)
-    if not np.array_equal(ref["logits"], before):
-        raise RuntimeError(f"{spec.name}: torch logits changed across export")
-    order = np.argsort(ref["logits"][0])
-    fixed = int(order[-2])  # image 0's runner-up: a live class (ReLU heads give many dead, zero-gradient ones)
-    ref_fixed = torch_reference(model, x, spec.value, target=fixed)
-
+    ref, fixed = prep.reference(spec)
     save_f32(d / f"{spec.name}.input.f32", x.numpy())
-    for k in ("logits", "input_grad", "value", "value_grad"):
+    for k in REF_KEYS:
         save_f32(d / f"{spec.name}.ref.{k}.f32", ref[k])
-    for k in ("input_grad", "value_grad"):
-        save_f32(d / f"{spec.name}.ref.fixed.{k}.f32", ref_fixed[k])
+    kpath = d / f"{spec.name}.kinks.json"
+    if prep.info["policy"] == "float64":
+        kpath.write_text(json.dumps(near_kink_record(prep, proto)) + "\n")
+    elif kpath.exists():
+        kpath.unlink()
 
     meta = {
         "name": spec.name,
-        "onnx": onnx_path.name,
+        "onnx": f"{spec.name}.onnx",
         "external_data": f"{spec.name}.data" if spec.external else None,
         "input_shape": spec.input_shape,
         "onnx_input_shape": ["N", 3, spec.hw, spec.hw],
@@ -478,8 +599,6 @@ def export_one(spec, d):
         "value_node": value_node,
         "value_shape": list(ref["value"].shape),
         "targets": ref["targets"],
-        "target_gap_rel": gap,
-        "input_seed_redraws": redraws,
         "fixed_target": fixed,
         "logits_max_abs": float(np.abs(ref["logits"]).max()),
         "op_histogram": hist,
@@ -487,131 +606,77 @@ def export_one(spec, d):
         "note": spec.note,
         "seed": seed_of(spec.name),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "onnx_version": onnx.__version__,
+        "select_seconds": prep.select_seconds,
         "export_seconds": round(export_s, 2),
         "script_hash": script_hash(),
     }
-    meta.update(noise_floor(spec, d, model, x, ref, ref_fixed, value_name, value_node))
+    meta.update(prep.info)
     meta["total_seconds"] = round(time.time() - t0, 2)
     (d / f"{spec.name}.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
 
 
-# quantities compared by the tests, and the brief's tolerance for each
-QUANTITIES = {"logits": TOLERANCES["logits_max_abs_over_max_ref"], "input_grad": TOLERANCES["input_grad_rel_l2"],
-              "value": TOLERANCES["value_rel_l2"], "value_grad": TOLERANCES["value_grad_rel_l2"],
-              "fixed.input_grad": TOLERANCES["input_grad_rel_l2"], "fixed.value_grad": TOLERANCES["value_grad_rel_l2"]}
-GRADS = ("input_grad", "value_grad", "fixed.input_grad", "fixed.value_grad")
-FLOOR_FACTOR = 3.0        # effective tolerance = max(brief tolerance, 3 x measured float32 noise floor)
-MAX_GRAD_FLOOR = 0.05     # beyond this the model itself is ill-conditioned: refuse to export it
-PERTURB_EPS = 1e-7        # relative weight noise of the perturbed realizations (~ 1-2 float32 ulp)
+def export_group(names, force=False):
+    """Export the variants of one base model in this process (they share the module, input and references).
+    Returns {name: meta}."""
+    torch.set_num_threads(1)
+    d = out_dir()
+    prep, metas = None, {}
+    for name in names:
+        if not force and is_cached(name, d):
+            metas[name] = load_meta(name, d)
+            metas[name]["cached"] = True
+            continue
+        spec = SPEC_BY_NAME[name]
+        prep = prep or Prepared(spec)
+        metas[name] = export_one(spec, d, prep)
+    return metas
 
 
-def _errors(r, rf, ref, ref_fixed):
-    return {"logits": max_rel(r["logits"], ref["logits"]),
-            "input_grad": rel_l2(r["input_grad"], ref["input_grad"]),
-            "value": rel_l2(r["value"], ref["value"]),
-            "value_grad": rel_l2(r["value_grad"], ref["value_grad"]),
-            "fixed.input_grad": rel_l2(rf["input_grad"], ref_fixed["input_grad"]),
-            "fixed.value_grad": rel_l2(rf["value_grad"], ref_fixed["value_grad"])}
-
-
-def _perturbed(model, seed):
-    import copy
-    mp = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in list(mp.parameters()) + [b for b in mp.buffers() if b.is_floating_point()]:
-            t.mul_(1 + PERTURB_EPS * torch.randn(t.shape, generator=g))
-    return mp
-
-
-def noise_floor(spec, d, model, x, ref, ref_fixed, value_name, value_node):
-    """How far other, equally valid float32 evaluations land from the float32 torch references.
-
-    Gradients of ReLU-type nets are discontinuous: a unit whose pre-activation is within rounding noise of a
-    kink (ReLU/ReLU6 at 0 and 6, Hardswish/Hardsigmoid at +-3, max-pool near-ties) may switch side under a
-    different summation order and move a gradient by 1e-3..1e-2 relative (measured: torch float32 vs float64
-    on vgg16/mobilenet_v2/mobilenet_v3_small/resnet50/densenet121).  Realizations:
-      onnx_ref_engine  the exported ONNX (BN folded by the exporter) run by ref_engine.py in float32; this also
-                       proves the value name maps to the hooked module output (forward values must agree)
-      torch_f64        the same module in float64
-      perturbed_1/2    the module with every weight scaled by 1 + 1e-7 * N(0, 1)
-    Logits and the forward value are continuous, so every realization must meet the brief's tolerances on them
-    (else the export is rejected); they can still come close (inception_v3 logits: 9e-5 of the 1e-4).  For each
-    quantity the floor is the worst realization; the tests use max(brief tolerance, 3 x floor) unless
-    CONFORMANCE_STRICT=1.
-    """
-    m = ref_engine.Model(d / f"{spec.name}.onnx")
-    if m.resolve_value(value_node) != value_name:
-        raise RuntimeError(f"{spec.name}: node {value_node} does not resolve to {value_name}")
-    fixed = ref_fixed["targets"][0]
-    real = {}
-    r = ref_engine.forward_backward(m, x, value_name)
-    if list(r["value"].shape) != list(ref["value"].shape):
-        raise RuntimeError(f"{spec.name}: ONNX value {value_name} shape {r['value'].shape} != hooked "
-                           f"{ref['value'].shape}")
-    real["onnx_ref_engine"] = (r, ref_engine.forward_backward(m, x, value_name, target=fixed))
-    import copy
-    m64 = copy.deepcopy(model).double()
-    real["torch_f64"] = (torch_reference(m64, x.double(), spec.value),
-                         torch_reference(m64, x.double(), spec.value, target=fixed))
-    for k in (1, 2):
-        mp = _perturbed(model, seed_of(spec.name) + 77 * k)
-        real[f"perturbed_{k}"] = (torch_reference(mp, x, spec.value), torch_reference(mp, x, spec.value, target=fixed))
-    errs = {}
-    for rn, (a, af) in real.items():
-        if a["targets"] != ref["targets"]:
-            raise RuntimeError(f"{spec.name}: {rn} targets {a['targets']} != torch {ref['targets']}")
-        errs[rn] = _errors(a, af, ref, ref_fixed)
-        for q in ("logits", "value"):
-            if not errs[rn][q] <= QUANTITIES[q]:
-                raise RuntimeError(f"{spec.name}: {rn} {q} error {errs[rn][q]:.3g} > {QUANTITIES[q]}: the ONNX "
-                                   "graph / value name does not match the torch module, or the model is unstable")
-    floor = {q: max(e[q] for e in errs.values()) for q in QUANTITIES}
-    bad = {q: floor[q] for q in GRADS if not floor[q] <= MAX_GRAD_FLOOR}
-    if bad:
-        raise RuntimeError(f"{spec.name}: gradients ill-conditioned even between float32/float64: {bad}")
-    eff = {q: max(QUANTITIES[q], FLOOR_FACTOR * floor[q]) for q in QUANTITIES}
-    return {"realization_errors": errs, "noise_floor": floor, "effective_tolerances": eff,
-            "relaxed": sorted(q for q in QUANTITIES if eff[q] > QUANTITIES[q])}
-
-
-def export_all(names=None, force=False, verbose=True):
+def export_all(names=None, force=False, verbose=True, jobs=None):
+    """Export every model not cached (in `jobs` processes, one torch thread each; $CONFORMANCE_JOBS,
+    default: the number of CPUs, at most 2). Returns {name: meta}."""
     d = out_dir()
     d.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    metas, t_all = {}, time.time()
+    t_all = time.time()
+    groups = collections.OrderedDict()
     for spec in SPECS:
-        if names and spec.name not in names:
-            continue
-        if not force and is_cached(spec.name, d):
-            metas[spec.name] = load_meta(spec.name, d)
-            if verbose:
-                print(f"[cached] {spec.name}", flush=True)
-            continue
-        meta = export_one(spec, d)
-        metas[spec.name] = meta
-        if verbose:
-            print(summary_line(meta), flush=True)
+        if not names or spec.name in names:
+            groups.setdefault(spec.base, []).append(spec.name)
+    todo = [g for g in groups.values() if force or not all(is_cached(n, d) for n in g)]
+    jobs = jobs or int(os.environ.get("CONFORMANCE_JOBS", "0")) or max(1, min(2, os.cpu_count() or 1))
+    metas = {}
+    if todo and jobs > 1 and len(todo) > 1:
+        # the biggest first so that the two workers finish together
+        order = ["vgg16", "resnet50", "inception_v3", "densenet121", "resnet18"]
+        todo.sort(key=lambda g: order.index(SPEC_BY_NAME[g[0]].base) if SPEC_BY_NAME[g[0]].base in order else 99)
+        with concurrent.futures.ProcessPoolExecutor(jobs) as ex:
+            for m in ex.map(export_group, todo, [force] * len(todo)):
+                metas.update(m)
+    else:
+        for g in todo:
+            metas.update(export_group(g, force))
+    for g in groups.values():
+        for n in g:
+            if n not in metas:
+                metas[n] = dict(load_meta(n, d), cached=True)
     if verbose:
-        print(f"total {time.time() - t_all:.1f}s -> {d}", flush=True)
+        for spec in SPECS:
+            if spec.name in metas:
+                m = metas[spec.name]
+                print(f"[cached] {spec.name}" if m.get("cached") else summary_line(m), flush=True)
+        print(f"total {time.time() - t_all:.1f}s ({jobs} jobs) -> {d}", flush=True)
     return metas
 
 
 def summary_line(m):
-    nf = m.get("noise_floor")
-    s = (f"[export] {m['name']}: input {m['input_shape']} opset {m['opset']} classes {m['num_classes']} "
-         f"export {m['export_seconds']}s total {m['total_seconds']}s\n"
-         f"  value: module '{m['value_module']}' -> '{m['value_name']}' (node {m['value_node']}) "
-         f"shape {m['value_shape']}\n  targets {m['targets']} (gap {m['target_gap_rel']:.3g}) fixed target "
-         f"{m['fixed_target']} max|logit| {m['logits_max_abs']:.3g}\n  ops: "
-         + ", ".join(f"{k}:{v}" for k, v in m["op_histogram"].items()))
-    if nf:
-        s += ("\n  float32 noise floor (worst of ONNX-via-ref_engine, torch f64, 2 weight perturbations): "
-              + ", ".join(f"{k} {v:.1e}" for k, v in nf.items()))
-        if m["relaxed"]:
-            s += "\n  RELAXED (3 x floor): " + ", ".join(f"{q} {m['effective_tolerances'][q]:.1e}" for q in m["relaxed"])
-    return s
+    return (f"[export] {m['name']}: input {m['input_shape']} opset {m['opset']} classes {m['num_classes']} "
+            f"select {m['select_seconds']}s export {m['export_seconds']}s total {m['total_seconds']}s\n"
+            f"  value: module '{m['value_module']}' -> '{m['value_name']}' (node {m['value_node']}) "
+            f"shape {m['value_shape']}\n  inputs: {m['policy']}, candidates {m['candidates']} of "
+            f"{m['candidates_screened']} screened ({m['candidates_kink_free']} kink-free), near-kink units "
+            f"{m['near_kink_units']}\n  targets {m['targets']} fixed target {m['fixed_target']} "
+            f"max|logit| {m['logits_max_abs']:.3g}\n  ops: " + ", ".join(f"{k}:{v}" for k, v in m["op_histogram"].items()))
 
 
 def main():
@@ -620,6 +685,7 @@ def main():
     ap.add_argument("--force", action="store_true", help="re-export even when cached")
     ap.add_argument("--list", action="store_true", help="print the model names and exit")
     ap.add_argument("--show", action="store_true", help="print the summary of the cached models and exit")
+    ap.add_argument("--jobs", type=int, help="export processes (default $CONFORMANCE_JOBS or min(2, CPUs))")
     a = ap.parse_args()
     if a.list:
         print("\n".join(s.name for s in SPECS))
@@ -633,7 +699,7 @@ def main():
             if not names or s.name in names:
                 print(summary_line(load_meta(s.name)))
         return 0
-    export_all(names, a.force)
+    export_all(names, a.force, jobs=a.jobs)
     return 0
 
 

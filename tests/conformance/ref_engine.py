@@ -1,22 +1,20 @@
 #!/usr/bin/python3
-"""Pure-torch stand-in for build/tools/engine_run: executes an ONNX graph node by node with torch ops.
+"""Pure-torch stand-in for build/tools/conformance_run: executes an ONNX graph node by node with torch ops.
 
-Why it exists
-  * export_models.py uses it to check every exported file against the PyTorch references computed on the
-    module that was exported: the ONNX graph evaluated here (float32, BN already folded by the exporter)
-    must reproduce the reference logits, the hooked intermediate value and both gradients within the
-    same tolerances the C engine is held to.  This proves that the chosen ONNX value name really is the
-    torch module output and that the tolerances are reachable by a float32 implementation.
-  * It implements the engine_run command line, so the whole pytest harness can be run without the C tool:
-        ENGINE_RUN="/usr/bin/python3 tests/conformance/ref_engine.py" /usr/bin/python3 -m pytest tests/conformance
-    (make conformance-dry-run).  That exercises every comparison and every error case of the harness.
+It implements the conformance_run command line, so the whole pytest harness can be run without the C engine
+(make conformance-dry-run):
+    CONFORMANCE_RUN="/usr/bin/python3 tests/conformance/ref_engine.py" /usr/bin/python3 -m pytest \
+        tests/conformance/test_engine.py
+That exercises every comparison and every error case of the harness against an independent float32
+implementation of the same graphs (one whose rounding differs from both PyTorch modules' and the engine's,
+so the float64 models' near-kink decisions are exercised too).
 
 It is NOT the engine under test and is never used as a reference for numbers: references always come from
-the torch module itself (export_models.py).
+the torch module itself (export_models.py, harness.py).
 
-CLI (same as engine_run):
-  ref_engine.py --model M.onnx --input X.f32 --n N [--value NAME] [--target K] [--threads T] [--single]
-                [--no-fold-bn] --out PREFIX
+CLI (same as conformance_run, whose header describes the outputs):
+  ref_engine.py --model M.onnx --input X.f32 --n N --out PREFIX [--value NAME] [--value-alt NAME] [--target K]
+                [--single] [--threads T] [--dump LIST] [--no-fold-bn]
   exit 0 + one JSON line on stdout; on a load error exit 2 and "error: <message>" on stderr.
 """
 import argparse
@@ -172,8 +170,8 @@ class Model:
             return self.node_by_name[name].output[0]
         raise LoadError(f"--value '{name}': no node or value of that name")
 
-    def run(self, x, capture=None):
-        """Forward; returns (logits, captured value or None)."""
+    def run(self, x, capture=None, keep=None, dump=()):
+        """Forward; returns (logits, captured value or None); the values named in dump go into keep."""
         env = dict(self.params)
         env[self.input_name] = x
         for n in self.nodes:
@@ -190,6 +188,8 @@ class Model:
             for name, v in zip(n.output, outs):
                 if name:
                     env[name] = v
+        if keep is not None:
+            keep.update({d: env[d] for d in dump})
         return env[self.output_name], (env[capture] if capture else None)
 
 
@@ -541,41 +541,42 @@ OPS = {
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the job engine_run does
+# the job conformance_run does
 # ----------------------------------------------------------------------------------------------------------
-def forward_backward(model, x, value=None, target=-1, single=False):
-    """Returns dict of numpy arrays: logits, input_grad, [value, value_grad] and the targets list."""
-    if single:
-        parts = [forward_backward(model, x[i:i + 1], value, target, False) for i in range(x.shape[0])]
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "targets"}
-        out["targets"] = [t for p in parts for t in p["targets"]]
-        return out
+def forward_backward(model, x, value=None, target=-1, dump=()):
+    """One forward on the batch x, backward from each image's argmax logit (and from class `target` for every
+    image when target >= 0). Returns dict of numpy arrays: logits, input_grad, [value, value_grad],
+    [fixed.input_grad, fixed.value_grad], dump (list), targets, fixed_targets."""
     xi = x.clone().requires_grad_(True)
+    keep = {}
     with torch.enable_grad():
-        logits, v = model.run(xi, capture=value)
+        logits, v = model.run(xi, capture=value, keep=keep, dump=dump)
         if logits.dim() != 2:
             raise LoadError(f"output '{model.output_name}' has shape {list(logits.shape)}, expected N x classes")
-        if target is None or target < 0:
-            tg = logits.argmax(1)
-        else:
-            if target >= logits.shape[1]:
-                raise LoadError(f"--target {target} out of range (0..{logits.shape[1] - 1})")
-            tg = torch.full((logits.shape[0],), target, dtype=torch.long)
-        obj = logits.gather(1, tg[:, None]).sum()
+        if target >= logits.shape[1]:
+            raise LoadError(f"--target {target} out of range (0..{logits.shape[1] - 1})")
+        out = {"logits": logits.detach().numpy(), "dump": [keep[d].detach().numpy() for d in dump]}
         wrt = [xi] + ([v] if v is not None else [])
-        grads = torch.autograd.grad(obj, wrt, allow_unused=True)
-    out = {"logits": logits.detach().numpy(), "input_grad": grads[0].numpy(), "targets": tg.tolist()}
+        for tag, tg in (("", logits.argmax(1)), ("fixed.", torch.full((x.shape[0],), target, dtype=torch.long))):
+            if tag and target < 0:
+                break
+            grads = torch.autograd.grad(logits.gather(1, tg[:, None]).sum(), wrt, allow_unused=True,
+                                        retain_graph=True)
+            out[tag + "input_grad"] = grads[0].numpy()
+            if v is not None:
+                out[tag + "value_grad"] = (grads[1] if grads[1] is not None else torch.zeros_like(v)).numpy()
+            out[tag + "targets"] = tg.tolist()
     if v is not None:
-        g = grads[1] if grads[1] is not None else torch.zeros_like(v)
         out["value"] = v.detach().numpy()
-        out["value_grad"] = g.numpy()
     return out
 
 
-def write_outputs(prefix, res):
-    for k in ("logits", "input_grad", "value", "value_grad"):
+def write_outputs(prefix, res, keys=("logits", "input_grad", "value", "value_grad")):
+    for k in keys:
         if k in res:
             np.ascontiguousarray(res[k], dtype="<f4").tofile(f"{prefix}.{k}.f32")
+    if res.get("dump"):
+        np.concatenate([d.reshape(-1) for d in res["dump"]]).astype("<f4").tofile(f"{prefix}.dump.f32")
 
 
 def main(argv=None):
@@ -584,46 +585,68 @@ def main(argv=None):
     ap.add_argument("--input", required=True)
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--value")
+    ap.add_argument("--value-alt")
     ap.add_argument("--target", type=int, default=-1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--single", action="store_true")
+    ap.add_argument("--dump")
     ap.add_argument("--no-fold-bn", action="store_true")  # this implementation never folds
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)  # deterministic, and the harness runs several jobs
+    torch.set_num_threads(1)  # deterministic, and the harness runs the engine next to torch
+    info = {}
     try:
         model = Model(args.model)
         value = model.resolve_value(args.value) if args.value else None
+        dump = [model.resolve_value(ln.strip()) for ln in open(args.dump) if ln.strip()] if args.dump else []
         C, H, W = model.input_chw
         raw = np.fromfile(args.input, dtype="<f4")
         if raw.size != args.n * C * H * W:
             raise LoadError(f"input '{args.input}' has {raw.size} floats, expected {args.n}x{C}x{H}x{W}")
         x = torch.from_numpy(raw.astype(np.float32).reshape(args.n, C, H, W))
-        if args.threads > 0:
+        res = forward_backward(model, x, value, args.target, dump)
+        write_outputs(f"{args.out}.batch", res)
+        info["logits_shape"] = list(res["logits"].shape)
+        if value:
+            info.update(value_shape=list(res["value"].shape), value_name=value)
+        if args.value_alt:
+            info["value_alt_same"] = model.resolve_value(args.value_alt) == value
+        info["targets"] = res["targets"]
+        if args.target >= 0:
+            write_outputs(f"{args.out}.fixed", {"input_grad": res["fixed.input_grad"],
+                                                "value_grad": res.get("fixed.value_grad")}
+                          if value else {"input_grad": res["fixed.input_grad"]})
+            info["fixed_targets"] = res["fixed.targets"]
+        singles = []
+        if args.single or args.threads:
+            singles = [forward_backward(model, x[i:i + 1], value, -1, dump) for i in range(args.n)]
+        if args.single:
+            cat = {k: np.concatenate([s[k] for s in singles]) for k in ("logits", "input_grad", "value", "value_grad")
+                   if k in singles[0]}
+            cat["dump"] = [np.concatenate([s["dump"][j] for s in singles]) for j in range(len(dump))]
+            write_outputs(f"{args.out}.single", cat)
+            info["single_targets"] = [s["targets"][0] for s in singles]
+        if args.threads:
             results = [None] * args.threads
 
-            def job(i):
-                results[i] = forward_backward(model, x, value, args.target, args.single)
+            def job(t):
+                results[t] = forward_backward(model, x[t % args.n:t % args.n + 1], value, -1)
 
-            ths = [threading.Thread(target=job, args=(i,)) for i in range(args.threads)]
+            ths = [threading.Thread(target=job, args=(t,)) for t in range(args.threads)]
             for t in ths:
                 t.start()
             for t in ths:
                 t.join()
             if any(r is None for r in results):
                 raise LoadError("a worker thread failed")
-            for i, r in enumerate(results):
-                write_outputs(f"{args.out}.t{i}", r)
-            res = results[0]
-        else:
-            res = forward_backward(model, x, value, args.target, args.single)
-            write_outputs(args.out, res)
+            for t, r in enumerate(results):
+                write_outputs(f"{args.out}.t{t}", r)
+            info["thread_targets"] = [r["targets"][0] for r in results]
+        info["dump_sizes"] = [int(np.prod(d.shape[1:])) for d in res["dump"]]
     except LoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"logits_shape": list(res["logits"].shape),
-                      "value_shape": list(res["value"].shape) if "value" in res else [],
-                      "targets": res["targets"]}))
+    print(json.dumps(info))
     return 0
 
 

@@ -8,9 +8,9 @@ explain --output raw,attribution on a PNG exactly the model's input size.
 Tolerance, for every method, model and variant: relative L2 error <= 1e-3 AND Pearson >= 0.999 on
 the native map (`raw`) and, where there is one, on the C x H x W `attribution`.
 
-Models: resnet18 and mobilenet_v2 (torchvision, 64x64, seeded random weights, randomized BatchNorm
-statistics), cbam-standin (a 28x28 CBAM network, the architecture of the shipped model) and
-models/fashion-cnn.onnx (skipped, with the reason, while the file is absent).
+Models: resnet18 and mobilenet_v2 (torchvision, 64x64, seeded random weights, calibrated then
+perturbed BatchNorm statistics; resnet18 is the engine conformance suite's export, mc_models.py) and
+models/fashion-cnn.onnx, the shipped default model (trained, with its CBAM block).
 
 Test inputs: a ReLU (or ReLU6/Clip) input, or a max-pool window's two largest values, within float32
 rounding of the kink make two correct float32 implementations disagree on a gradient (one such unit

@@ -4,7 +4,8 @@ SmoothGrad/VarGrad, the uniform baseline and every other random choice draw from
 they cannot be compared number for number with PyTorch, so these tests check what must hold whatever
 the numbers:
   - SmoothGrad with smoothgrad_noise 0 equals its base method (saliency, grad_x_input,
-    guided_backprop, integrated_gradients): every sample is the input itself;
+    guided_backprop, integrated_gradients): every sample is the input itself (to the rounding of a
+    batched vs a single-image pass, relative L2 <= 1e-5);
   - VarGrad is a variance: >= 0 everywhere;
   - Integrated Gradients at 256 steps satisfies completeness: |Σ attr − (f(x) − f(x0))| <= 1 % of
     |f(x) − f(x0)|, from extra.convergence_delta and recomputed from the attribution and the float64
@@ -33,6 +34,7 @@ import mc_reference as R
 from conftest import MODEL_NAMES, get_case, record_property
 
 B = 16
+SG_ZERO_NOISE_TOL = 1e-5
 BASES = ["saliency", "grad_x_input", "guided_backprop", "integrated_gradients"]
 
 
@@ -57,7 +59,10 @@ def need(cases, name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_smoothgrad_zero_noise_equals_base(cases, engine, name, base):
     """smoothgrad (type smoothgrad, 4 samples) with smoothgrad_noise 0 = its base method, to float32
-    rounding (relative L2 <= 1e-6): each sample is x itself, batched."""
+    rounding: each sample is x itself, but the 4 run as one batch and the base as a single image, and
+    the engine's batched and single passes sum in different orders. Relative L2 <= 1e-5 (was 1e-6:
+    mobilenet_v2 measured 1.15e-6; the engine conformance suite measures batch vs single at up to
+    4e-5 on deeper models and bounds it by 1e-4)."""
     c = need(cases, name)
     extra = dict(ig_steps=8) if base == "integrated_gradients" else {}
     d = engine.get(c.model, c.png, f"smoothgrad,{base}", target=c.target, smoothgrad_noise=0, smoothgrad_samples=4,
@@ -65,8 +70,8 @@ def test_smoothgrad_zero_noise_equals_base(cases, engine, name, base):
     sg = E.attribution(d, "smoothgrad")
     ref = E.attribution(d, base)
     rel = R.rel_l2(sg, ref)
-    record_property(f"smoothgrad(noise 0) = {base}", name, rel, rel <= 1e-6, "relative L2")
-    assert rel <= 1e-6, rel
+    record_property(f"smoothgrad(noise 0) = {base}", name, rel, rel <= SG_ZERO_NOISE_TOL, "relative L2")
+    assert rel <= SG_ZERO_NOISE_TOL, rel
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -92,7 +97,8 @@ def test_ig_completeness_256_steps(cases, engine, name, baseline):
     Target: the class whose logit moves most between x0 and x. With random weights the top-1 logit
     barely moves (f(x) − f(x0) = 0.01..0.4 against Σ|attr| = 2..100 here) and a 256-point quadrature
     of an integrand with thousands of kinks is not within 1 % of so small a difference, in PyTorch
-    either (measured in float32: 1.4 % cbam-standin, 6 % resnet18 with the black baseline).
+    either (measured in float32 on random-weight models: 1.4 % a 28x28 CBAM net, 6 % resnet18 with the black
+    baseline).
     mobilenet_v2 (random weights) is not tested: its path integrand is so rough that PyTorch's own
     256-step IG misses completeness by 18 % (zero) and 8 % (black) even for that target (5.5 % at
     1024 steps for the top-1 class), so the property does not hold for the model at 256 steps."""
@@ -129,7 +135,7 @@ def _without_time(doc):
     return json.dumps(ex, sort_keys=True).encode()
 
 
-@pytest.mark.parametrize("name", ["resnet18", "cbam-standin", "fashion-cnn"])
+@pytest.mark.parametrize("name", ["resnet18", "fashion-cnn"])
 def test_same_seed_same_bytes(cases, engine, name):
     """Two runs with seed 7 give byte-identical explanations objects (every method the model supports,
     with heatmap_png, overlay_png, raw and attribution; time_ms removed); seed 8 changes the SmoothGrad
@@ -177,14 +183,14 @@ PASS_CASES = [  # (methods, params, expected (forward, backward), also on resnet
 
 
 @pytest.mark.parametrize("methods,params,expected", PASS_CASES, ids=[f"{m}|{p}" for m, p, _ in PASS_CASES])
-@pytest.mark.parametrize("name", ["resnet18", "cbam-standin"])
+@pytest.mark.parametrize("name", ["resnet18", "fashion-cnn"])
 def test_passes(cases, engine, name, methods, params, expected):
     """`passes` {forward, backward} as derived from the engine's plan (module docstring): the request
     of gradient methods fused over one forward shows {1, 2}, gradcam alone {1, 1}, IG with 50 steps
     1 + ceil(52/16) forwards and ceil(50/16) backwards. The counts do not depend on the model; the
-    batched cases run on cbam-standin only (time)."""
+    batched cases run on fashion-cnn only (time)."""
     if name == "resnet18" and params:
-        pytest.skip("batched pass counts are checked on cbam-standin (same plan, cheaper)")
+        pytest.skip("batched pass counts are checked on fashion-cnn (same plan, cheaper)")
     c = need(cases, name)
     d = engine.get(c.model, c.png, methods, output="raw", target=c.target, **params)
     got = (d["passes"]["forward"], d["passes"]["backward"])
@@ -192,7 +198,7 @@ def test_passes(cases, engine, name, methods, params, expected):
     assert got == expected, f"{methods} {params}: passes {got}, expected {expected}"
 
 
-@pytest.mark.parametrize("name", ["cbam-standin"])
+@pytest.mark.parametrize("name", ["fashion-cnn"])
 def test_passes_occlusion(cases, engine, name):
     """occlusion: the first forward and ceil(windows/16) forwards of occluded inputs, no backward."""
     c = need(cases, name)
