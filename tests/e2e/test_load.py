@@ -54,7 +54,7 @@ def wait_gauges(server, busy, queued, timeout=20):
 
 
 def test_queue_full_is_503_with_retry_after_and_readyz_overloaded(start_server, boot_png):
-    s = start_server(workers=1, queue_depth=1)
+    s = start_server(workers=1, queue_depth=1, request_timeout_ms=600000)  # no 504 on a loaded machine
     a = Background(s, SLOW, boot_png)
     wait_gauges(s, busy=1, queued=0)
     b = Background(s, SLOW, boot_png)
@@ -85,7 +85,7 @@ def test_deadline_passed_is_504_and_the_server_goes_on(start_server, boot_png):
 
 
 def test_drain_on_sigterm(start_server, contract, boot_png):
-    s = start_server(workers=1, drain_timeout_ms=30000)
+    s = start_server(workers=1, drain_timeout_ms=600000, request_timeout_ms=600000)  # ditto
     a = Background(s, SLOW, boot_png)
     wait_gauges(s, busy=1, queued=0)
     b = Background(s, SLOW, boot_png)
