@@ -234,11 +234,18 @@ static int bench_methods(const char *model, const char *methods, const char *ima
         }
         ws_set_profile(ce.ws[0], NULL, NULL);
         if (!rc) {
+            double sum = 0, sumc = 0; /* throughput over the reps (median_of sorts t in place: sum first) */
+            for (int r = 0; r < reps; r++) {
+                sum += t[r];
+                sumc += tc[r];
+            }
             double med = median_of(t, reps), medc = median_of(tc, reps);
             json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:i, s:i, s:i}", "model", model, "what",
                                   as_request ? "request" : "explain", "methods", set, "batch", B, "threads", threads,
                                   "median_ms", med, "min_ms", t[0], "median_cpu_ms", medc, "reps", reps, "forward", pfw,
                                   "backward", pbw);
+            json_object_set_new(o, "sum_ms", json_real(sum));
+            json_object_set_new(o, "sum_cpu_ms", json_real(sumc));
             if (has_timing) {
                 json_t *tm = json_object();
                 for (int k = 0; TIMING_KEYS[k]; k++) json_object_set_new(tm, TIMING_KEYS[k], json_real(median_of(tk[k], reps)));
