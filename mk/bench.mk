@@ -1,11 +1,11 @@
 # Benchmarks: never part of `make test`. Each writes its table between its own markers in
 # docs/PERFORMANCE.md (tests/bench/bench_common.py write_doc), leaving the other sections alone.
 #   make bench          engine (1 and 2 threads), methods and sanity checks vs PyTorch, one thread
-#                       (~15 min on this 2-core machine)
+#                       (~15 min on this 2-core machine with the default BENCH_REPS)
 #   make loadtest       the HTTP service under wrk on loopback vs the in-process engine (~2 min)
 # BENCH_REPS scales the repetitions (methods and sanity take theirs from it, fewer on resnet50).
 .PHONY: bench bench-deps bench-engine bench-methods bench-sanity loadtest
-BENCH_REPS ?= 10
+BENCH_REPS ?= 5
 BENCH_DOC ?= docs/PERFORMANCE.md
 LOADTEST_SECONDS ?= 10
 bench: bench-deps bench-engine bench-methods bench-sanity
