@@ -50,12 +50,15 @@ def loadavg():
         return "unknown"
 
 
-def run_header(script, threads, extra=""):
+def run_header(script, threads, extra="", torch_side=True):
     """One paragraph: when, where, how many threads, and how loaded the machine was at the start."""
-    import torch
-    return (f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `{script}` on this machine: {os.cpu_count()} cores "
-            f"({cpu_model()}), {threads} thread(s) for both engines (OpenBLAS for explaind, "
-            f"torch.set_num_threads for PyTorch {torch.__version__}), load average at the start {loadavg()} "
+    who = "1 OpenBLAS thread per engine worker"
+    if torch_side:
+        import torch
+        who = (f"{threads} thread(s) for both engines (OpenBLAS for explaind, torch.set_num_threads for "
+               f"PyTorch {torch.__version__})")
+    return (f"Measured {time.strftime('%Y-%m-%d %H:%M')} by {script} on this machine: {os.cpu_count()} cores "
+            f"({cpu_model()}), {who}, load average at the start {loadavg()} "
             f"(1/5/15 min; the machine is shared, so single numbers move by tens of percent). {extra}").rstrip()
 
 

@@ -445,7 +445,7 @@ def main():
     ap.add_argument("--methods", default=",".join(ALL))
     ap.add_argument("--write-doc")
     a = ap.parse_args()
-    header = bc.run_header("make bench` (tests/bench/bench_methods.py", a.threads)
+    header = bc.run_header("`make bench` (tests/bench/bench_methods.py)", a.threads)
     results = []
     for model in a.models.split(","):
         big = model == "resnet50"

@@ -250,7 +250,7 @@ def main():
     ap.add_argument("--models", default="fashion-cnn,resnet50")
     ap.add_argument("--write-doc")
     a = ap.parse_args()
-    header = bc.run_header("make bench` (tests/bench/bench_sanity.py", a.threads)
+    header = bc.run_header("`make bench` (tests/bench/bench_sanity.py)", a.threads)
     results = []
     for model in a.models.split(","):
         big = model == "resnet50"

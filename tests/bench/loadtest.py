@@ -173,9 +173,9 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("loadtest: wrk is not installed (Debian package wrk: scripts/install-deps.sh bench)")
     os.makedirs(bc.OUT, exist_ok=True)
-    header = bc.run_header("make loadtest` (tests/bench/loadtest.py", 1,
-                           "Server: config/explaind.json defaults (access log on), 1 OpenBLAS thread per worker; "
-                           "wrk 1 thread on the same 2 cores.")
+    header = bc.run_header("`make loadtest` (tests/bench/loadtest.py)", 1,
+                           "Server: config/explaind.json defaults (access log on); wrk 1 thread on the same cores.",
+                           torch_side=False)
     workers = a.workers or os.cpu_count()
     fashion_png = bc.FASHION_PNG
     scen = []
