@@ -395,6 +395,13 @@ GOALS = {"gradcam": "≤ 0.5× PyTorch forward + input gradient", "integrated_gr
          "fused": "≤ 3× explaind saliency"}
 
 
+def verdict(wall, cpu, limit):
+    """Both measures against the goal: wall clock (what a caller waits, inflated when other work holds
+    the cores) and CPU time (the compute itself, one thread)."""
+    ok = lambda v: "met" if v <= limit else "MISSED"  # noqa: E731
+    return f"wall {wall:.2f}× {ok(wall)}, CPU {cpu:.2f}× {ok(cpu)}"
+
+
 def render(results, threads, reps, heavy_reps):
     out = []
     for res in results:
@@ -408,22 +415,21 @@ def render(results, threads, reps, heavy_reps):
             goal = ""
             if m == "gradcam":  # against PyTorch's forward + full input gradient (the saliency row)
                 ref_w, ref_c = tor["saliency"]
-                g = e["median_ms"] / ref_w
-                goal = f"{GOALS[m]}: {g:.2f}× (CPU {e['median_cpu_ms'] / ref_c:.2f}×) {'met' if g <= 0.5 else 'MISSED'}"
+                goal = f"{GOALS[m]}: " + verdict(e["median_ms"] / ref_w, e["median_cpu_ms"] / ref_c, 0.5)
             elif m == "integrated_gradients":
-                goal = f"{GOALS[m]}: {'met' if ratio <= 1.0 else 'MISSED'}"
+                goal = f"{GOALS[m]}: " + verdict(ratio, ratio_cpu, 1.0)
             rows.append([m, bc.fmt_ms(e["median_ms"]), bc.fmt_ms(tw), f"{ratio:.2f}×", f"{ratio_cpu:.2f}×",
                          f"{e['forward']}/{e['backward']}", goal])
         f = eng.get(",".join(FUSED8))
         if f:
             parts_e = sum(eng[m]["median_ms"] for m in FUSED8 if m in eng)
             parts_t = sum(tor[m][0] for m in FUSED8)
-            sal = eng["saliency"]["median_ms"]
-            g = f["median_ms"] / sal
+            sal = eng["saliency"]
+            fused_goal = verdict(f["median_ms"] / sal["median_ms"], f["median_cpu_ms"] / sal["median_cpu_ms"], 3.0)
             rows.append(["**fused 8** (one request)", bc.fmt_ms(f["median_ms"]), bc.fmt_ms(parts_t) + " (sum of 8)",
                          f"{f['median_ms'] / parts_t:.2f}×", f"{f['median_cpu_ms'] / sum(tor[m][1] for m in FUSED8):.2f}×",
                          f"{f['forward']}/{f['backward']}",
-                         f"{GOALS['fused']}: {g:.2f}× {'met' if g <= 3 else 'MISSED'}; explaind's 8 parts alone "
+                         f"{GOALS['fused']}: {fused_goal}; explaind's 8 parts alone "
                          f"{bc.fmt_ms(parts_e)} ms (fusion {parts_e / f['median_ms']:.1f}× faster)"])
         prm = ", ".join(f"{k} {v}" for k, v in res["params"].items())
         out.append(f"**{model}** (workspace batch {res['batch']} on both sides for batched methods"
