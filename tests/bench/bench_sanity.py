@@ -226,13 +226,16 @@ def render(res):
         f = res["first"][m]
         speed = tw / w["median_ms"]
         goal = ""
+        speed_cpu = tc / w["median_cpu_ms"]
+        ok = lambda good: "met" if good else "MISSED"  # noqa: E731
         if res["model"] == "fashion-cnn" and m == THREE:
-            goal = f"< 20 ms per image: {'met' if w['median_ms'] < 20 else 'MISSED'} ({bc.fmt_ms(w['median_ms'])} ms)"
+            goal = (f"< 20 ms per image: wall {bc.fmt_ms(w['median_ms'])} ms {ok(w['median_ms'] < 20)}, CPU "
+                    f"{bc.fmt_ms(w['median_cpu_ms'])} ms {ok(w['median_cpu_ms'] < 20)}")
         elif res["model"] == "resnet50":
-            goal = f"≥ 2× faster: {'met' if speed >= 2 else 'MISSED'}"
+            goal = f"≥ 2× faster: wall {ok(speed >= 2)}, CPU {ok(speed_cpu >= 2)}"
         name = f"**{m}** (one request)" if "," in m else m
         rows.append([name, bc.fmt_ms(w["median_ms"]), bc.fmt_ms(w["timing_ms"]["sanity"]), bc.fmt_ms(f["median_ms"]),
-                     bc.fmt_ms(tw), f"{speed:.2f}×", f"{tc / w['median_cpu_ms']:.2f}×", goal])
+                     bc.fmt_ms(tw), f"{speed:.2f}×", f"{speed_cpu:.2f}×", goal])
     return "\n".join([
         f"**{res['model']}**, sanity=model,label, sanity_layers={res['layers']} (cascading top-down: explaind "
         f"{res['engine_steps']} steps, the PyTorch loop {res['torch_steps']} (its named modules), + the twin); "
