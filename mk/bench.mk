@@ -1,7 +1,7 @@
 # Benchmarks: never part of `make test`. Each writes its table between its own markers in
 # docs/PERFORMANCE.md (tests/bench/bench_common.py write_doc), leaving the other sections alone.
 #   make bench          engine (1 and 2 threads), methods and sanity checks vs PyTorch, one thread
-#                       (~15 min on this 2-core machine with the default BENCH_REPS)
+#                       (default BENCH_REPS: ~15 min of CPU; 28 min wall at load average 6 on 2 cores)
 #   make loadtest       the HTTP service under wrk on loopback vs the in-process engine (~2 min)
 # BENCH_REPS scales the repetitions (methods and sanity take theirs from it, fewer on resnet50).
 .PHONY: bench bench-deps bench-engine bench-methods bench-sanity loadtest
