@@ -1,8 +1,27 @@
-# Benchmarks: never part of `make test`. Each writes its table into docs/PERFORMANCE.md.
-.PHONY: bench bench-engine
-BENCH_REPS ?= 10
-bench: bench-engine
+# Benchmarks: never part of `make test`. Each writes its table between its own markers in
+# docs/PERFORMANCE.md (tests/bench/bench_common.py write_doc), leaving the other sections alone.
+#   make bench          engine (1 and 2 threads), methods and sanity checks vs PyTorch, one thread
+#                       (default BENCH_REPS: ~15 min of CPU; 28 min wall at load average 6 on 2 cores)
+#   make loadtest       the HTTP service under wrk on loopback vs the in-process engine (~2 min)
+# BENCH_REPS scales the repetitions (methods and sanity take theirs from it, fewer on resnet50).
+.PHONY: bench bench-deps bench-engine bench-methods bench-sanity loadtest
+BENCH_REPS ?= 5
+BENCH_DOC ?= docs/PERFORMANCE.md
+LOADTEST_SECONDS ?= 10
+bench: bench-deps bench-engine bench-methods bench-sanity
+
+bench-deps:
+	@scripts/install-deps.sh bench
 
 bench-engine: $(BUILD)/explaind
-	nice -n 0 $(PYTHON) tests/bench/bench_engine.py --threads 1 --reps $(BENCH_REPS) --profile --write-doc docs/PERFORMANCE.md
-	$(PYTHON) tests/bench/bench_engine.py --threads 2 --reps $(BENCH_REPS) --write-doc docs/PERFORMANCE.md
+	nice -n 0 $(PYTHON) tests/bench/bench_engine.py --threads 1 --reps $(BENCH_REPS) --profile --write-doc $(BENCH_DOC)
+	$(PYTHON) tests/bench/bench_engine.py --threads 2 --reps $(BENCH_REPS) --write-doc $(BENCH_DOC)
+
+bench-methods: $(BUILD)/explaind
+	$(PYTHON) tests/bench/bench_methods.py --threads 1 --reps $$(( $(BENCH_REPS) * 2 )) --write-doc $(BENCH_DOC)
+
+bench-sanity: $(BUILD)/explaind
+	$(PYTHON) tests/bench/bench_sanity.py --threads 1 --reps $(BENCH_REPS) --write-doc $(BENCH_DOC)
+
+loadtest: bench-deps $(BUILD)/explaind
+	$(PYTHON) tests/bench/loadtest.py --duration $(LOADTEST_SECONDS) --write-doc $(BENCH_DOC)

@@ -15,7 +15,7 @@
 #include "params.h"
 #include "service.h"
 
-static unsigned char *read_all(const char *path, size_t *len)
+unsigned char *cli_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -134,17 +134,7 @@ int cli_inspect(int argc, char **argv)
 }
 
 /* ---- predict / explain / sanity ---------------------------------------------------------------- */
-/* The model and, when its sidecar names one, the label-randomized twin from the same folder. */
-typedef struct {
-    service_model_t models[2];
-    ws_t *ws[2];
-    int n;
-    sanity_cache_t *cache;
-    service_env_t env;
-    config_t cfg;
-} cli_env_t;
-
-static void cli_env_free(cli_env_t *e)
+void cli_env_free(cli_env_t *e)
 {
     for (int i = 0; i < e->n; i++) {
         service_free_probes(&e->models[i]);
@@ -154,7 +144,7 @@ static void cli_env_free(cli_env_t *e)
     sanity_cache_free(e->cache);
 }
 
-static int cli_env_load(cli_env_t *e, const char *path, int with_twin, const char *cmd)
+int cli_env_load(cli_env_t *e, const char *path, int with_twin, const char *cmd)
 {
     memset(e, 0, sizeof *e);
     config_defaults(&e->cfg);
@@ -308,7 +298,7 @@ static int run_doc(int route, int argc, char **argv)
     int rc = 0, nb = 0;
     for (int i = 0; i < np; i++) {
         size_t len;
-        unsigned char *b = read_all(paths[i], &len);
+        unsigned char *b = cli_read_file(paths[i], &len);
         if (!b) {
             fprintf(stderr, "explaind %s: cannot read image '%s'\n", cmd, paths[i]);
             rc = 2;

@@ -3,6 +3,27 @@
 #ifndef EXPLAIND_CLI_H
 #define EXPLAIND_CLI_H
 
+#include <stddef.h>
+
+#include "service.h"
+
+/* The whole file, malloc'd (NULL if unreadable); *len its size. */
+unsigned char *cli_read_file(const char *path, size_t *len);
+
+/* One model and, when its sidecar names one, the label-randomized twin from the same folder: what
+ * service_run needs (config defaults, one workspace per model, the overlay cache), for the CLI and
+ * `explaind bench`. 0 or an exit code (messages on stderr). */
+typedef struct {
+    service_model_t models[2];
+    ws_t *ws[2];
+    int n;
+    sanity_cache_t *cache;
+    service_env_t env;
+    config_t cfg;
+} cli_env_t;
+int cli_env_load(cli_env_t *e, const char *path, int with_twin, const char *cmd);
+void cli_env_free(cli_env_t *e);
+
 int cli_inspect(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 int cli_explain(int argc, char **argv);

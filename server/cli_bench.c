@@ -3,7 +3,14 @@
  *   forward at each --batch, forward + input gradient (one backward from the top logit) at each
  *   --grad-batch; median and min over --reps after --warmup; GFLOP/s from the graph's FLOP count;
  *   with --sgemm, the machine's single-call sgemm peak (2048^3, the same OpenBLAS the engine uses);
- *   with --profile, the time per op type. */
+ *   with --profile, the time per op type.
+ * With --methods, each ';'-separated set of methods is one explain request, timed in-process:
+ *   by default explain_run alone (the engine: forward, backward passes, the methods' own work);
+ *   with --request, service_run end to end as an HTTP worker runs it (decode, preprocess, explain,
+ *   sanity checks when asked, PNG rendering, base64, the JSON document and its serialization).
+ *   The input is --image preprocessed by the sidecar (else a fixed synthetic tensor); any request
+ *   parameter of shared/API.md can follow as --name value (--scorecam_channels 64, --sanity model).
+ *   The workspace batch is --batch, else what `serve` would use (config defaults). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +20,11 @@
 #include <cblas.h>
 
 #include "cli.h"
+#include "decode.h"
 #include "engine.h"
 #include "explain.h"
+#include "params.h"
+#include "service.h"
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -67,22 +77,222 @@ static void emit(json_t *o)
     json_decref(o);
 }
 
+static double median_of(double *v, int n)
+{
+    qsort(v, n, sizeof(double), cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* per op type, ms per rep, from per-node forward + backward nanoseconds */
+static json_t *profile_json(const graph_t *g, const int64_t *pf, const int64_t *pb, int reps)
+{
+    json_t *ops = json_object();
+    for (int i = 0; i < graph_n_nodes(g); i++) {
+        node_info_t ni;
+        graph_node_info(g, i, &ni);
+        json_t *cur = json_object_get(ops, ni.op);
+        double ms = (double)(pf[i] + pb[i]) / 1e6 / reps;
+        json_object_set_new(ops, ni.op, json_real((cur ? json_real_value(cur) : 0) + ms));
+    }
+    return ops;
+}
+
+/* A request for `set` from the --PARAM VALUE pairs; 0 or 2 (message printed). */
+static int bench_request(request_t *rq, const config_t *cfg, const char *set, int np, const char **pn, const char **pv)
+{
+    char detail[768], name[128];
+    params_init(rq, R_EXPLAIN);
+    for (int i = 0; i < np; i++) {
+        snprintf(name, sizeof name, "%s", pn[i]);
+        for (char *p = name; *p; p++)
+            if (*p == '-') *p = '_';
+        if (params_set(rq, cfg, name, pv[i], detail, sizeof detail)) {
+            fprintf(stderr, "explaind bench: %s\n", detail);
+            return 2;
+        }
+    }
+    if (params_set(rq, cfg, "methods", set, detail, sizeof detail)) {
+        fprintf(stderr, "explaind bench: %s\n", detail);
+        return 2;
+    }
+    return 0;
+}
+
+static const char *const TIMING_KEYS[] = {"decode", "preprocess", "forward", "explain", "sanity", "encode", "total", NULL};
+
+static int bench_methods(const char *model, const char *methods, const char *image, int as_request, const int *batches,
+                         int nb, int reps, int warmup, int threads, int profile, int np, const char **pn, const char **pv)
+{
+    if (as_request && !image) {
+        fprintf(stderr, "explaind bench: --request needs --image\n");
+        return 2;
+    }
+    cli_env_t ce;
+    if (cli_env_load(&ce, model, as_request, "bench")) return 2;
+    eng_set_blas_threads(threads);
+    model_t *m = ce.models[0].model;
+    eng_err_t err = {0};
+    int B = ce.models[0].max_batch;
+    if (batches) {
+        B = 1;
+        for (int i = 0; i < nb; i++) B = batches[i] > B ? batches[i] : B;
+        if (B != ce.models[0].max_batch) {
+            ws_free(ce.ws[0]);
+            ce.ws[0] = NULL;
+            if (ws_create(m->graph, B, &ce.ws[0], &err)) {
+                fprintf(stderr, "explaind bench: %s\n", err.msg);
+                cli_env_free(&ce);
+                return 2;
+            }
+            ce.models[0].max_batch = B;
+        }
+    }
+    size_t S = model_input_size(m), img_len = 0;
+    float *x = malloc(sizeof(float) * S);
+    unsigned char *img_bytes = NULL;
+    if (image) {
+        image_t img;
+        img_bytes = cli_read_file(image, &img_len);
+        int bad = !img_bytes || image_decode(img_bytes, img_len, NULL, &img, NULL, &err);
+        if (!bad) {
+            bad = model_preprocess(m, &img, x, &err) != ENG_OK;
+            image_free(&img);
+        }
+        if (bad) {
+            fprintf(stderr, "explaind bench: image '%s': %s\n", image, img_bytes ? err.msg : "cannot read");
+            free(x);
+            free(img_bytes);
+            cli_env_free(&ce);
+            return 2;
+        }
+    } else {
+        for (size_t i = 0; i < S; i++) x[i] = (float)((i * 2654435761u) % 2000) / 1000.f - 1.f;
+    }
+    int n_nodes = graph_n_nodes(m->graph), rc = 0;
+    int64_t *pf = calloc(n_nodes, sizeof(int64_t)), *pb = calloc(n_nodes, sizeof(int64_t));
+    double *t = malloc(sizeof(double) * reps), *tc = malloc(sizeof(double) * reps), *tk[8];
+    for (int k = 0; k < 8; k++) tk[k] = calloc(reps, sizeof(double));
+    char *sets = strdup(methods), *save = NULL;
+    for (char *set = strtok_r(sets, ";", &save); set && !rc; set = strtok_r(NULL, ";", &save)) {
+        request_t *rq = malloc(sizeof *rq), *one = malloc(sizeof *one);
+        if ((rc = bench_request(rq, &ce.cfg, set, np, pn, pv))) {
+            free(rq);
+            free(one);
+            break;
+        }
+        char detail[768];
+        memcpy(one, rq, sizeof *rq);
+        if (!as_request && (rc = params_resolve(one, m, detail, sizeof detail))) {
+            fprintf(stderr, "explaind bench: %s: %d: %s\n", set, rc, detail);
+            rc = 3;
+        }
+        int pfw = 0, pbw = 0, has_timing = 0;
+        size_t doc_bytes = 0;
+        memset(pf, 0, sizeof(int64_t) * n_nodes);
+        memset(pb, 0, sizeof(int64_t) * n_nodes);
+        for (int r = -warmup; r < reps && !rc; r++) {
+            if (profile && r == 0) ws_set_profile(ce.ws[0], pf, pb);
+            int64_t t0 = eng_now_ns(), c0 = cpu_ns();
+            if (as_request) {
+                memcpy(one, rq, sizeof *rq);
+                blob_t blob = {img_bytes, img_len};
+                outcome_t oc;
+                char rid[33];
+                service_new_request_id(rid);
+                json_t *doc = service_run(&ce.env, 0, one, &blob, 1, rid, &oc);
+                if (!doc) {
+                    fprintf(stderr, "explaind bench: %s: %d: %s\n", set, oc.status, oc.detail);
+                    rc = 3;
+                    break;
+                }
+                char *body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)); /* as http.c sends it */
+                if (r >= 0) {
+                    json_t *tm = json_object_get(doc, "timing_ms"), *ps = json_object_get(doc, "passes");
+                    for (int k = 0; TIMING_KEYS[k]; k++) tk[k][r] = json_number_value(json_object_get(tm, TIMING_KEYS[k]));
+                    has_timing = tm != NULL;
+                    pfw = (int)json_integer_value(json_object_get(ps, "forward"));
+                    pbw = (int)json_integer_value(json_object_get(ps, "backward"));
+                    doc_bytes = body ? strlen(body) : 0;
+                }
+                free(body);
+                json_decref(doc);
+            } else {
+                explain_out_t out;
+                if (explain_run(m, ce.ws[0], x, &one->ep, &out, &err)) {
+                    fprintf(stderr, "explaind bench: %s: %s\n", set, err.msg);
+                    rc = 3;
+                    break;
+                }
+                pfw = out.passes_forward;
+                pbw = out.passes_backward;
+                explain_out_free(&out);
+            }
+            if (r >= 0) {
+                t[r] = (double)(eng_now_ns() - t0) / 1e6;
+                tc[r] = (double)(cpu_ns() - c0) / 1e6;
+            }
+        }
+        ws_set_profile(ce.ws[0], NULL, NULL);
+        if (!rc) {
+            double sum = 0, sumc = 0; /* throughput over the reps (median_of sorts t in place: sum first) */
+            for (int r = 0; r < reps; r++) {
+                sum += t[r];
+                sumc += tc[r];
+            }
+            double med = median_of(t, reps), medc = median_of(tc, reps);
+            json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:i, s:i, s:i}", "model", model, "what",
+                                  as_request ? "request" : "explain", "methods", set, "batch", B, "threads", threads,
+                                  "median_ms", med, "min_ms", t[0], "median_cpu_ms", medc, "reps", reps, "forward", pfw,
+                                  "backward", pbw);
+            json_object_set_new(o, "sum_ms", json_real(sum));
+            json_object_set_new(o, "sum_cpu_ms", json_real(sumc));
+            if (has_timing) {
+                json_t *tm = json_object();
+                for (int k = 0; TIMING_KEYS[k]; k++) json_object_set_new(tm, TIMING_KEYS[k], json_real(median_of(tk[k], reps)));
+                json_object_set_new(o, "timing_ms", tm);
+                json_object_set_new(o, "doc_bytes", json_integer((json_int_t)doc_bytes));
+            }
+            if (profile) json_object_set_new(o, "profile_ms", profile_json(m->graph, pf, pb, reps));
+            emit(o);
+        }
+        free(rq);
+        free(one);
+    }
+    free(sets);
+    free(t);
+    free(tc);
+    for (int k = 0; k < 8; k++) free(tk[k]);
+    free(pf);
+    free(pb);
+    free(x);
+    free(img_bytes);
+    cli_env_free(&ce);
+    return rc;
+}
+
 int cli_bench(int argc, char **argv)
 {
     const char *model = NULL;
     int batches[8] = {1, 16}, nb = 2, gbatches[8] = {1}, ngb = 1, reps = 10, warmup = 2, threads = 1, do_sgemm = 0,
         profile = 0;
     const char *methods = NULL; /* --methods a,b: time explain_run (each listed set, ';' separates sets) */
-    int ig_steps = 50, sg_samples = 25;
+    const char *image = NULL;
+    int as_request = 0, batch_given = 0, np = 0;
+    const char *pnames[PARAM_MAX], *pvalues[PARAM_MAX]; /* request parameters for --methods */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: explaind bench [--model M.onnx] [--batch 1,16] [--grad-batch 1] [--reps 10] [--warmup 2]\n"
                    "                      [--threads 1] [--sgemm] [--profile]\n"
-                   "       explaind bench --model M.onnx --methods 'saliency;gradcam;a,b,c' [--ig-steps 50]\n"
-                   "                      [--smoothgrad-samples 25] [--batch 16] [--reps 10]\n"
+                   "       explaind bench --model M.onnx --methods 'saliency;gradcam;a,b,c' [--image IMG] [--request]\n"
+                   "                      [--batch B] [--reps 10] [--warmup 2] [--profile] [--PARAM VALUE ...]\n"
                    "With --methods, each ';'-separated set is one explain request timed in-process (model and\n"
-                   "workspace loaded once; --batch is the workspace batch); reports median ms and passes.\n"
+                   "workspace loaded once; --batch is the workspace batch, default as `serve` sizes it); reports\n"
+                   "median ms and passes. It times explain_run (the engine) on --image preprocessed (default: a\n"
+                   "synthetic tensor); --request times the whole request as an HTTP worker runs it (decode,\n"
+                   "explain, sanity, rendering, JSON; needs --image; loads the label-randomized twin) with the\n"
+                   "document's timing_ms medians. --PARAM VALUE: any explain parameter (--ig_steps 50,\n"
+                   "--scorecam_channels 64, --sanity model,label, --output raw, ...).\n"
                    "Times the engine: forward at each batch, forward + input gradient at each grad batch\n"
                    "(median and min ms), GFLOP/s; --sgemm measures the OpenBLAS sgemm peak. One JSON line per result.\n"
                    "The driver that compares with PyTorch in the same run is `make bench` (tests/bench/).\n");
@@ -91,15 +301,21 @@ int cli_bench(int argc, char **argv)
         if (!strcmp(a, "--sgemm")) do_sgemm = 1;
         else if (!strcmp(a, "--profile")) profile = 1;
         else if (v && !strcmp(a, "--model")) model = argv[++i];
-        else if (v && !strcmp(a, "--batch")) parse_list(argv[++i], batches, &nb, 8);
+        else if (!strcmp(a, "--request")) as_request = 1;
+        else if (v && !strcmp(a, "--image")) image = argv[++i];
+        else if (v && !strcmp(a, "--batch")) {
+            parse_list(argv[++i], batches, &nb, 8);
+            batch_given = 1;
+        }
         else if (v && !strcmp(a, "--grad-batch")) parse_list(argv[++i], gbatches, &ngb, 8);
         else if (v && !strcmp(a, "--reps")) reps = atoi(argv[++i]);
         else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
         else if (v && !strcmp(a, "--methods")) methods = argv[++i];
-        else if (v && !strcmp(a, "--ig-steps")) ig_steps = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--smoothgrad-samples")) sg_samples = atoi(argv[++i]);
-        else {
+        else if (v && !strncmp(a, "--", 2) && np < PARAM_MAX) { /* a request parameter, checked later */
+            pnames[np] = a + 2;
+            pvalues[np++] = argv[++i];
+        } else {
             fprintf(stderr, "explaind bench: unexpected argument '%s'\n", a);
             return 2;
         }
@@ -111,72 +327,9 @@ int cli_bench(int argc, char **argv)
                        openblas_get_corename()));
     if (!model) return 0;
     eng_err_t err = {0};
-    if (methods) {
-        model_t *m;
-        if (model_load_path(model, NULL, NULL, &m, &err)) {
-            fprintf(stderr, "explaind bench: %s\n", err.msg);
-            return 2;
-        }
-        int B = 1;
-        for (int i = 0; i < nb; i++) B = batches[i] > B ? batches[i] : B;
-        ws_t *ws;
-        if (ws_create(m->graph, B, &ws, &err)) {
-            fprintf(stderr, "explaind bench: %s\n", err.msg);
-            return 2;
-        }
-        size_t S = model_input_size(m);
-        float *x = malloc(sizeof(float) * S);
-        for (size_t i = 0; i < S; i++) x[i] = (float)((i * 2654435761u) % 2000) / 1000.f - 1.f;
-        double *t = malloc(sizeof(double) * reps), *tc = malloc(sizeof(double) * reps);
-        char *sets = strdup(methods), *save = NULL;
-        for (char *set = strtok_r(sets, ";", &save); set; set = strtok_r(NULL, ";", &save)) {
-            explain_params_t ep;
-            explain_params_default(&ep);
-            ep.methods = 0;
-            ep.ig_steps = ig_steps;
-            ep.smoothgrad_samples = sg_samples;
-            char *cp = strdup(set), *s2 = NULL;
-            for (char *nm = strtok_r(cp, ",", &s2); nm; nm = strtok_r(NULL, ",", &s2)) {
-                int mi = method_from_name(nm);
-                if (mi < 0) {
-                    fprintf(stderr, "explaind bench: unknown method '%s'\n", nm);
-                    return 2;
-                }
-                ep.methods |= 1u << mi;
-            }
-            free(cp);
-            explain_out_t out;
-            int pf = 0, pb = 0;
-            for (int r = -warmup; r < reps; r++) {
-                int64_t t0 = eng_now_ns(), c0 = cpu_ns();
-                if (explain_run(m, ws, x, &ep, &out, &err)) {
-                    fprintf(stderr, "explaind bench: %s: %s\n", set, err.msg);
-                    return 3;
-                }
-                if (r >= 0) {
-                    t[r] = (double)(eng_now_ns() - t0) / 1e6;
-                    tc[r] = (double)(cpu_ns() - c0) / 1e6;
-                }
-                pf = out.passes_forward;
-                pb = out.passes_backward;
-                explain_out_free(&out);
-            }
-            qsort(t, reps, sizeof(double), cmp_d);
-            qsort(tc, reps, sizeof(double), cmp_d);
-            double med = reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
-            double medc = reps % 2 ? tc[reps / 2] : (tc[reps / 2 - 1] + tc[reps / 2]) / 2;
-            emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:i, s:i, s:i}", "model", model, "what", "explain",
-                           "methods", set, "batch", B, "threads", threads, "median_ms", med, "min_ms", t[0], "median_cpu_ms",
-                           medc, "reps", reps, "forward", pf, "backward", pb));
-        }
-        free(sets);
-        free(t);
-        free(tc);
-        free(x);
-        ws_free(ws);
-        model_free(m);
-        return 0;
-    }
+    if (methods)
+        return bench_methods(model, methods, image, as_request, batch_given ? batches : NULL, nb, reps, warmup, threads,
+                             profile, np, pnames, pvalues);
     graph_t *g;
     if (graph_load_onnx(model, NULL, &g, &err)) {
         fprintf(stderr, "explaind bench: %s\n", err.msg);

@@ -22,6 +22,7 @@ static const char *const WHY_A[SIM_WHY_COUNT] = {
     "map a: its 99th percentile is 0, so diverging normalization is undefined",
     "out of memory",
     "map too large to compare (more than 2^28 values)",
+    "not computed",
 };
 static const char *const WHY_B[SIM_WHY_COUNT] = {
     "",
@@ -32,6 +33,7 @@ static const char *const WHY_B[SIM_WHY_COUNT] = {
     "map b: its 99th percentile is 0, so diverging normalization is undefined",
     "out of memory",
     "map too large to compare (more than 2^28 values)",
+    "not computed",
 };
 
 const char *sim_why_text(int why)
@@ -1010,8 +1012,9 @@ static void sim_fail_all(sim_t *o, int why)
 /* the pair's reason from each map's own normalization status */
 static int pair_why(int wa, int wb) { return wa != SIM_OK ? wa : wb != SIM_OK ? (wb | SIM_MAP_B) : SIM_OK; }
 
-int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int W, void *scratch,
-                      sim_t *out)
+/* full = 0: spearman_abs and ssim only (hog and spearman stay NaN with SIM_NOT_COMPUTED) */
+static int sim_compare_some(const float *a, int Ca, const float *b, int Cb, int H, int W, void *scratch, sim_t *out,
+                            int full)
 {
     out->spearman = out->spearman_abs = out->ssim = out->hog = NAN;
     out->hog_cell = 0;
@@ -1042,7 +1045,7 @@ int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int
         e = gray_pair(w.na, w.nb, H, W, f, w.ss.ga, w.ss.gb);
         if (e == SIM_OK) {
             out->ssim = ssim_core(w.ss.ga, w.ss.gb, Hu, Wu, w.ss.rows);
-            out->hog = hog_core(w.ss.ga, w.ss.gb, Hu, Wu, out->hog_cell, &w.hg, &out->why_hog);
+            if (full) out->hog = hog_core(w.ss.ga, w.ss.gb, Hu, Wu, out->hog_cell, &w.hg, &out->why_hog);
         } else {
             out->why_ssim = out->why_hog = e;
         }
@@ -1050,6 +1053,11 @@ int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int
         out->why_spearman_abs = out->why_ssim = out->why_hog = e;
     }
 
+    if (!full) {
+        out->why_spearman = out->why_hog = SIM_NOT_COMPUTED;
+        free(own);
+        return SIM_OK;
+    }
     /* diverging-normalized: spearman (signed) */
     e = pair_why(map_norm_diverging(a, Ca, H, W, w.na, w.work), map_norm_diverging(b, Cb, H, W, w.nb, w.work));
     if (e == SIM_OK) out->spearman = spearman_core(w.na, w.nb, n, &w.sp, &out->why_spearman);
@@ -1057,6 +1065,17 @@ int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int
 
     free(own);
     return SIM_OK;
+}
+
+int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int W, void *scratch,
+                      sim_t *out)
+{
+    return sim_compare_some(a, Ca, b, Cb, H, W, scratch, out, 1);
+}
+
+int sim_compare_edge(const float *a, int Ca, const float *edge, int H, int W, void *scratch, sim_t *out)
+{
+    return sim_compare_some(a, Ca, edge, 0, H, W, scratch, out, 0);
 }
 
 int sim_compare(const float *a, const float *b, int C, int H, int W, void *scratch, sim_t *out)

@@ -15,7 +15,7 @@
  *   sim_compare(map_orig, map_rand, C, H, W, scratch, &s);   C = 0 for a 2-D (H,W) map
  *   if (isnan(s.ssim)) report null with sim_why_text(s.why_ssim);
  *
- *   edge similarity:  ex_sobel(gray, H, W, edge);  sim_compare_mixed(map, C, edge, 0, H, W, ...)
+ *   edge similarity:  ex_sobel(gray, H, W, edge);  sim_compare_edge(map, C, edge, H, W, ...)
  *   random floor:     map_fill_normal(noise, C*H*W, seed, stream); sim_compare(map, noise, C, ...)
  *   Efficient MPRT:   metric_entropy_rise(map_entropy(orig, n, NULL), map_entropy(rand, n, NULL), &why)
  *
@@ -142,6 +142,7 @@ enum {
     SIM_ZERO_SPAN,
     SIM_NOMEM,
     SIM_TOO_LARGE,
+    SIM_NOT_COMPUTED, /* sim_compare_edge: hog and spearman are not asked for */
     SIM_WHY_COUNT
 };
 #define SIM_MAP_B 0x100 /* or-ed into a pair metric's reason when map b is the cause */
@@ -179,6 +180,11 @@ int sim_compare(const float *a, const float *b, int C, int H, int W, void *scrat
  * and s.spearman) and edge_ssim (s.ssim). */
 int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int W, void *scratch,
                       sim_t *out);
+
+/* The edge similarity only: as sim_compare_mixed(a, Ca, edge, 0, ...) for spearman_abs and ssim
+ * (the same values), without the HOG features and the diverging normalization nobody reads there
+ * (hog and spearman are NaN with SIM_NOT_COMPUTED). About half the work of a full comparison. */
+int sim_compare_edge(const float *a, int Ca, const float *edge, int H, int W, void *scratch, sim_t *out);
 
 /* ---- normalizations ----------------------------------------------------------------------------- */
 

@@ -174,7 +174,7 @@ static void compare(sctx_t *c, int m, const float *a, const float *b, sanity_sim
     s->hog = nan_if(r.hog, r.why_hog);
     s->hog_cell = r.hog_cell;
     sim_t e;
-    sim_compare_mixed(b, c->mC[m], c->edge, 0, c->H, c->W, c->scratch, &e);
+    sim_compare_edge(b, c->mC[m], c->edge, c->H, c->W, c->scratch, &e);
     s->edge_spearman = nan_if(e.spearman_abs, e.why_spearman_abs);
     s->edge_ssim = nan_if(e.ssim, e.why_ssim);
 }

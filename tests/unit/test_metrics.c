@@ -614,6 +614,31 @@ static void test_sim_compare_mixed_edge_map(void **state)
     assert_true(s.spearman == metric_spearman(na, ne, N, NULL, NULL));
 }
 
+static void test_sim_compare_edge_equals_mixed_for_the_edge_metrics(void **state)
+{
+    (void)state;
+    /* sanity steps read only spearman_abs and ssim of the edge comparison: the short form gives
+     * the same values and says the others were not computed */
+    enum { H = 28, W = 28, N = H * W };
+    static float g[3 * N], gray[N], e[N];
+    map_fill_normal(g, 3 * N, 5, 0);
+    for (int i = 0; i < N; i++) gray[i] = (float)((i / W) > 13) + 0.1f * g[i];
+    ex_sobel(gray, H, W, e);
+    for (int C = 0; C <= 3; C += 3) {
+        sim_t full, edge;
+        assert_int_equal(sim_compare_mixed(g, C, e, 0, H, W, NULL, &full), SIM_OK);
+        assert_int_equal(sim_compare_edge(g, C, e, H, W, NULL, &edge), SIM_OK);
+        assert_true(edge.spearman_abs == full.spearman_abs);
+        assert_true(edge.ssim == full.ssim);
+        assert_int_equal(edge.why_spearman_abs, full.why_spearman_abs);
+        assert_int_equal(edge.why_ssim, full.why_ssim);
+        assert_true(isnan(edge.hog) && isnan(edge.spearman));
+        assert_int_equal(edge.why_hog, SIM_NOT_COMPUTED);
+        assert_int_equal(edge.why_spearman, SIM_NOT_COMPUTED);
+        assert_string_equal(sim_why_text(edge.why_hog), "not computed");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_sim_compare_constant_map_is_null_not_zero),
         cmocka_unit_test(test_too_large_maps_are_refused_before_reading),
         cmocka_unit_test(test_sim_compare_mixed_edge_map),
+        cmocka_unit_test(test_sim_compare_edge_equals_mixed_for_the_edge_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
