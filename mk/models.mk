@@ -1,5 +1,5 @@
 # mk/models.mk — retrain the shipped models (slow: hours of CPU; the committed ONNX files and
-# sidecars in models/ are what ships). Not part of `make test`.
+# sidecars in models/ are what ships). `make models` is not part of `make test`; models-check is.
 #   make models         train all four models, export ONNX + sidecars + models/metrics/*.json
 #   make models-check   check the committed models (sidecar keys, layer names, op set, accuracy)
 # train.py checkpoints every epoch (~/.cache/explaind/model-ckpt) and resumes an interrupted run.
@@ -9,3 +9,5 @@ models:
 
 models-check:
 	$(PYTHON) -m pytest -q tests/models
+
+TEST_SUITES += models-check
