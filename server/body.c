@@ -202,8 +202,10 @@ int body_parse_json(body_t *b, const uint8_t *p, size_t len, int kserve, int emp
         json_object_foreach(root, key, v)
         {
             if (strcmp(key, "instances") && strcmp(key, "parameters")) {
+                /* key lives in root: format the detail before releasing it */
+                st = fail(detail, dlen, 422, "unknown field '%.64s' (KServe bodies have 'instances' and 'parameters')", key);
                 json_decref(root);
-                return fail(detail, dlen, 422, "unknown field '%.64s' (KServe bodies have 'instances' and 'parameters')", key);
+                return st;
             }
         }
     }
