@@ -10,7 +10,8 @@
  *
  * Bodies are capped while they stream in (max_upload_bytes); a Content-Length already over the cap
  * is refused with 413 before any of the body is read. multipart/form-data goes through MHD's post
- * processor; JSON through jansson; image bodies are kept as bytes and sniffed by the decoder.
+ * processor; JSON through jansson; image bodies are kept as bytes and sniffed by the decoder. What
+ * a body means (images, parameters, their errors) is body.c's: it runs without a socket.
  *
  * Shutdown on SIGTERM/SIGINT: /readyz turns 503 "draining", MHD_quiesce_daemon stops accepting
  * connections, queued and running requests finish (up to drain_timeout_ms), then the daemon stops —
