@@ -17,8 +17,9 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fn
 FUZZ_LIBFLAGS = -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 FUZZ_INC      = -I. -I$(FUZZ_BUILD)/gen -Iengine -Iserver -Itests/fuzz -I/usr/include/stb $(PKG_CFLAGS)
 FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz/fuzz_%,$(FUZZ_HARNESSES))
-# -max_len: seeds go up to the 1.5 MB shipped model; -timeout: one input over 10 s is a finding
-FUZZ_FLAGS   ?= -timeout=10 -rss_limit_mb=2048 -max_len=2000000 -print_final_stats=1
+# -max_len: seeds go up to the 1.5 MB shipped model; -timeout: one input over 25 s is a finding
+# (its cost is milliseconds; 25 s leaves room for a machine shared with other CI jobs)
+FUZZ_FLAGS   ?= -timeout=25 -rss_limit_mb=2048 -max_len=2000000 -print_final_stats=1
 EXTRA_TEST_PKGS += clang
 export EXTRA_TEST_PKGS
 
