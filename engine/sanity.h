@@ -60,6 +60,8 @@ typedef struct {
     int target;              /* SANITY_TARGET_* */
     int noise_samples;       /* smooth MPRT: > 0 averages each map over that many noisy inputs */
     double spearman_threshold, ssim_threshold;
+    int full_recompute;      /* 1: every pass from the input, no reuse of the unrandomized prefix
+                              * (the naive reference the tests compare the prefix reuse with) */
 } sanity_params_t;
 
 typedef struct {

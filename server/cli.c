@@ -225,7 +225,9 @@ static int run_doc(int route, int argc, char **argv)
             if (route == R_SANITY)
                 printf("usage: explaind sanity --model MODEL.onnx --images DIR|FILE [FILE ...] [--PARAM VALUE ...]\n"
                        "Runs the sanity checks (default: sanity=model,label) over the images and prints the report of\n"
-                       "POST /v1/models/{model}/sanity. A directory means every .png/.jpg/.jpeg in it.\n");
+                       "POST /v1/models/{model}/sanity. A directory means every .png/.jpg/.jpeg in it.\n"
+                       "--full-recompute runs every randomized pass from the input instead of reusing the\n"
+                       "unrandomized prefix (the same numbers, slower: a reference for tests).\n");
             else
                 printf("usage: explaind %s --model MODEL.onnx --image IMAGE [--compact] [--PARAM VALUE ...]\n"
                        "Prints the JSON document of POST /v1/models/{model}/%s (shared/API.md).\n", cmd, cmd);
@@ -235,6 +237,10 @@ static int run_doc(int route, int argc, char **argv)
         }
         if (!strcmp(a, "--compact")) {
             pretty = 0;
+            continue;
+        }
+        if (route == R_SANITY && !strcmp(a, "--full-recompute")) {
+            rq.sanity_full_recompute = 1; /* the naive reference: every pass from the input */
             continue;
         }
         if (route == R_SANITY && !strcmp(a, "--images")) {

@@ -71,6 +71,28 @@ typedef struct {
     ws_t *ws[MAX_MODELS];
 } wstate_t;
 
+/* One forward and one input-gradient pass on a zero image, so that the first request a worker
+ * serves does not pay for first-touch page faults of its arenas and OpenBLAS's per-thread buffers
+ * (measured: 17 ms instead of 1 ms on fashion-cnn). A failure here only costs that latency. */
+static void warm_up(ws_t *ws, const graph_t *g)
+{
+    value_info_t in, out;
+    graph_value_info(g, graph_input_value(g), &in);
+    graph_value_info(g, graph_output_value(g), &out);
+    float *x = calloc(in.size, sizeof *x), *seed = calloc(out.size, sizeof *seed), *dx = malloc(in.size * sizeof *dx);
+    eng_err_t err;
+    if (x && seed && dx && !ws_forward(ws, x, 1, &err)) {
+        seed[0] = 1.0f;
+        int cap = graph_input_value(g);
+        bw_req_t rq = {.seed_value = graph_output_value(g), .seed = seed, .n_capture = 1, .capture = &cap,
+                       .capture_out = &dx};
+        ws_backward(ws, &rq, &err);
+    }
+    free(x);
+    free(seed);
+    free(dx);
+}
+
 static int worker_init(worker_ctx_t *w, int index, void *cls)
 {
     (void)index;
@@ -86,6 +108,7 @@ static int worker_init(worker_ctx_t *w, int index, void *cls)
             return -1;
         }
     }
+    for (int i = 0; i < s->n_models; i++) warm_up(st->ws[i], s->models[i].model->graph);
     w->state = st;
     return 0;
 }
@@ -862,7 +885,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->form.n_images > 1)
             return answer_problem(r, 422, "%d images sent; this route takes one", r->form.n_images);
         if (r->route == RT_KSERVE_PREDICT) r->rq.route = R_PREDICT;
-        methods_string(r);
+        if (r->rq.route != R_PREDICT) methods_string(r); /* predict computes no method: log none */
         r->t_queued = now_ns();
         r->phase = PH_QUEUED;
         MHD_suspend_connection(conn);

@@ -47,6 +47,7 @@ typedef struct {
     double sanity_init_std;
     int sanity_target;
     int sanity_noise_samples;
+    int sanity_full_recompute; /* CLI --full-recompute only (tests, benchmarks): no prefix reuse */
     int per_image;
     filterviz_params_t fv;
     unsigned char seen[PARAM_MAX];

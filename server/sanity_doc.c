@@ -43,6 +43,7 @@ void sanity_params_from_request(const request_t *rq, const config_t *cfg, sanity
     sp->init_std = (float)rq->sanity_init_std;
     sp->target = rq->sanity_target == STARGET_ARGMAX ? SANITY_TARGET_ARGMAX : SANITY_TARGET_FIXED;
     sp->noise_samples = rq->sanity_noise_samples;
+    sp->full_recompute = rq->sanity_full_recompute;
     sp->spearman_threshold = cfg->sanity_spearman_threshold;
     sp->ssim_threshold = cfg->sanity_ssim_threshold;
 }

@@ -800,7 +800,8 @@
 
   /* -- model randomization -- */
   function shortLayer(name) {
-    let v = String(name).replace(/^\//, '');
+    // ONNX exporter names end in the op type ("/conv4/conv/Conv"): the path before it names the layer
+    let v = String(name).replace(/^\//, '').replace(/\/[A-Z][A-Za-z]*$/, '');
     if (v.length > 20) { const parts = v.split('/'); if (parts.length > 2) v = parts.slice(-2).join('/'); }
     return v.length > 24 ? '…' + v.slice(-23) : v;
   }

@@ -246,7 +246,7 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
     unsigned sweeps[2] = {c->mask & ~BATCHED, c->mask & BATCHED};
     for (int sw = 0; sw < 2 && !rc; sw++) {
         if (!sweeps[sw]) continue;
-        if (sw == 0 && sp->noise_samples == 0) { /* the original forward pass, for the prefixes */
+        if (sw == 0 && sp->noise_samples == 0 && !sp->full_recompute) { /* the original forward pass, for the prefixes */
             ws_clear_overlays(env->ws);
             if ((rc = ws_forward(env->ws, c->x, 1, err))) break;
             out->forward_passes++;
@@ -265,7 +265,7 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
                     if (G->nodes[j] < start) start = G->nodes[j];
                 }
             }
-            int reuse = sw == 0 && sp->noise_samples == 0;
+            int reuse = sw == 0 && sp->noise_samples == 0 && !sp->full_recompute;
             out->nodes_recomputed += reuse ? m->graph->n_nodes - start : m->graph->n_nodes;
             out->nodes_total += m->graph->n_nodes;
             float *step_maps[M_COUNT];

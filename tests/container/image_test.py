@@ -282,8 +282,9 @@ def stage_context(models_src):
         if rel.startswith("models/") or not os.path.isfile(src) or os.path.islink(src):
             continue
         want[rel] = src
-    for name in os.listdir(models_src):
-        want["models/" + name] = os.path.join(models_src, name)
+    for name in os.listdir(models_src):  # what the service loads: NAME.onnx, NAME.json sidecars
+        if name.endswith((".onnx", ".json")) and os.path.isfile(os.path.join(models_src, name)):
+            want["models/" + name] = os.path.join(models_src, name)
     for rel, src in want.items():
         dst = os.path.join(ctx, rel)
         data = open(src, "rb").read()
