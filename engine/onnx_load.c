@@ -318,20 +318,20 @@ static int copy_attrs(graph_t *g, node_t *nd, const Onnx__NodeProto *np, const c
         case AT_STRING:
             d->s = malloc(a->s.len + 1);
             if (!d->s) return eng_errf(err, ENG_ENOMEM, "out of memory");
-            memcpy(d->s, a->s.data, a->s.len);
+            if (a->s.len) memcpy(d->s, a->s.data, a->s.len); /* an empty string may have no data */
             d->s[a->s.len] = 0;
             break;
         case AT_INTS:
             d->n = (int)a->n_ints;
             d->ints = malloc((a->n_ints ? a->n_ints : 1) * sizeof(int64_t));
             if (!d->ints) return eng_errf(err, ENG_ENOMEM, "out of memory");
-            memcpy(d->ints, a->ints, a->n_ints * sizeof(int64_t));
+            if (a->n_ints) memcpy(d->ints, a->ints, a->n_ints * sizeof(int64_t)); /* typed INTS, none given: NULL */
             break;
         case AT_FLOATS:
             d->n = (int)a->n_floats;
             d->floats = malloc((a->n_floats ? a->n_floats : 1) * sizeof(float));
             if (!d->floats) return eng_errf(err, ENG_ENOMEM, "out of memory");
-            memcpy(d->floats, a->floats, a->n_floats * sizeof(float));
+            if (a->n_floats) memcpy(d->floats, a->floats, a->n_floats * sizeof(float)); /* likewise */
             break;
         case AT_TENSOR:
             if (!a->t) return eng_errf(err, ENG_EFORMAT, "node '%s': tensor attribute '%s' is empty", nd->name, d->name);

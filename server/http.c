@@ -10,7 +10,8 @@
  *
  * Bodies are capped while they stream in (max_upload_bytes); a Content-Length already over the cap
  * is refused with 413 before any of the body is read. multipart/form-data goes through MHD's post
- * processor; JSON through jansson; image bodies are kept as bytes and sniffed by the decoder.
+ * processor; JSON through jansson; image bodies are kept as bytes and sniffed by the decoder. What
+ * a body means (images, parameters, their errors) is body.c's: it runs without a socket.
  *
  * Shutdown on SIGTERM/SIGINT: /readyz turns 503 "draining", MHD_quiesce_daemon stops accepting
  * connections, queued and running requests finish (up to drain_timeout_ms), then the daemon stops —
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "assets.h"
+#include "body.h"
 #include "cli.h"
 #include "config.h"
 #include "doc.h"
@@ -46,7 +48,6 @@
 #define MAX_MODELS 64
 #define MAX_KEYS 256
 #define MAX_ORIGINS 32
-#define MAX_IMAGES_MULTIPART 1024
 
 typedef struct {
     config_t cfg;
@@ -125,15 +126,6 @@ static void worker_fini(worker_ctx_t *w, void *cls)
 enum { BODY_NONE, BODY_RAW, BODY_JSON, BODY_MULTIPART };
 enum { PH_RECEIVING, PH_QUEUED, PH_DONE, PH_ANSWERED };
 
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-} buf_t;
-
-typedef struct {
-    char *name, *value;
-} field_t;
-
 typedef struct req {
     struct MHD_Connection *conn;
     int route, model_idx, filter_index;
@@ -146,14 +138,7 @@ typedef struct req {
     buf_t body;
     uint64_t received;
     struct MHD_PostProcessor *pp;
-    int pp_failed;
-    buf_t *images;
-    int n_images, cap_images;
-    char cur_field[64];
-    int cur_is_image;
-    buf_t cur_value;
-    field_t *fields;
-    int n_fields;
+    body_t form; /* the images and multipart fields (body.h) */
     request_t rq;
     int phase;
     /* the answer */
@@ -171,42 +156,12 @@ typedef struct req {
 static int64_t now_ns(void) { return eng_now_ns(); }
 static double ms(int64_t a, int64_t b) { return a && b ? (double)(b - a) / 1e6 : 0; }
 
-static void buf_free(buf_t *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-static int buf_append(buf_t *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->len + n + 1) nc *= 2;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) return -1;
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
 static void req_free(req_t *r)
 {
     if (!r) return;
     if (r->pp) MHD_destroy_post_processor(r->pp);
     buf_free(&r->body);
-    for (int i = 0; i < r->n_images; i++) buf_free(&r->images[i]);
-    free(r->images);
-    buf_free(&r->cur_value);
-    for (int i = 0; i < r->n_fields; i++) {
-        free(r->fields[i].name);
-        free(r->fields[i].value);
-    }
-    free(r->fields);
+    body_free(&r->form);
     free(r->resp);
     free(r);
 }
@@ -643,43 +598,6 @@ static enum MHD_Result handle_get(req_t *r)
 }
 
 /* ---- bodies ------------------------------------------------------------------------------------- */
-static int add_field(req_t *r, const char *name, const char *value, size_t vlen)
-{
-    field_t *nf = realloc(r->fields, sizeof(field_t) * ((size_t)r->n_fields + 1));
-    if (!nf) return -1;
-    r->fields = nf;
-    nf[r->n_fields].name = strdup(name);
-    nf[r->n_fields].value = strndup(value, vlen);
-    if (!nf[r->n_fields].name || !nf[r->n_fields].value) return -1;
-    r->n_fields++;
-    return 0;
-}
-
-static buf_t *new_image(req_t *r)
-{
-    if (r->n_images >= MAX_IMAGES_MULTIPART) return NULL;
-    if (r->n_images == r->cap_images) {
-        int nc = r->cap_images ? r->cap_images * 2 : 4;
-        buf_t *ni = realloc(r->images, sizeof(buf_t) * (size_t)nc);
-        if (!ni) return NULL;
-        r->images = ni;
-        r->cap_images = nc;
-    }
-    buf_t *b = &r->images[r->n_images++];
-    memset(b, 0, sizeof *b);
-    return b;
-}
-
-static void flush_field(req_t *r)
-{
-    if (r->cur_field[0] && !r->cur_is_image) {
-        if (add_field(r, r->cur_field, r->cur_value.p ? (const char *)r->cur_value.p : "", r->cur_value.len)) r->pp_failed = 1;
-    }
-    buf_free(&r->cur_value);
-    r->cur_field[0] = 0;
-    r->cur_is_image = 0;
-}
-
 static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
                                  const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
                                  size_t size)
@@ -689,199 +607,28 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     (void)content_type;
     (void)transfer_encoding;
     req_t *r = cls;
-    if (!key) return MHD_YES;
-    if (off == 0) { /* a new part */
-        flush_field(r);
-        snprintf(r->cur_field, sizeof r->cur_field, "%s", key);
-        if (!strcmp(key, "image") || !strcmp(key, "images")) {
-            r->cur_is_image = 1;
-            if (!new_image(r)) {
-                r->pp_failed = 2;
-                return MHD_NO;
-            }
-        }
-    }
-    if (r->cur_is_image) {
-        if (size && buf_append(&r->images[r->n_images - 1], data, size)) {
-            r->pp_failed = 1;
-            return MHD_NO;
-        }
-    } else if (size) {
-        if (r->cur_value.len + size > 8192) {
-            r->pp_failed = 3;
-            return MHD_NO;
-        }
-        if (buf_append(&r->cur_value, data, size)) {
-            r->pp_failed = 1;
-            return MHD_NO;
-        }
-    }
-    return MHD_YES;
+    return body_form_part(&r->form, key, off, data, size) ? MHD_NO : MHD_YES;
 }
 
-/* Parse the completed body into params and images. 0 or an HTTP status with r's problem set. */
+/* Parse the completed body into params and images (body.c). 0 or an HTTP status with r's problem set. */
 static int parse_body(req_t *r)
 {
     char d[768];
-    int st;
+    int st = 0;
     if (r->body_kind == BODY_MULTIPART) {
-        flush_field(r);
         enum MHD_Result ok = MHD_destroy_post_processor(r->pp);
         r->pp = NULL;
-        if (r->pp_failed == 2) {
-            set_problem(r, 413, "more than %d images in one request", MAX_IMAGES_MULTIPART);
-            return 413;
-        }
-        if (r->pp_failed == 3) {
-            set_problem(r, 422, "a form field other than 'image' is longer than 8192 bytes");
-            return 422;
-        }
-        if (ok != MHD_YES || r->pp_failed) {
-            set_problem(r, 400, "malformed multipart/form-data body (unterminated part or bad boundary)");
-            return 400;
-        }
-        for (int i = 0; i < r->n_fields; i++)
-            if ((st = params_set(&r->rq, &S.cfg, r->fields[i].name, r->fields[i].value, d, sizeof d))) {
-                set_problem(r, st, "%s", d);
-                return st;
-            }
-        return 0;
-    }
-    if (r->body_kind == BODY_JSON) {
-        if (!r->body.len) { /* jansson would say "wrong arguments (line -1, column -1)" */
-            /* no parameters, as an empty raw body (/sanity: no image, the probe set) */
-            if (r->route == RT_FILTER || r->route == RT_SANITY) return 0;
-            set_problem(r, 400, "empty body: send a JSON object (%s)",
-                        r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN ? "{\"instances\": [{\"b64\": ...}]}"
-                                                                                  : "{\"image\": \"<base64>\", ...}");
-            return 400;
-        }
-        json_error_t je;
-        json_t *root = json_loadb((const char *)r->body.p, r->body.len, JSON_REJECT_DUPLICATES, &je);
-        if (!root && json_error_code(&je) == json_error_duplicate_key) {
-            /* a key twice is a repeated parameter (422, as in the query string), not malformed JSON;
-             * jansson's text ends "near '\"KEY\"'" */
-            const char *k = strstr(je.text, "near '\"");
-            int kl = k ? (int)strlen(k + 7) - 2 : 0;
-            set_problem(r, 422, "parameter '%.*s' is given more than once", kl > 0 ? (kl > 64 ? 64 : kl) : 1,
-                        kl > 0 ? k + 7 : "?");
-            return 422;
-        }
-        if (!root || !json_is_object(root)) {
-            set_problem(r, 400, "invalid JSON body: %s (line %d, column %d)", root ? "the body must be a JSON object" : je.text,
-                        je.line, je.column);
-            json_decref(root);
-            return 400;
-        }
-        const char *key;
-        json_t *v;
+        st = body_form_finish(&r->form, ok == MHD_YES, &r->rq, &S.cfg, d, sizeof d);
+    } else if (r->body_kind == BODY_JSON) {
         int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
-        json_t *params = kserve ? json_object_get(root, "parameters") : root;
-        if (kserve && params && !json_is_object(params)) {
-            json_decref(root);
-            set_problem(r, 400, "'parameters' must be a JSON object");
-            return 400;
-        }
-        /* images: "image" (one), "images" (sanity), KServe "instances" */
-        json_t *list = NULL;
-        if (kserve) {
-            list = json_object_get(root, "instances");
-            if (!json_is_array(list) || !json_array_size(list)) {
-                json_decref(root);
-                set_problem(r, 400, "'instances' must be a non-empty array of {\"b64\": ...} objects");
-                return 400;
-            }
-            json_object_foreach(root, key, v)
-            {
-                if (strcmp(key, "instances") && strcmp(key, "parameters")) {
-                    json_decref(root);
-                    set_problem(r, 422, "unknown field '%.64s' (KServe bodies have 'instances' and 'parameters')", key);
-                    return 422;
-                }
-            }
-        }
-        int st2 = 0;
-        size_t idx;
-        json_t *e;
-        json_t *one = kserve ? NULL : json_object_get(root, "image");
-        json_t *many = kserve ? list : json_object_get(root, "images");
-        if (one && many) {
-            json_decref(root);
-            set_problem(r, 422, "give 'image' or 'images', not both");
-            return 422;
-        }
-        if (one) {
-            many = json_array();
-            json_array_append(many, one);
-        } else if (many) {
-            json_incref(many);
-        }
-        if (many && !json_is_array(many)) {
-            json_decref(many);
-            json_decref(root);
-            set_problem(r, 400, "'images' must be an array of base64 strings");
-            return 400;
-        }
-        if (many && json_array_size(many) > MAX_IMAGES_MULTIPART) {
-            json_decref(many);
-            json_decref(root);
-            set_problem(r, 413, "more than %d images in one request", MAX_IMAGES_MULTIPART);
-            return 413;
-        }
-        json_array_foreach(many, idx, e)
-        {
-            const char *s = NULL;
-            if (json_is_string(e)) s = json_string_value(e);
-            else if (json_is_object(e) && json_is_string(json_object_get(e, "b64"))) s = json_string_value(json_object_get(e, "b64"));
-            else if (json_is_object(e) && json_is_object(json_object_get(e, "image_bytes")) &&
-                     json_is_string(json_object_get(json_object_get(e, "image_bytes"), "b64")))
-                s = json_string_value(json_object_get(json_object_get(e, "image_bytes"), "b64"));
-            if (!s) {
-                set_problem(r, 400, "image %zu is not a base64 string%s", idx, kserve ? " (expected {\"b64\": ...})" : "");
-                st2 = 400;
-                break;
-            }
-            size_t n = strlen(s), out_len;
-            buf_t *b = new_image(r);
-            if (!b || !(b->p = malloc(b64_decoded_max(n) + 1))) {
-                set_problem(r, 503, "out of memory");
-                st2 = 503;
-                break;
-            }
-            b->cap = b64_decoded_max(n) + 1;
-            if (b64_decode(s, n, b->p, &out_len) != ENG_OK) {
-                set_problem(r, 400, "image %zu: invalid base64 at character %zu", idx, out_len);
-                st2 = 400;
-                break;
-            }
-            b->len = out_len;
-        }
-        json_decref(many);
-        if (!st2 && params) {
-            json_object_foreach(params, key, v)
-            {
-                if (!kserve && (!strcmp(key, "image") || !strcmp(key, "images"))) continue;
-                if ((st = params_set_json(&r->rq, &S.cfg, key, v, d, sizeof d))) {
-                    set_problem(r, st, "%s", d);
-                    st2 = st;
-                    break;
-                }
-            }
-        }
-        json_decref(root);
-        return st2;
+        /* an empty JSON body: no parameters for filter visualization, the probe set for /sanity */
+        st = body_parse_json(&r->form, r->body.p, r->body.len, kserve, r->route == RT_FILTER || r->route == RT_SANITY, &r->rq,
+                             &S.cfg, d, sizeof d);
+    } else if (r->body_kind == BODY_RAW && (r->body.len || r->route != RT_SANITY)) { /* empty /sanity: probe set */
+        st = body_take_raw(&r->form, &r->body, d, sizeof d);
     }
-    if (r->body_kind == BODY_RAW) {
-        if (!r->body.len && r->route == RT_SANITY) return 0; /* no image: the model's probe set */
-        buf_t *b = new_image(r);
-        if (!b) {
-            set_problem(r, 503, "out of memory");
-            return 503;
-        }
-        *b = r->body;
-        memset(&r->body, 0, sizeof r->body);
-    }
-    return 0;
+    if (st) set_problem(r, st, "%s", d);
+    return st;
 }
 
 /* ---- the worker side ----------------------------------------------------------------------------- */
@@ -899,13 +646,13 @@ static void job_run(void *arg, worker_ctx_t *w)
         /* the deadline holds for every workspace the request may use (the twin's too) */
         for (int i = 0; i < S.n_models; i++) ws_set_deadline(st->ws[i], r->deadline);
         outcome_t oc;
-        blob_t blobs[MAX_IMAGES_MULTIPART];
-        for (int i = 0; i < r->n_images; i++) blobs[i] = (blob_t){r->images[i].p, r->images[i].len};
+        blob_t blobs[BODY_MAX_IMAGES];
+        for (int i = 0; i < r->form.n_images; i++) blobs[i] = (blob_t){r->form.images[i].p, r->form.images[i].len};
         int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
         if (kserve) {
             json_t *arr = json_array();
             int failed = 0;
-            for (int i = 0; i < r->n_images && !failed; i++) {
+            for (int i = 0; i < r->form.n_images && !failed; i++) {
                 request_t rq = r->rq; /* per instance: resolution mutates it */
                 json_t *doc = service_run(&env, r->model_idx, &rq, &blobs[i], 1, r->request_id, &oc);
                 if (!doc) {
@@ -918,7 +665,7 @@ static void job_run(void *arg, worker_ctx_t *w)
             if (failed) json_decref(arr);
             else set_json(r, 200, json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr));
         } else {
-            json_t *doc = service_run(&env, r->model_idx, &r->rq, blobs, r->n_images, r->request_id, &oc);
+            json_t *doc = service_run(&env, r->model_idx, &r->rq, blobs, r->form.n_images, r->request_id, &oc);
             if (!doc) set_problem(r, oc.status, "%s", oc.detail);
             else {
                 /* per-method engine time into the histogram */
@@ -1121,9 +868,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (r->body_kind == BODY_MULTIPART) {
             if (MHD_post_process(r->pp, upload_data, n) != MHD_YES) {
-                if (r->pp_failed == 2) return answer_problem(r, 413, "more than %d images in one request", MAX_IMAGES_MULTIPART);
-                if (r->pp_failed == 3) return answer_problem(r, 422, "a form field other than 'image' is longer than 8192 bytes");
-                return answer_problem(r, 400, "malformed multipart/form-data body");
+                char d[256];
+                int st = body_form_error(&r->form, d, sizeof d);
+                return answer_problem(r, st, "%s", d);
             }
         } else if (buf_append(&r->body, upload_data, n)) {
             return answer_problem(r, 503, "out of memory while receiving the body");
@@ -1135,11 +882,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->phase == PH_RECEIVING) {
         int st = parse_body(r);
         if (st) return queue_stored(r);
-        if (r->route != RT_FILTER && r->route != RT_SANITY && r->n_images == 0) /* /sanity: the probe set */
+        if (r->route != RT_FILTER && r->route != RT_SANITY && r->form.n_images == 0) /* /sanity: the probe set */
             return answer_problem(r, 400, "no image: send the image as the body, as the multipart field 'image', or as base64 in JSON 'image'");
         if (r->route != RT_FILTER && r->route != RT_SANITY && r->route != RT_KSERVE_PREDICT && r->route != RT_KSERVE_EXPLAIN &&
-            r->n_images > 1)
-            return answer_problem(r, 422, "%d images sent; this route takes one", r->n_images);
+            r->form.n_images > 1)
+            return answer_problem(r, 422, "%d images sent; this route takes one", r->form.n_images);
         if (r->route == RT_KSERVE_PREDICT) r->rq.route = R_PREDICT;
         if (r->rq.route != R_PREDICT) methods_string(r); /* predict computes no method: log none */
         r->t_queued = now_ns();

@@ -1,0 +1,25 @@
+/* fuzz_common.h — what the harnesses share: where the shipped model lives, and a check that stops
+ * the run (abort, which libFuzzer and the replay driver report as a crash) when an invariant of a
+ * successful parse does not hold. A harness that only waits for a segfault misses wrong answers. */
+#ifndef EXPLAIND_FUZZ_COMMON_H
+#define EXPLAIND_FUZZ_COMMON_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define FUZZ_CHECK(cond)                                                                            \
+    do {                                                                                            \
+        if (!(cond)) {                                                                              \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);            \
+            abort();                                                                                \
+        }                                                                                           \
+    } while (0)
+
+/* The models directory ($FUZZ_MODELS_DIR, default "models": run from the repository root). */
+static inline const char *fuzz_models_dir(void)
+{
+    const char *d = getenv("FUZZ_MODELS_DIR");
+    return d && *d ? d : "models";
+}
+
+#endif

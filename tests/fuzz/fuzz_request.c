@@ -1,0 +1,135 @@
+/* fuzz_request — request parsing as the server runs it, without a socket:
+ *   the query string (split on '&' and '=' and %-unescaped by libmicrohttpd's own MHD_http_unescape,
+ *   then params_set per argument, as http.c's arg_iter), multipart fields (body_form_part pieces,
+ *   then body_form_finish), JSON bodies (body_parse_json, plain and KServe), and finally
+ *   params_resolve against the shipped fashion-cnn (target labels, layer names, applicability).
+ *
+ * Input: byte 0 picks the route (low 2 bits: predict, explain, sanity, activations) and the
+ * mode (bits 2-3: query, JSON, KServe JSON, multipart); the rest is the query string, the JSON
+ * body, or multipart parts "name=value" separated by "\n--\n", each value fed in two pieces.
+ * Checked: the status is 0 or one of the statuses the API documents for a request (400, 404,
+ * 413, 422, 503 for out of memory), the detail is a non-empty string, images are intact. */
+#define _GNU_SOURCE /* memmem */
+#include <microhttpd.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "body.h"
+#include "config.h"
+#include "engine.h"
+#include "fuzz_common.h"
+#include "params.h"
+
+static model_t *model;
+static config_t cfg;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fashion-cnn.onnx", fuzz_models_dir());
+    eng_err_t err;
+    if (model_load_path(path, NULL, NULL, &model, &err)) {
+        fprintf(stderr, "fuzz_request: cannot load %s: %s\n", path, err.msg);
+        exit(1);
+    }
+    config_defaults(&cfg);
+    config_finalize(&cfg);
+    return 0;
+}
+
+static void check_status(int st, const char *detail)
+{
+    FUZZ_CHECK(st == 0 || st == 400 || st == 404 || st == 413 || st == 422 || st == 503);
+    if (st) FUZZ_CHECK(detail[0] != 0 && memchr(detail, 0, 768) != NULL);
+}
+
+/* http.c's arg_iter over libmicrohttpd's split of the query string */
+static int parse_query(request_t *rq, char *q, char *detail, size_t dlen)
+{
+    char *save = NULL;
+    for (char *arg = strtok_r(q, "&", &save); arg; arg = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(arg, '=');
+        const char *value = "";
+        if (eq) {
+            *eq = 0;
+            value = eq + 1;
+            MHD_http_unescape((char *)value);
+        }
+        MHD_http_unescape(arg);
+        int st = params_set(rq, &cfg, arg, value, detail, dlen);
+        if (st) return st;
+    }
+    return 0;
+}
+
+static int parse_multipart(body_t *b, request_t *rq, const char *p, size_t n, char *detail, size_t dlen)
+{
+    static const char sep[] = "\n--\n";
+    size_t i = 0;
+    while (i <= n) {
+        const char *end = memmem(p + i, n - i, sep, sizeof sep - 1);
+        size_t plen = end ? (size_t)(end - (p + i)) : n - i;
+        const char *part = p + i;
+        const char *eq = memchr(part, '=', plen);
+        if (eq) {
+            char key[80];
+            size_t kl = (size_t)(eq - part);
+            if (kl >= sizeof key) kl = sizeof key - 1;
+            memcpy(key, part, kl);
+            key[kl] = 0;
+            const char *val = eq + 1;
+            size_t vl = plen - (size_t)(eq + 1 - part), half = vl / 2;
+            if (body_form_part(b, key, 0, val, half) || body_form_part(b, key, half, val + half, vl - half))
+                return body_form_error(b, detail, dlen);
+        }
+        if (!end) break;
+        i += plen + sizeof sep - 1;
+    }
+    return body_form_finish(b, 1, rq, &cfg, detail, dlen);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    static const int routes[] = {R_PREDICT, R_EXPLAIN, R_SANITY, R_ACTIVATIONS};
+    int route = routes[data[0] & 3], mode = (data[0] >> 2) & 3;
+    const uint8_t *p = data + 1;
+    size_t n = size - 1;
+    request_t rq;
+    params_init(&rq, route);
+    body_t b = {0};
+    char detail[768] = "";
+    int st;
+    if (mode == 0) {
+        char *q = malloc(n + 1);
+        memcpy(q, p, n);
+        q[n] = 0;
+        st = parse_query(&rq, q, detail, sizeof detail);
+        free(q);
+    } else if (mode == 1 || mode == 2) {
+        st = body_parse_json(&b, p, n, mode == 2, 0, &rq, &cfg, detail, sizeof detail);
+    } else {
+        st = parse_multipart(&b, &rq, (const char *)p, n, detail, sizeof detail);
+    }
+    check_status(st, detail);
+    FUZZ_CHECK(b.n_images >= 0 && b.n_images <= BODY_MAX_IMAGES);
+    for (int i = 0; i < b.n_images; i++) {
+        FUZZ_CHECK(b.images[i].len <= b.images[i].cap);
+        if (b.images[i].len) {
+            volatile uint8_t sink = b.images[i].p[0] ^ b.images[i].p[b.images[i].len - 1];
+            (void)sink;
+        }
+    }
+    if (!st) {
+        st = params_resolve(&rq, model, detail, sizeof detail);
+        check_status(st, detail);
+        if (!st) {
+            FUZZ_CHECK(rq.top_k >= 1 && rq.top_k <= model->n_labels);
+            FUZZ_CHECK(rq.ep.target >= -1 && rq.ep.target < model->n_labels);
+        }
+    }
+    body_free(&b);
+    return 0;
+}
