@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 
