@@ -27,13 +27,12 @@ export function freePort() {
   });
 }
 
-/** models_dir for the tests: the shipped fashion-cnn (+ twin) or a trained stand-in, cached in build/. */
+/** models_dir for the tests: the shipped fashion-cnn, its twin and probe set, copied under build/. */
 export function prepareModels() {
   const dir = path.join(ARTIFACTS, 'models');
   execFileSync(process.env.PYTHON || '/usr/bin/python3', [path.join(ROOT, 'tests', 'browser', 'make_models.py'), dir],
     { stdio: ['ignore', 'inherit', 'inherit'] });
-  const names = fs.readdirSync(dir).filter((f) => f.endsWith('.onnx')).map((f) => f.slice(0, -5));
-  const main = names.includes('fashion-cnn') ? 'fashion-cnn' : 'fashion-cnn-standin';
+  const main = 'fashion-cnn';
   const sidecar = JSON.parse(fs.readFileSync(path.join(dir, `${main}.json`), 'utf8'));
   return { dir, model: main, twin: sidecar.label_randomized_twin || null };
 }

@@ -590,7 +590,7 @@ def main():
                 make_base()
                 print(f"{BASE_IMAGE}: made")
         with step("models and build context"):
-            models_src, kind = testmodels.models_dir(BUILD)
+            models_src, kind = testmodels.models_dir()
             ctx, nfiles, nbytes = stage_context(models_src)
             print(f"models: {kind} ({models_src}); context {ctx}: {nfiles} files, {nbytes / 1e6:.1f} MB before .dockerignore")
         with step("build"):

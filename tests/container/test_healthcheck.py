@@ -146,7 +146,7 @@ def test_healthcheck_help_is_0():
 
 
 def test_healthcheck_against_explaind_serve_and_its_drain(tmp_path):
-    models, _ = testmodels.models_dir(os.path.join(REPO, "build", "container"))
+    models, _ = testmodels.models_dir()
     port = closed_port()
     cfg = tmp_path / "c.json"
     cfg.write_text("{}")

@@ -1,8 +1,8 @@
 """Fixtures of the e2e suite.
 
 The suite starts the real server itself: `build/explaind serve` (or $EXPLAIND_BIN) on 127.0.0.1
-and a free port, over a models_dir written at session start (models.py: the shipped
-models/fashion-cnn when present, else a stand-in with its interface; a model whose head is not
+and a free port, over a models_dir written at session start (models.py:
+the shipped models/fashion-cnn and its twin; a model whose head is not
 GAP + linear; mobilenet_v2 at 64x64 as the slow model). Servers are stopped with SIGTERM and must
 exit 0. Every response goes through the contract check against openapi.yaml (contract.py).
 """

@@ -1,12 +1,7 @@
 """Models the e2e suite serves, written into a fresh models_dir at session start.
 
-  fashion-cnn    the shipped model (models/fashion-cnn.onnx + .json, and its label-randomized twin
-                 fashion-cnn-randlabels when shipped too) when the repository has it;
-                 otherwise a stand-in with the same interface: 1x28x28 gray input, the ten
-                 Fashion-MNIST labels, conv blocks + CBAM + GAP + linear head, the same node names
-                 (/conv4/Relu as cam_layer, /cbam/spatial/Sigmoid as attention layer), seeded
-                 random weights, narrower channels. README examples run against either.
-                 Either way with the shipped probe set (models/probes/fashion-cnn/, Fashion-MNIST
+  fashion-cnn    the shipped model (models/fashion-cnn.onnx + .json) and its label-randomized twin
+                 fashion-cnn-randlabels, as `make run` serves them, with the shipped probe set (models/probes/fashion-cnn/, Fashion-MNIST
                  test images) that /sanity uses when no image is sent.
   fc-head        28x28 gray CNN whose head is flatten + two linear layers: 'cam' does not apply.
   mobilenet      torchvision mobilenet_v2 at 3x64x64 with seeded random weights, 10 classes and
@@ -40,74 +35,6 @@ def _gray_sidecar(cam_layer, attention_layers):
         "cam_layer": cam_layer,
         "attention_layers": attention_layers,
     }
-
-
-def _standin_fashion_cnn():
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class ConvBlock(nn.Module):
-        def __init__(self, cin, cout):
-            super().__init__()
-            self.conv = nn.Conv2d(cin, cout, 3, padding=1)
-
-        def forward(self, x):
-            return F.relu(self.conv(x))
-
-    class ChannelAttention(nn.Module):
-        def __init__(self, c, r=4):
-            super().__init__()
-            self.avg_pool = nn.AdaptiveAvgPool2d(1)
-            self.max_pool = nn.AdaptiveMaxPool2d(1)
-            self.fc1 = nn.Conv2d(c, c // r, 1)
-            self.fc2 = nn.Conv2d(c // r, c, 1)
-
-        def mlp(self, v):
-            return self.fc2(F.relu(self.fc1(v)))
-
-        def forward(self, x):
-            return x * torch.sigmoid(self.mlp(self.avg_pool(x)) + self.mlp(self.max_pool(x)))
-
-    class SpatialAttention(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(2, 1, 7, padding=3)
-
-        def forward(self, x):
-            m = torch.cat([torch.mean(x, dim=1, keepdim=True), torch.amax(x, dim=1, keepdim=True)], 1)
-            return x * torch.sigmoid(self.conv(m))
-
-    class CBAM(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.channel = ChannelAttention(c)
-            self.spatial = SpatialAttention()
-
-        def forward(self, x):
-            return self.spatial(self.channel(x))
-
-    class Net(nn.Module):
-        def __init__(self, w=(8, 16, 16, 32)):
-            super().__init__()
-            self.conv1 = ConvBlock(1, w[0])
-            self.pool1 = nn.MaxPool2d(2)
-            self.conv2 = ConvBlock(w[0], w[1])
-            self.cbam = CBAM(w[1])
-            self.pool2 = nn.MaxPool2d(2)
-            self.conv3 = ConvBlock(w[1], w[2])
-            self.conv4 = ConvBlock(w[2], w[3])
-            self.gap = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(w[3], 10)
-
-        def forward(self, x):
-            x = self.pool1(self.conv1(x))
-            x = self.pool2(self.cbam(self.conv2(x)))
-            x = self.conv4(self.conv3(x))
-            return self.fc(torch.flatten(self.gap(x), 1))
-
-    torch.manual_seed(1)
-    return Net()
 
 
 def _fc_head():
@@ -144,26 +71,15 @@ def _mobilenet():
 
 
 def write_models(out_dir, repo_models_dir):
-    """Fill out_dir; returns {"fashion-cnn": "shipped"|"stand-in", ...}."""
+    """Fill out_dir; returns {"fashion-cnn": "shipped", "fc-head": "stand-in", ...}."""
     import torch
     torch.set_num_threads(1)
     os.makedirs(out_dir, exist_ok=True)
     kinds = {}
-    shipped = os.path.join(repo_models_dir, "fashion-cnn.onnx")
-    if os.path.exists(shipped) and os.path.exists(os.path.join(repo_models_dir, "fashion-cnn.json")):
+    for name in ("fashion-cnn", "fashion-cnn-randlabels"):  # the shipped model and its twin (sanity=label)
         for ext in ("onnx", "json"):
-            shutil.copy(os.path.join(repo_models_dir, f"fashion-cnn.{ext}"), out_dir)
-        kinds["fashion-cnn"] = "shipped"
-        twin = "fashion-cnn-randlabels"  # its label-randomized twin, for sanity=label
-        if all(os.path.exists(os.path.join(repo_models_dir, f"{twin}.{ext}")) for ext in ("onnx", "json")):
-            for ext in ("onnx", "json"):
-                shutil.copy(os.path.join(repo_models_dir, f"{twin}.{ext}"), out_dir)
-            kinds[twin] = "shipped"
-    else:
-        _export(_standin_fashion_cnn(), (1, 1, 28, 28), os.path.join(out_dir, "fashion-cnn.onnx"))
-        with open(os.path.join(out_dir, "fashion-cnn.json"), "w") as f:
-            json.dump(_gray_sidecar("/conv4/Relu", ["/cbam/spatial/Sigmoid"]), f)
-        kinds["fashion-cnn"] = "stand-in"
+            shutil.copy(os.path.join(repo_models_dir, f"{name}.{ext}"), out_dir)
+        kinds[name] = "shipped"
     probes = os.path.join(repo_models_dir, "probes", "fashion-cnn")
     if os.path.isdir(probes):
         shutil.copytree(probes, os.path.join(out_dir, "probes", "fashion-cnn"))

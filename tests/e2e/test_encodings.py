@@ -171,8 +171,6 @@ def test_predict_with_curl_multipart_and_json(server, boot_png_path, boot_png, t
 
 
 def test_shipped_fashion_cnn_classifies_the_test_images(client, models, fashion_index, repo):
-    if models.kinds["fashion-cnn"] != "shipped":
-        pytest.skip("models/fashion-cnn.onnx is not in the tree yet: the suite serves a stand-in")
     right = 0
     for e in fashion_index:
         img = (repo / "tests" / "data" / "fashion" / e["file"]).read_bytes()

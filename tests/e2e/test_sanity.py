@@ -38,12 +38,18 @@ def test_sanity_route_takes_one_raw_image(client, boot_png):
     assert r.status_code == 200 and r.json()["images"] == 1
 
 
-def test_sanity_label_check_without_a_twin_says_unavailable(client, boot_png, models):
-    if "fashion-cnn-randlabels" in models.names:
-        pytest.skip("the shipped twin is served: the label check is available")
-    doc = client.post(EXPLAIN + "?methods=gradcam&sanity=label", data=boot_png).json()
+def test_sanity_label_check_without_a_twin_says_unavailable(client, boot_png):
+    # fc-head's sidecar names no label_randomized_twin
+    r = client.post("/v1/models/fc-head/explain?methods=saliency&sanity=label", data=boot_png)
+    assert r.status_code == 200, r.text
+    lr = r.json()["sanity"]["label_randomization"]
+    assert lr["status"] == "unavailable" and lr["methods"] == {} and lr.get("reason")
+
+
+def test_sanity_label_check_with_the_shipped_twin(client, boot_png):
+    doc = client.post(EXPLAIN + "?methods=saliency&sanity=label", data=boot_png).json()
     lr = doc["sanity"]["label_randomization"]
-    assert lr["status"] == "unavailable" and lr["methods"] == {}
+    assert lr["status"] != "unavailable" and "saliency" in lr["methods"], lr
 
 
 def test_explain_with_sanity_checks(client, boot_png):

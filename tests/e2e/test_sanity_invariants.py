@@ -102,8 +102,6 @@ def test_prefix_reuse_gives_the_numbers_of_the_full_recomputation(binary, repo):
 
 
 def test_saliency_label_randomization_is_below_the_threshold(client, models, fashion_index, repo):
-    if "fashion-cnn-randlabels" not in models.names:
-        pytest.skip("models/fashion-cnn-randlabels is not shipped: no twin to compare with")
     files = [("image", open(repo / "tests" / "data" / "fashion" / e["file"], "rb").read()) for e in fashion_index[:10]]
     r = client.post(SANITY, files=files, data={"methods": "saliency", "sanity": "label"})
     assert r.status_code == 200, r.text

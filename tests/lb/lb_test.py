@@ -144,7 +144,7 @@ def main():
         print(f"lb-test: {BIN} is missing: run make first")
         return 1
     os.makedirs(BUILD, exist_ok=True)
-    models, kind = testmodels.models_dir(BUILD)
+    models, kind = testmodels.models_dir()
     work = tempfile.mkdtemp(prefix="explaind-lb-")
     os.chmod(work, 0o755)  # nginx workers may run as another user when started by root
     print(f"lb-test: models {kind} ({models}), work dir {work}, {SECONDS:.0f} s, {CONNECTIONS} connections, "
