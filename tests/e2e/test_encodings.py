@@ -4,7 +4,6 @@ import base64
 import json
 
 import numpy as np
-import pytest
 
 from helpers import explanations_without_time, png_image, raw_array, without_volatile
 from server import curl

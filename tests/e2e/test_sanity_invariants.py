@@ -12,7 +12,6 @@ import json
 import subprocess
 import threading
 
-import pytest
 
 EXPLAIN = "/v1/models/fashion-cnn/explain"
 SANITY = "/v1/models/fashion-cnn/sanity"
