@@ -14,6 +14,7 @@
  */
 #include <ctype.h>
 #include <jansson.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,8 +97,8 @@ static int parse_input_spec(json_t *in, int channels_hint, input_spec_t *s, eng_
             *dst[i] = (int)json_integer_value(v);
         }
     if ((v = json_object_get(in, "scale"))) {
-        if (!json_is_number(v) || json_number_value(v) <= 0)
-            return eng_errf(err, ENG_EFORMAT, "sidecar: input.scale must be a positive number");
+        if (!json_is_number(v) || !(json_number_value(v) > 0 && json_number_value(v) <= FLT_MAX))
+            return eng_errf(err, ENG_EFORMAT, "sidecar: input.scale must be a positive number a float can hold");
         s->scale = (float)json_number_value(v);
     }
     const char *arrs[2] = {"mean", "std"};
@@ -109,7 +110,8 @@ static int parse_input_spec(json_t *in, int channels_hint, input_spec_t *s, eng_
             return eng_errf(err, ENG_EFORMAT, "sidecar: input.%s must be an array of 1 or 3 numbers", arrs[k]);
         for (size_t i = 0; i < 3; i++) {
             json_t *e = json_array_get(v, n == 1 ? 0 : i);
-            if (!json_is_number(e)) return eng_errf(err, ENG_EFORMAT, "sidecar: input.%s has a non-number", arrs[k]);
+            if (!json_is_number(e) || !(fabs(json_number_value(e)) <= FLT_MAX)) /* a float must hold it */
+                return eng_errf(err, ENG_EFORMAT, "sidecar: input.%s has a non-number or one out of float range", arrs[k]);
             adst[k][i] = (float)json_number_value(e);
             if (k == 1 && adst[k][i] <= 0) return eng_errf(err, ENG_EFORMAT, "sidecar: input.std must be > 0");
         }
