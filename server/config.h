@@ -20,6 +20,7 @@ typedef struct {
     int connection_limit;
     int per_ip_connection_limit;
     int connection_timeout_s;
+    int read_timeout_s;
     int64_t connection_memory_limit;
     int max_header_bytes;
     /* work */

@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +175,7 @@ static const char *problem_slug(int status)
     case 401: return "unauthorized";
     case 404: return "not-found";
     case 405: return "method-not-allowed";
+    case 408: return "request-timeout";
     case 413: return "payload-too-large";
     case 414: return "uri-too-long";
     case 415: return "unsupported-media-type";
@@ -192,6 +194,7 @@ static const char *status_title(int status)
     case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
@@ -324,13 +327,20 @@ static enum MHD_Result answer_json(req_t *r, int status, json_t *doc)
     return queue_stored(r);
 }
 
-/* libmicrohttpd 0.9.75 accepts a response only after the headers or after the whole body. When a
- * streamed body (chunked, no Content-Length) passes max_upload_bytes, the 413 is written straight to
- * the socket and the write side is shut; the rest of the body is read and dropped (clients such as
- * curl stop sending on an early 4xx) up to twice the limit, after which the connection is closed. */
-static void answer_413_midstream(req_t *r)
+/* libmicrohttpd 0.9.75 accepts a response only after the headers or after the whole body. An answer
+ * that must go out while a body is still streaming in (a chunked body past max_upload_bytes: 413; a
+ * body past the read deadline: 408) is written straight to the socket and the write side is shut;
+ * the rest of the body is read and dropped (clients such as curl stop sending on an early 4xx) up to
+ * twice the limit, after which the connection is closed. */
+static void answer_midstream(req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void answer_midstream(req_t *r, int status, const char *fmt, ...)
 {
-    set_problem(r, 413, "the body exceeds %lld bytes (max_upload_bytes); upload cut off", (long long)S.cfg.max_upload_bytes);
+    char detail[sizeof r->detail];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    set_problem(r, status, "%s", detail);
     metrics_problem(r->problem_type);
     /* the headers add_common_headers gives every other answer (CORS: a page must read this one too) */
     const char *o = allowed_origin(r->conn);
@@ -340,10 +350,10 @@ static void answer_413_midstream(req_t *r)
                  o, strcmp(o, "*") ? "Vary: Origin\r\n" : "");
     char head[sizeof cors + 512];
     int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/problem+json\r\nContent-Length: %zu\r\n"
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\nContent-Length: %zu\r\n"
                       "X-Request-Id: %s\r\n%sCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                       "Connection: close\r\n\r\n",
-                      r->resp_len, r->request_id, cors);
+                      status, status_title(status), r->resp_len, r->request_id, cors);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci && hl > 0) {
         int fd = ci->connect_fd;
@@ -353,6 +363,98 @@ static void answer_413_midstream(req_t *r)
     r->bytes_out = hl + (long long)r->resp_len;
     r->raw_sent = 1;
     r->phase = PH_ANSWERED;
+}
+
+/* ---- slow clients: the read deadline ----------------------------------------------------------------
+ * MHD closes a connection that sends nothing for connection_timeout_s, but a client that trickles a
+ * byte now and then (slow-loris) is never idle. So every connection also has a read deadline by
+ * which its request (headers and body) must have arrived: read_timeout_s from its start, and
+ * connection_timeout_s + read_timeout_s from its previous answer (an idle keep-alive connection is
+ * closed by MHD's idle timeout first, and is no slow client). A body chunk that arrives past it is answered 408 (answer_midstream). A
+ * connection still sending its headers at the deadline cannot be answered (MHD has not called the
+ * handler yet), so the sweeper thread shuts its socket down (MHD then closes it as a client that
+ * left) and counts it in explaind_slow_clients_total. The deadline is off while a complete request is
+ * queued, computed or answered. Tracks are created and removed by MHD's connection notifications;
+ * MHD closes the socket only after the CLOSED notification, so a track's fd is open while it is
+ * listed. */
+typedef struct track {
+    struct track *prev, *next;
+    int fd;
+    char client[64];
+    _Atomic int64_t deadline; /* 0 = off */
+    atomic_int in_body;       /* the handler has the headers: lateness is answered 408 there */
+} track_t;
+
+static pthread_mutex_t tracks_mu = PTHREAD_MUTEX_INITIALIZER;
+static track_t *tracks;
+static atomic_int sweeper_stop;
+
+static int64_t read_deadline(void) { return now_ns() + (int64_t)S.cfg.read_timeout_s * 1000000000LL; }
+
+static track_t *track_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        track_t *t = calloc(1, sizeof *t);
+        if (!t) return; /* untracked: only the idle timeout applies */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t->fd = ci ? ci->connect_fd : -1;
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, t->client, sizeof t->client);
+            else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, t->client, sizeof t->client);
+        }
+        atomic_store(&t->deadline, read_deadline());
+        pthread_mutex_lock(&tracks_mu);
+        t->next = tracks;
+        if (tracks) tracks->prev = t;
+        tracks = t;
+        pthread_mutex_unlock(&tracks_mu);
+        *socket_context = t;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        track_t *t = *socket_context;
+        pthread_mutex_lock(&tracks_mu);
+        if (t->prev) t->prev->next = t->next;
+        else tracks = t->next;
+        if (t->next) t->next->prev = t->prev;
+        pthread_mutex_unlock(&tracks_mu);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+static void stop_sweeper(pthread_t th)
+{
+    atomic_store(&sweeper_stop, 1);
+    pthread_join(th, NULL);
+}
+
+static void *sweeper_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&sweeper_stop)) {
+        usleep(200000);
+        int64_t now = now_ns();
+        pthread_mutex_lock(&tracks_mu);
+        for (track_t *t = tracks; t; t = t->next) {
+            int64_t dl = atomic_load(&t->deadline);
+            if (!dl || now <= dl || atomic_load(&t->in_body) || t->fd < 0) continue;
+            atomic_store(&t->deadline, 0);
+            shutdown(t->fd, SHUT_RDWR);
+            metrics_slow_client();
+            log_event(LOG_WARN, "closed a connection from %s: its request headers did not arrive within %d s (read_timeout_s)",
+                      t->client[0] ? t->client : "?", S.cfg.read_timeout_s);
+        }
+        pthread_mutex_unlock(&tracks_mu);
+    }
+    return NULL;
 }
 
 /* ---- routing --------------------------------------------------------------------------------------- */
@@ -758,6 +860,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->t_start = now_ns();
         r->deadline = r->t_start + (int64_t)S.cfg.request_timeout_ms * 1000000LL;
         metrics_inflight(1);
+        track_t *t = track_of(conn);
+        if (t) atomic_store(&t->in_body, 1);
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
         if (rid && valid_request_id(rid)) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
         else service_new_request_id(r->request_id);
@@ -863,7 +967,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->phase != PH_RECEIVING) /* answered already: drop the rest, within bounds */
             return r->received > 2 * (uint64_t)S.cfg.max_upload_bytes ? MHD_NO : MHD_YES;
         if (r->received > (uint64_t)S.cfg.max_upload_bytes) {
-            answer_413_midstream(r);
+            answer_midstream(r, 413, "the body exceeds %lld bytes (max_upload_bytes); upload cut off", (long long)S.cfg.max_upload_bytes);
+            return MHD_YES;
+        }
+        track_t *t = track_of(conn);
+        int64_t dl = t ? atomic_load(&t->deadline) : 0;
+        if (dl && now_ns() > dl) {
+            answer_midstream(r, 408, "the body did not arrive within %d s (read_timeout_s); %llu bytes came", S.cfg.read_timeout_s,
+                             (unsigned long long)r->received);
             return MHD_YES;
         }
         if (r->body_kind == BODY_MULTIPART) {
@@ -878,6 +989,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    /* the whole request is in: no read deadline until it is answered */
+    track_t *t = track_of(conn);
+    if (t) atomic_store(&t->deadline, 0);
     if (!route_is_post(r->route) && r->phase == PH_RECEIVING) return handle_get(r);
     if (r->phase == PH_RECEIVING) {
         int st = parse_body(r);
@@ -909,7 +1023,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     req_t *r = *con_cls;
     if (!r) return;
     int64_t end = now_ns();
@@ -928,6 +1041,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     log_access(&a);
     req_free(r);
     *con_cls = NULL;
+    /* keep-alive: an idle connection is MHD's to close after connection_timeout_s; the next request
+     * must be complete read_timeout_s after that at the latest */
+    track_t *t = track_of(conn);
+    if (t) {
+        atomic_store(&t->in_body, 0);
+        atomic_store(&t->deadline, read_deadline() + (int64_t)S.cfg.connection_timeout_s * 1000000000LL);
+    }
 }
 
 /* ---- start-up ------------------------------------------------------------------------------------ */
@@ -1100,7 +1220,8 @@ int cli_serve(int argc, char **argv)
         return 2;
     }
     S.daemon = MHD_start_daemon(flags, (uint16_t)S.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, sa,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+                                MHD_OPTION_CONNECTION_LIMIT,
                                 (unsigned)S.cfg.connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                 (unsigned)S.cfg.per_ip_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
                                 (unsigned)S.cfg.connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -1111,13 +1232,21 @@ int cli_serve(int argc, char **argv)
     }
     log_event(LOG_INFO, "listening on %s:%d (workers %d, queue %d, timeout %d ms)", S.cfg.listen, S.cfg.port, S.cfg.workers,
               S.cfg.queue_depth, S.cfg.request_timeout_ms);
+    pthread_t sweeper;
+    if (pthread_create(&sweeper, NULL, sweeper_main, NULL)) {
+        log_event(LOG_ERROR, "cannot start the slow-client sweeper thread");
+        MHD_stop_daemon(S.daemon);
+        return 2;
+    }
     if (load_models()) {
+        stop_sweeper(sweeper);
         MHD_stop_daemon(S.daemon);
         return 2;
     }
     S.cache = sanity_cache_create((size_t)S.cfg.sanity_cache_bytes);
     if (!S.cache || pool_create(S.cfg.workers, S.cfg.queue_depth, worker_init, worker_fini, &S, &S.pool, err, sizeof err)) {
         log_event(LOG_ERROR, "%s", err);
+        stop_sweeper(sweeper);
         MHD_stop_daemon(S.daemon);
         return 2;
     }
@@ -1147,6 +1276,7 @@ int cli_serve(int argc, char **argv)
         while (pool_wait_idle(S.pool, 1000)) {
         }
     }
+    stop_sweeper(sweeper);
     MHD_stop_daemon(S.daemon);
     pool_destroy(S.pool);
     log_event(LOG_INFO, "stopped after draining for %.0f ms", ms(t0, now_ns()));

@@ -18,7 +18,7 @@ static const char *const route_labels[RT_COUNT] = {
     "/v2/models/{model}/ready", "OPTIONS", "(unmatched)"};
 
 /* every status the server answers (499: the client left before its answer, nginx's code) */
-static const int statuses[] = {200, 204, 400, 401, 404, 405, 413, 414, 415, 422, 431, 499, 500, 503, 504};
+static const int statuses[] = {200, 204, 400, 401, 404, 405, 408, 413, 414, 415, 422, 431, 499, 500, 503, 504};
 #define NSTATUS ((int)(sizeof statuses / sizeof statuses[0]))
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 #define NB ((int)(sizeof buckets / sizeof buckets[0]))
@@ -38,6 +38,9 @@ static atomic_int inflight;
 static const char *prob_types[NPROB];
 static atomic_llong prob_count[NPROB];
 static atomic_int prob_n;
+static atomic_llong slow_clients;
+
+void metrics_slow_client(void) { atomic_fetch_add(&slow_clients, 1); }
 
 const char *metrics_route_label(int r) { return r >= 0 && r < RT_COUNT ? route_labels[r] : "(unmatched)"; }
 
@@ -180,6 +183,9 @@ char *metrics_render(int queue_depth, int workers_busy, int workers, const char 
                   "# TYPE explaind_problems_total counter\n");
     for (int i = 0; i < atomic_load(&prob_n); i++)
         sb_printf(&s, "explaind_problems_total{type=\"%s\"} %lld\n", prob_types[i], (long long)atomic_load(&prob_count[i]));
+    sb_printf(&s, "# HELP explaind_slow_clients_total Connections shut down because their request headers did not arrive within read_timeout_s.\n"
+                  "# TYPE explaind_slow_clients_total counter\nexplaind_slow_clients_total %lld\n",
+              (long long)atomic_load(&slow_clients));
     sb_printf(&s,
               "# HELP explaind_queue_depth Requests waiting for a worker.\n# TYPE explaind_queue_depth gauge\n"
               "explaind_queue_depth %d\n"

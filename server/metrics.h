@@ -3,6 +3,7 @@
  *   explaind_request_duration_seconds{route}       histogram
  *   explaind_method_duration_seconds{method}       histogram
  *   explaind_problems_total{type}                  counter of problem+json answers by type
+ *   explaind_slow_clients_total                    counter of connections shut for sending their headers too slowly
  *   explaind_queue_depth, explaind_inflight, explaind_workers_busy, explaind_workers   gauges
  *   explaind_model_info{model,classes,input}       gauge (1)
  *   process_resident_memory_bytes, process_open_fds gauges
@@ -23,6 +24,8 @@ void metrics_request(int route, int status, double seconds);
 void metrics_method(const char *method, double seconds);
 void metrics_problem(const char *type);
 void metrics_inflight(int delta);
+/* A connection shut down because its request headers missed the read deadline (read_timeout_s). */
+void metrics_slow_client(void);
 /* Requests being handled now (the explaind_inflight gauge). */
 int metrics_inflight_now(void);
 /* Render everything; gauges passed in. Returns malloc'd text, *len its length. */
