@@ -849,12 +849,6 @@ static void hog_take(arena_t *ar, hog_ws_t *w, int H, int W, int with_gray, int 
     if (with_sp) spearman_take(ar, &w->sp, nf);
 }
 
-static size_t hog_feature_count_for_map(int H, int W)
-{
-    int f = metric_upsample_factor(H, W), Hu = H * f, Wu = W * f;
-    return map_hog_feature_count(Hu, Wu, metric_hog_cell(Hu, Wu));
-}
-
 size_t metric_hog_scratch_bytes(int H, int W)
 {
     if (image_dims_check(H, W) != SIM_OK) return 0;
@@ -972,27 +966,71 @@ void map_fill_normal(float *out, size_t n, uint64_t seed, uint64_t stream)
     for (size_t i = 0; i < n; i++) out[i] = (float)rng_normal(&r);
 }
 
-/* ---- the whole set -------------------------------------------------------------------------------- */
+/* ---- a map prepared for many comparisons ------------------------------------------------------ */
 
+struct sim_prep {
+    int H, W, f, Hu, Wu, cell, full;
+    size_t n, nf;
+    int why_abs, why_gray, why_div; /* each normalization's status */
+    size_t groups_abs, groups_hog, groups_div;
+    uint32_t *r_abs, *r_hog, *r_div; /* doubled ranks (rank2) */
+    double *gray;                    /* the grayscale image (Hu x Wu) */
+    void *own;                       /* sim_prep_new's block */
+};
+
+/* the transient buffers of a preparation and of a comparison */
 typedef struct {
-    double *na, *nb, *work;   /* normalized maps (abs, later diverging), percentile work */
-    spearman_ws_t sp;         /* ranks, for the maps and then for the HOG features */
-    ssim_ws_t ss;             /* grayscale images + SSIM rows */
-    hog_ws_t hg;              /* features (uses ss's grayscale images and sp) */
+    double *na, *work, *feat, *rows;
+    float *hist;
+    sorter_t s;
+} prep_ws_t;
+
+static void prep_dims(int H, int W, int *f, int *Hu, int *Wu, int *cell, size_t *nf)
+{
+    *f = metric_upsample_factor(H, W);
+    *Hu = H * *f;
+    *Wu = W * *f;
+    *cell = metric_hog_cell(*Hu, *Wu);
+    *nf = map_hog_feature_count(*Hu, *Wu, *cell);
+}
+
+static void prep_take(arena_t *ar, struct sim_prep *p, int H, int W)
+{
+    memset(p, 0, sizeof *p);
+    p->H = H;
+    p->W = W;
+    p->n = (size_t)H * W;
+    prep_dims(H, W, &p->f, &p->Hu, &p->Wu, &p->cell, &p->nf);
+    p->r_abs = take(ar, p->n * sizeof(uint32_t));
+    p->r_div = take(ar, p->n * sizeof(uint32_t));
+    p->r_hog = take(ar, p->nf * sizeof(uint32_t));
+    p->gray = take(ar, (size_t)p->Hu * p->Wu * sizeof(double));
+}
+
+static void prep_ws_take(arena_t *ar, prep_ws_t *w, int H, int W)
+{
+    int f, Hu, Wu, cell;
+    size_t nf, n = (size_t)H * W;
+    prep_dims(H, W, &f, &Hu, &Wu, &cell, &nf);
+    w->na = take(ar, n * sizeof(double));
+    w->work = take(ar, n * sizeof(double));
+    w->feat = take(ar, nf * sizeof(double));
+    w->rows = take(ar, (size_t)6 * Wu * sizeof(double));
+    w->hist = take(ar, (size_t)(Hu / cell) * (Wu / cell) * SIM_HOG_ORIENTATIONS * sizeof(float));
+    sorter_take(ar, &w->s, n > nf ? n : nf);
+}
+
+/* the scratch of sim_compare: the transient buffers and two prepared maps */
+typedef struct {
+    prep_ws_t w;
+    struct sim_prep pa, pb;
 } sim_ws_t;
 
 static void sim_take(arena_t *ar, sim_ws_t *w, int H, int W)
 {
-    size_t n = (size_t)H * W, nf = hog_feature_count_for_map(H, W);
-    w->na = take(ar, n * sizeof(double));
-    w->nb = take(ar, n * sizeof(double));
-    w->work = take(ar, n * sizeof(double));
-    spearman_take(ar, &w->sp, n > nf ? n : nf);
-    ssim_take(ar, &w->ss, H, W);
-    hog_take(ar, &w->hg, H, W, 0, 0);
-    w->hg.ga = w->ss.ga;
-    w->hg.gb = w->ss.gb;
-    w->hg.sp = w->sp;
+    prep_ws_take(ar, &w->w, H, W);
+    prep_take(ar, &w->pa, H, W);
+    prep_take(ar, &w->pb, H, W);
 }
 
 size_t sim_scratch_bytes(int H, int W)
@@ -1004,6 +1042,79 @@ size_t sim_scratch_bytes(int H, int W)
     return ar.used + ARENA_SLACK;
 }
 
+sim_prep_t *sim_prep_new(int H, int W)
+{
+    if (image_dims_check(H, W) != SIM_OK) return NULL;
+    arena_t ar = {NULL, 0};
+    struct sim_prep tmp;
+    prep_take(&ar, &tmp, H, W);
+    sim_prep_t *p = malloc(sizeof *p);
+    void *mem = malloc(ar.used + ARENA_SLACK);
+    if (!p || !mem) {
+        free(p);
+        free(mem);
+        return NULL;
+    }
+    ar = arena_at(mem);
+    prep_take(&ar, p, H, W);
+    p->own = mem;
+    return p;
+}
+
+void sim_prep_free(sim_prep_t *p)
+{
+    if (!p) return;
+    free(p->own);
+    free(p);
+}
+
+static void prepare(struct sim_prep *p, const float *a, int C, int full, prep_ws_t *w)
+{
+    p->full = full;
+    p->why_gray = p->why_div = SIM_NOT_COMPUTED;
+    p->groups_abs = p->groups_hog = p->groups_div = 0;
+    p->why_abs = C < 0 ? SIM_EMPTY : map_norm_abs(a, C, p->H, p->W, w->na, w->work);
+    if (p->why_abs == SIM_OK) {
+        p->groups_abs = rank2(w->na, p->n, p->r_abs, &w->s);
+        p->why_gray = gray_image(w->na, p->H, p->W, p->f, p->gray);
+        if (full && p->why_gray == SIM_OK) {
+            size_t nf = map_hog_features(p->gray, p->Hu, p->Wu, p->cell, w->feat, w->hist);
+            if (nf) p->groups_hog = rank2(w->feat, nf, p->r_hog, &w->s);
+        }
+    }
+    if (full) {
+        p->why_div = C < 0 ? SIM_EMPTY : map_norm_diverging(a, C, p->H, p->W, w->na, w->work);
+        if (p->why_div == SIM_OK) p->groups_div = rank2(w->na, p->n, p->r_div, &w->s);
+    }
+}
+
+int sim_prepare(sim_prep_t *p, const float *a, int C, int full, void *scratch)
+{
+    void *own = NULL;
+    if (!scratch && !(scratch = own = malloc(sim_scratch_bytes(p->H, p->W)))) return SIM_NOMEM;
+    arena_t ar = arena_at(scratch);
+    prep_ws_t w;
+    prep_ws_take(&ar, &w, p->H, p->W);
+    prepare(p, a, C, full, &w);
+    free(own);
+    return SIM_OK;
+}
+
+/* Spearman from two rank vectors: the first constant one is the reason */
+static double spearman_ranks(const uint32_t *ra, size_t ga, const uint32_t *rb, size_t gb, size_t n, int *why)
+{
+    if (ga < 2) {
+        set_why(why, SIM_CONSTANT);
+        return NAN;
+    }
+    if (gb < 2) {
+        set_why(why, SIM_CONSTANT | SIM_MAP_B);
+        return NAN;
+    }
+    set_why(why, SIM_OK);
+    return pearson_rank2(ra, rb, n);
+}
+
 static void sim_fail_all(sim_t *o, int why)
 {
     o->why_spearman = o->why_spearman_abs = o->why_ssim = o->why_hog = why;
@@ -1012,23 +1123,78 @@ static void sim_fail_all(sim_t *o, int why)
 /* the pair's reason from each map's own normalization status */
 static int pair_why(int wa, int wb) { return wa != SIM_OK ? wa : wb != SIM_OK ? (wb | SIM_MAP_B) : SIM_OK; }
 
-/* full = 0: spearman_abs and ssim only (hog and spearman stay NaN with SIM_NOT_COMPUTED) */
-static int sim_compare_some(const float *a, int Ca, const float *b, int Cb, int H, int W, void *scratch, sim_t *out,
-                            int full)
+static void init_out(sim_t *out)
 {
     out->spearman = out->spearman_abs = out->ssim = out->hog = NAN;
     out->hog_cell = 0;
     out->upsample = 1;
     sim_fail_all(out, SIM_OK);
+}
+
+/* both full: all four; otherwise spearman_abs and ssim (hog and spearman NaN, SIM_NOT_COMPUTED) */
+static void compare_prepared(const struct sim_prep *a, const struct sim_prep *b, double *rows, sim_t *out)
+{
+    init_out(out);
+    out->upsample = a->f;
+    out->hog_cell = a->cell;
+    const int full = a->full && b->full;
+    /* abs-normalized: spearman_abs, then the grayscale images for SSIM and HOG */
+    int e = pair_why(a->why_abs, b->why_abs);
+    if (e == SIM_OK) {
+        out->spearman_abs = spearman_ranks(a->r_abs, a->groups_abs, b->r_abs, b->groups_abs, a->n, &out->why_spearman_abs);
+        e = a->why_gray != SIM_OK ? SIM_CONSTANT : b->why_gray != SIM_OK ? (SIM_CONSTANT | SIM_MAP_B) : SIM_OK;
+        if (e == SIM_OK) {
+            out->ssim = ssim_core(a->gray, b->gray, a->Hu, a->Wu, rows);
+            if (full) {
+                if (!a->nf) out->why_hog = SIM_EMPTY; /* cannot happen with metric_hog_cell on a side >= SIM_MIN_SIDE */
+                else out->hog = spearman_ranks(a->r_hog, a->groups_hog, b->r_hog, b->groups_hog, a->nf, &out->why_hog);
+            }
+        } else {
+            out->why_ssim = out->why_hog = e;
+        }
+    } else {
+        out->why_spearman_abs = out->why_ssim = out->why_hog = e;
+    }
+    if (!full) {
+        out->why_spearman = out->why_hog = SIM_NOT_COMPUTED;
+        return;
+    }
+    /* diverging-normalized: spearman (signed) */
+    e = pair_why(a->why_div, b->why_div);
+    if (e == SIM_OK) out->spearman = spearman_ranks(a->r_div, a->groups_div, b->r_div, b->groups_div, a->n, &out->why_spearman);
+    else out->why_spearman = e;
+}
+
+int sim_compare_prepared(const sim_prep_t *a, const sim_prep_t *b, void *scratch, sim_t *out)
+{
+    if (a->H != b->H || a->W != b->W) {
+        init_out(out);
+        sim_fail_all(out, SIM_EMPTY);
+        return SIM_EMPTY;
+    }
+    void *own = NULL;
+    if (!scratch && !(scratch = own = malloc(sim_scratch_bytes(a->H, a->W)))) {
+        init_out(out);
+        sim_fail_all(out, SIM_NOMEM);
+        return SIM_NOMEM;
+    }
+    arena_t ar = arena_at(scratch);
+    prep_ws_t w;
+    prep_ws_take(&ar, &w, a->H, a->W);
+    compare_prepared(a, b, w.rows, out);
+    free(own);
+    return SIM_OK;
+}
+
+static int sim_compare_some(const float *a, int Ca, const float *b, int Cb, int H, int W, void *scratch, sim_t *out,
+                            int full)
+{
+    init_out(out);
     int e = Ca < 0 || Cb < 0 ? SIM_EMPTY : image_dims_check(H, W);
     if (e != SIM_OK) {
         sim_fail_all(out, e);
         return e;
     }
-    const size_t n = (size_t)H * W;
-    const int f = metric_upsample_factor(H, W), Hu = H * f, Wu = W * f;
-    out->upsample = f;
-    out->hog_cell = metric_hog_cell(Hu, Wu);
     void *own = NULL;
     if (!scratch && !(scratch = own = malloc(sim_scratch_bytes(H, W)))) {
         sim_fail_all(out, SIM_NOMEM);
@@ -1037,32 +1203,9 @@ static int sim_compare_some(const float *a, int Ca, const float *b, int Cb, int 
     arena_t ar = arena_at(scratch);
     sim_ws_t w;
     sim_take(&ar, &w, H, W);
-
-    /* abs-normalized: spearman_abs, then the grayscale images for SSIM and HOG */
-    e = pair_why(map_norm_abs(a, Ca, H, W, w.na, w.work), map_norm_abs(b, Cb, H, W, w.nb, w.work));
-    if (e == SIM_OK) {
-        out->spearman_abs = spearman_core(w.na, w.nb, n, &w.sp, &out->why_spearman_abs);
-        e = gray_pair(w.na, w.nb, H, W, f, w.ss.ga, w.ss.gb);
-        if (e == SIM_OK) {
-            out->ssim = ssim_core(w.ss.ga, w.ss.gb, Hu, Wu, w.ss.rows);
-            if (full) out->hog = hog_core(w.ss.ga, w.ss.gb, Hu, Wu, out->hog_cell, &w.hg, &out->why_hog);
-        } else {
-            out->why_ssim = out->why_hog = e;
-        }
-    } else {
-        out->why_spearman_abs = out->why_ssim = out->why_hog = e;
-    }
-
-    if (!full) {
-        out->why_spearman = out->why_hog = SIM_NOT_COMPUTED;
-        free(own);
-        return SIM_OK;
-    }
-    /* diverging-normalized: spearman (signed) */
-    e = pair_why(map_norm_diverging(a, Ca, H, W, w.na, w.work), map_norm_diverging(b, Cb, H, W, w.nb, w.work));
-    if (e == SIM_OK) out->spearman = spearman_core(w.na, w.nb, n, &w.sp, &out->why_spearman);
-    else out->why_spearman = e;
-
+    prepare(&w.pa, a, Ca, full, &w.w);
+    prepare(&w.pb, b, Cb, full, &w.w);
+    compare_prepared(&w.pa, &w.pb, w.w.rows, out);
     free(own);
     return SIM_OK;
 }

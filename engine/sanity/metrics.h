@@ -186,6 +186,30 @@ int sim_compare_mixed(const float *a, int Ca, const float *b, int Cb, int H, int
  * (hog and spearman are NaN with SIM_NOT_COMPUTED). About half the work of a full comparison. */
 int sim_compare_edge(const float *a, int Ca, const float *edge, int H, int W, void *scratch, sim_t *out);
 
+/* ---- one map prepared for many comparisons ---------------------------------------------------
+ * A sanity run compares one original map with the map of every randomization step, and every map
+ * with the same Sobel edges. Preparing a map (its normalizations, ranks, grayscale image and HOG
+ * features) is most of a comparison's work, so a map used more than once is prepared once:
+ *
+ *   sim_prep_t *orig = sim_prep_new(H, W), *step = sim_prep_new(H, W);
+ *   sim_prepare(orig, map_orig, C, 1, scratch);                    once
+ *   sim_prepare(step, map_step, C, 1, scratch);                    per step (reusing the object)
+ *   sim_compare_prepared(orig, step, scratch, &s);                 == sim_compare(map_orig, map_step, ...)
+ *
+ * sim_compare is exactly that sequence, so the values are the same bits. full = 0 prepares only
+ * what spearman_abs and ssim need (an edge map); a comparison with such a map is
+ * sim_compare_edge's. scratch: sim_scratch_bytes(H, W) bytes, or NULL to allocate internally. */
+typedef struct sim_prep sim_prep_t;
+
+/* NULL when H x W is not comparable (image_dims: SIM_EMPTY / SIM_TOO_LARGE) or out of memory. */
+sim_prep_t *sim_prep_new(int H, int W);
+void sim_prep_free(sim_prep_t *p);
+/* a: (C,H,W) float32, C = 0 for 2-D, of p's H x W. Returns SIM_OK or SIM_NOMEM; a map that cannot
+ * be normalized is prepared as such (its comparisons are NaN with the reason). */
+int sim_prepare(sim_prep_t *p, const float *a, int C, int full, void *scratch);
+/* The metrics between two prepared maps of the same H x W (a is "map a" in the reasons). */
+int sim_compare_prepared(const sim_prep_t *a, const sim_prep_t *b, void *scratch, sim_t *out);
+
 /* ---- normalizations ----------------------------------------------------------------------------- */
 
 /* Abs normalization (see the top) of a (C,H,W) map (C = 0: 2-D) into out (H*W doubles), using

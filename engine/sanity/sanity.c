@@ -51,6 +51,9 @@ typedef struct {
     float *orig[M_COUNT];
     float *edge;
     void *scratch;
+    sim_prep_t *p_orig[M_COUNT]; /* the original maps, prepared once for all their comparisons */
+    sim_prep_t *p_edge;          /* the Sobel edges, prepared once */
+    sim_prep_t *p_b;             /* the map being compared (reused) */
     sanity_result_t *out;
 } sctx_t;
 
@@ -164,17 +167,19 @@ static int compute_maps(sctx_t *c, const model_t *m, ws_t *ws, unsigned mask, in
 
 static double nan_if(double v, int why) { return why ? NAN : v; }
 
-static void compare(sctx_t *c, int m, const float *a, const float *b, sanity_sim_t *s)
+/* the original map of method m against b, and b against the input's edges */
+static void compare(sctx_t *c, int m, const float *b, sanity_sim_t *s)
 {
     sim_t r;
-    sim_compare(a, b, c->mC[m], c->H, c->W, c->scratch, &r);
+    sim_prepare(c->p_b, b, c->mC[m], 1, c->scratch);
+    sim_compare_prepared(c->p_orig[m], c->p_b, c->scratch, &r);
     s->spearman = nan_if(r.spearman, r.why_spearman);
     s->spearman_abs = nan_if(r.spearman_abs, r.why_spearman_abs);
     s->ssim = nan_if(r.ssim, r.why_ssim);
     s->hog = nan_if(r.hog, r.why_hog);
     s->hog_cell = r.hog_cell;
     sim_t e;
-    sim_compare_edge(b, c->mC[m], c->edge, c->H, c->W, c->scratch, &e);
+    sim_compare_prepared(c->p_b, c->p_edge, c->scratch, &e); /* p_edge is partial: spearman_abs and ssim */
     s->edge_spearman = nan_if(e.spearman_abs, e.why_spearman_abs);
     s->edge_ssim = nan_if(e.ssim, e.why_ssim);
 }
@@ -293,7 +298,7 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
             for (int k = 0; k < n; k++) {
                 const float *b = maps[(size_t)k * M_COUNT + mm];
                 sm->targets[k] = targets[k];
-                if (b) compare(c, mm, c->orig[mm], b, &sm->steps[k]);
+                if (b) compare(c, mm, b, &sm->steps[k]);
             }
             /* Efficient MPRT: entropy of the original map and of the map with everything randomized
              * (the last cascading step; for independent order, the last step's single group) */
@@ -343,7 +348,7 @@ static int run_single(sctx_t *c, const model_t *m, ws_t *ws, int target, sanity_
             return eng_errf(err, ENG_ENOMEM, "out of memory");
         }
         sm->targets[0] = tgt;
-        compare(c, mm, c->orig[mm], maps[mm], &sm->steps[0]);
+        compare(c, mm, maps[mm], &sm->steps[0]);
         sm->floor = c->out->model[mm].present ? c->out->model[mm].floor : sm->floor;
         verdict(c, sm, what, 0);
         free(maps[mm]);
@@ -372,11 +377,14 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
     if (!c.mask) return eng_errf(err, ENG_EINVAL, "sanity checks need at least one method with a map (activations has none to compare)");
     c.scratch = malloc(sim_scratch_bytes(c.H, c.W));
     c.edge = malloc(sizeof(float) * c.hw);
+    c.p_edge = sim_prep_new(c.H, c.W);
+    c.p_b = sim_prep_new(c.H, c.W);
     float *gray = malloc(sizeof(float) * c.hw);
-    int rc = (!c.scratch || !c.edge || !gray) ? eng_errf(err, ENG_ENOMEM, "out of memory") : ENG_OK;
+    int rc = (!c.scratch || !c.edge || !gray || !c.p_edge || !c.p_b) ? eng_errf(err, ENG_ENOMEM, "out of memory") : ENG_OK;
     if (!rc) { /* the Sobel edges of the input, as the edge method computes them */
         ex_input_gray(m, x, gray);
         ex_sobel(gray, c.H, c.W, c.edge);
+        sim_prepare(c.p_edge, c.edge, 0, 0, c.scratch);
     }
     free(gray);
     /* the original maps: the request's own, unless smooth MPRT needs them averaged over noise */
@@ -392,6 +400,11 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
                     if (!c.orig[mm]) rc = eng_errf(err, ENG_ENOMEM, "out of memory");
                 }
         }
+        for (int mm = 0; mm < M_COUNT && !rc; mm++)
+            if (c.orig[mm]) {
+                if (!(c.p_orig[mm] = sim_prep_new(c.H, c.W))) rc = eng_errf(err, ENG_ENOMEM, "out of memory");
+                else sim_prepare(c.p_orig[mm], c.orig[mm], c.mC[mm], 1, c.scratch);
+            }
     }
     if (!rc && (sp->checks & SANITY_CHECK_MODEL)) {
         out->has_model = 1;
@@ -408,9 +421,9 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
             }
             map_fill_normal(noise, len, ep->seed, 0xf1000 + (uint64_t)mm);
             sanity_sim_t f;
-            compare(&c, mm, c.orig[mm], noise, &f);
+            compare(&c, mm, noise, &f);
             sm->floor = f;
-            compare(&c, mm, c.orig[mm], c.orig[mm], &sm->original_edge);
+            compare(&c, mm, c.orig[mm], &sm->original_edge);
             free(noise);
         }
     }
@@ -447,7 +460,12 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
         }
     }
     ws_clear_overlays(env->ws);
-    for (int mm = 0; mm < M_COUNT; mm++) free(c.orig[mm]);
+    for (int mm = 0; mm < M_COUNT; mm++) {
+        free(c.orig[mm]);
+        sim_prep_free(c.p_orig[mm]);
+    }
+    sim_prep_free(c.p_edge);
+    sim_prep_free(c.p_b);
     free(c.scratch);
     free(c.edge);
     out->ms = (double)(eng_now_ns() - t0) / 1e6;
