@@ -109,6 +109,10 @@ typedef struct {
     const model_t *twin; /* NULL: label randomization is unavailable */
     ws_t *twin_ws;
     sanity_cache_t *cache;
+    /* Optional second workspace of `model` (same max batch; NULL: none). With it the model-
+     * randomization steps run on two threads: even steps here, odd ones on a helper thread on this
+     * workspace. The numbers are the same either way. The caller sets its deadline. */
+    ws_t *helper_ws;
 } sanity_env_t;
 
 /* Run the checks for the methods of `ep` on the preprocessed image x, whose ordinary explanation

@@ -139,6 +139,7 @@ void cli_env_free(cli_env_t *e)
     for (int i = 0; i < e->n; i++) {
         service_free_probes(&e->models[i]);
         ws_free(e->ws[i]);
+        ws_free(e->helper[i]);
         model_free(e->models[i].model);
     }
     sanity_cache_free(e->cache);
@@ -177,6 +178,17 @@ int cli_env_load(cli_env_t *e, const char *path, int with_twin, const char *cmd)
     return 0;
 }
 
+int cli_env_parallel_steps(cli_env_t *e, const char *cmd)
+{
+    eng_err_t err = {0};
+    if (ws_create(e->models[0].model->graph, e->models[0].max_batch, &e->helper[0], &err)) {
+        fprintf(stderr, "explaind %s: %s\n", cmd, err.msg);
+        return 2;
+    }
+    e->env.helper_ws = e->helper;
+    return 0;
+}
+
 static int print_doc(json_t *doc, const outcome_t *oc, int pretty, const char *cmd)
 {
     if (!doc) {
@@ -203,7 +215,7 @@ static int run_doc(int route, int argc, char **argv)
     const char *cmd = route == R_PREDICT ? "predict" : route == R_SANITY ? "sanity" : "explain";
     const char *model_path = NULL;
     const char *files[1024];
-    int nf = 0, pretty = 1;
+    int nf = 0, pretty = 1, parallel_steps = 0;
     config_t cfg;
     config_defaults(&cfg);
     config_finalize(&cfg);
@@ -219,7 +231,9 @@ static int run_doc(int route, int argc, char **argv)
                        "POST /v1/models/{model}/sanity. A directory means every .png/.jpg/.jpeg in it. Without\n"
                        "--images: the model's built-in probe set, probes/NAME/ next to MODEL.onnx.\n"
                        "--full-recompute runs every randomized pass from the input instead of reusing the\n"
-                       "unrandomized prefix (the same numbers, slower: a reference for tests).\n");
+                       "unrandomized prefix (the same numbers, slower: a reference for tests).\n"
+                       "--parallel-steps runs the randomization steps on two threads, as a server does when\n"
+                       "a worker is idle (the same numbers; the passes count one more forward).\n");
             else
                 printf("usage: explaind %s --model MODEL.onnx --image IMAGE [--compact] [--PARAM VALUE ...]\n"
                        "Prints the JSON document of POST /v1/models/{model}/%s (shared/API.md).\n", cmd, cmd);
@@ -229,6 +243,10 @@ static int run_doc(int route, int argc, char **argv)
         }
         if (!strcmp(a, "--compact")) {
             pretty = 0;
+            continue;
+        }
+        if (route != R_PREDICT && !strcmp(a, "--parallel-steps")) {
+            parallel_steps = 1; /* the randomization steps on two threads */
             continue;
         }
         if (route == R_SANITY && !strcmp(a, "--full-recompute")) {
@@ -308,6 +326,7 @@ static int run_doc(int route, int argc, char **argv)
     }
     cli_env_t ce;
     if (!rc) rc = cli_env_load(&ce, model_path, route != R_PREDICT, cmd);
+    if (!rc && parallel_steps && (rc = cli_env_parallel_steps(&ce, cmd))) cli_env_free(&ce);
     if (!rc && !nb) { /* sanity without --images: the probe set next to the model */
         char dir[4096], perr[512];
         const char *slash = strrchr(model_path, '/');

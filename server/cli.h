@@ -16,6 +16,7 @@ unsigned char *cli_read_file(const char *path, size_t *len);
 typedef struct {
     service_model_t models[2];
     ws_t *ws[2];
+    ws_t *helper[2]; /* cli_env_parallel_steps: a second workspace for the first model */
     int n;
     sanity_cache_t *cache;
     service_env_t env;
@@ -23,6 +24,9 @@ typedef struct {
 } cli_env_t;
 int cli_env_load(cli_env_t *e, const char *path, int with_twin, const char *cmd);
 void cli_env_free(cli_env_t *e);
+/* Run the sanity randomization steps on two threads (as a server does when a worker is idle):
+ * a second workspace for the model. 0, or 2 with a message on stderr. */
+int cli_env_parallel_steps(cli_env_t *e, const char *cmd);
 
 int cli_inspect(int argc, char **argv);
 int cli_predict(int argc, char **argv);

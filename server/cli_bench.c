@@ -121,7 +121,8 @@ static int bench_request(request_t *rq, const config_t *cfg, const char *set, in
 static const char *const TIMING_KEYS[] = {"decode", "preprocess", "forward", "explain", "sanity", "encode", "total", NULL};
 
 static int bench_methods(const char *model, const char *methods, const char *image, int as_request, const int *batches,
-                         int nb, int reps, int warmup, int threads, int profile, int np, const char **pn, const char **pv)
+                         int nb, int reps, int warmup, int threads, int profile, int parallel_steps, int np, const char **pn,
+                         const char **pv)
 {
     if (as_request && !image) {
         fprintf(stderr, "explaind bench: --request needs --image\n");
@@ -146,6 +147,10 @@ static int bench_methods(const char *model, const char *methods, const char *ima
             }
             ce.models[0].max_batch = B;
         }
+    }
+    if (parallel_steps && cli_env_parallel_steps(&ce, "bench")) {
+        cli_env_free(&ce);
+        return 2;
     }
     size_t S = model_input_size(m), img_len = 0;
     float *x = malloc(sizeof(float) * S);
@@ -277,7 +282,7 @@ int cli_bench(int argc, char **argv)
         profile = 0;
     const char *methods = NULL; /* --methods a,b: time explain_run (each listed set, ';' separates sets) */
     const char *image = NULL;
-    int as_request = 0, batch_given = 0, np = 0;
+    int as_request = 0, batch_given = 0, np = 0, parallel_steps = 0;
     const char *pnames[PARAM_MAX], *pvalues[PARAM_MAX]; /* request parameters for --methods */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -292,7 +297,8 @@ int cli_bench(int argc, char **argv)
                    "synthetic tensor); --request times the whole request as an HTTP worker runs it (decode,\n"
                    "explain, sanity, rendering, JSON; needs --image; loads the label-randomized twin) with the\n"
                    "document's timing_ms medians. --PARAM VALUE: any explain parameter (--ig_steps 50,\n"
-                   "--scorecam_channels 64, --sanity model,label, --output raw, ...).\n"
+                   "--scorecam_channels 64, --sanity model,label, --output raw, ...). --parallel-steps runs the\n"
+                   "sanity randomization steps on two threads, as a server with an idle worker does.\n"
                    "Times the engine: forward at each batch, forward + input gradient at each grad batch\n"
                    "(median and min ms), GFLOP/s; --sgemm measures the OpenBLAS sgemm peak. One JSON line per result.\n"
                    "The driver that compares with PyTorch in the same run is `make bench` (tests/bench/).\n");
@@ -302,6 +308,7 @@ int cli_bench(int argc, char **argv)
         else if (!strcmp(a, "--profile")) profile = 1;
         else if (v && !strcmp(a, "--model")) model = argv[++i];
         else if (!strcmp(a, "--request")) as_request = 1;
+        else if (!strcmp(a, "--parallel-steps")) parallel_steps = 1;
         else if (v && !strcmp(a, "--image")) image = argv[++i];
         else if (v && !strcmp(a, "--batch")) {
             parse_list(argv[++i], batches, &nb, 8);
@@ -329,7 +336,7 @@ int cli_bench(int argc, char **argv)
     eng_err_t err = {0};
     if (methods)
         return bench_methods(model, methods, image, as_request, batch_given ? batches : NULL, nb, reps, warmup, threads,
-                             profile, np, pnames, pvalues);
+                             profile, parallel_steps, np, pnames, pvalues);
     graph_t *g;
     if (graph_load_onnx(model, NULL, &g, &err)) {
         fprintf(stderr, "explaind bench: %s\n", err.msg);

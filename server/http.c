@@ -70,6 +70,7 @@ static server_t S;
 /* ---- per-worker state: one workspace per model ------------------------------------------------ */
 typedef struct {
     ws_t *ws[MAX_MODELS];
+    ws_t *helper[MAX_MODELS]; /* second workspaces for parallel sanity steps, made on first use */
 } wstate_t;
 
 /* One forward and one input-gradient pass on a zero image, so that the first request a worker
@@ -119,8 +120,30 @@ static void worker_fini(worker_ctx_t *w, void *cls)
     server_t *s = cls;
     wstate_t *st = w->state;
     if (!st) return;
-    for (int i = 0; i < s->n_models; i++) ws_free(st->ws[i]);
+    for (int i = 0; i < s->n_models; i++) {
+        ws_free(st->ws[i]);
+        ws_free(st->helper[i]);
+    }
     free(st);
+}
+
+/* The helper workspaces for a sanity request on model mi: its own and its twin's slot. NULL when
+ * no other worker is idle (the helper thread would only take a core from another request) or the
+ * workspace is over sanity_helper_max_bytes. Made on first use, warmed up, then kept. */
+static ws_t *const *sanity_helpers(wstate_t *st, int mi)
+{
+    if (pool_busy(S.pool) >= pool_workers(S.pool)) return NULL;
+    if (!st->helper[mi]) {
+        if ((int64_t)ws_bytes(st->ws[mi]) > S.cfg.sanity_helper_max_bytes) return NULL;
+        eng_err_t err;
+        const graph_t *g = S.models[mi].model->graph;
+        if (ws_create(g, S.models[mi].max_batch, &st->helper[mi], &err)) {
+            log_event(LOG_WARN, "no helper workspace for the sanity steps of %s: %s", S.models[mi].model->name, err.msg);
+            return NULL;
+        }
+        warm_up(st->helper[mi], g);
+    }
+    return st->helper;
 }
 
 /* ---- requests ----------------------------------------------------------------------------------- */
@@ -741,12 +764,16 @@ static void job_run(void *arg, worker_ctx_t *w)
     r->t_compute = now_ns();
     ws_t *ws = st->ws[r->model_idx];
     service_env_t env = {.cfg = &S.cfg, .models = S.models, .n_models = S.n_models, .ws = st->ws, .cache = S.cache};
+    if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
     if (r->t_compute > r->deadline) {
         set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d)",
                     ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms);
     } else {
         /* the deadline holds for every workspace the request may use (the twin's too) */
-        for (int i = 0; i < S.n_models; i++) ws_set_deadline(st->ws[i], r->deadline);
+        for (int i = 0; i < S.n_models; i++) {
+            ws_set_deadline(st->ws[i], r->deadline);
+            if (st->helper[i]) ws_set_deadline(st->helper[i], r->deadline);
+        }
         outcome_t oc;
         blob_t blobs[BODY_MAX_IMAGES];
         for (int i = 0; i < r->form.n_images; i++) blobs[i] = (blob_t){r->form.images[i].p, r->form.images[i].len};
@@ -777,7 +804,10 @@ static void job_run(void *arg, worker_ctx_t *w)
                 set_json(r, 200, doc);
             }
         }
-        for (int i = 0; i < S.n_models; i++) ws_set_deadline(st->ws[i], 0);
+        for (int i = 0; i < S.n_models; i++) {
+            ws_set_deadline(st->ws[i], 0);
+            if (st->helper[i]) ws_set_deadline(st->helper[i], 0);
+        }
     }
     (void)ws;
     r->t_done = now_ns();

@@ -185,7 +185,7 @@ static int prepare_image(const config_t *cfg, const model_t *m, const blob_t *b,
 static sanity_env_t sanity_env_for(const service_env_t *env, int mi)
 {
     const model_t *m = env->models[mi].model;
-    sanity_env_t se = {.model = m, .ws = env->ws[mi], .cache = env->cache};
+    sanity_env_t se = {.model = m, .ws = env->ws[mi], .cache = env->cache, .helper_ws = env->helper_ws ? env->helper_ws[mi] : NULL};
     if (m->twin) {
         int ti = service_find_model(env, m->twin);
         if (ti >= 0) {

@@ -52,6 +52,9 @@ typedef struct {
     int n_models;
     ws_t *const *ws;
     sanity_cache_t *cache;
+    /* NULL, or per model a second workspace (NULL entries allowed) on which a sanity request's
+     * randomization steps run in parallel with this thread's (sanity_env_t.helper_ws) */
+    ws_t *const *helper_ws;
 } service_env_t;
 
 int service_find_model(const service_env_t *env, const char *name);

@@ -27,6 +27,7 @@
  * sweep over the steps with full passes. Overlays come from the shared cache, pinned for the request.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,10 +96,17 @@ static float *comparable(const sctx_t *c, const method_result_t *r, int *C)
 
 static size_t map_len(const sctx_t *c, int m) { return c->hw * (size_t)(c->mC[m] ? c->mC[m] : 1); }
 
+/* passes counted by one thread; summed into the result by the caller */
+typedef struct {
+    int forward, backward;
+} passes_t;
+
 /* Explain x on (model, ws) with the methods in `mask`; fill maps[m] (malloc'd, comparable form)
- * and *target. start_node > 0 reuses the workspace's forward prefix (no noise in that case). */
+ * and *target. start_node > 0 reuses the workspace's forward prefix (no noise in that case).
+ * Safe to run on two threads with two workspaces: it only reads c, except c->mC while the
+ * original maps themselves are being computed (c->orig[m] still NULL). */
 static int compute_maps(sctx_t *c, const model_t *m, ws_t *ws, unsigned mask, int start_node, int target, float **maps,
-                        int *target_out, eng_err_t *err)
+                        int *target_out, passes_t *passes, eng_err_t *err)
 {
     explain_params_t ep = *c->ep0;
     ep.methods = mask;
@@ -131,8 +139,8 @@ static int compute_maps(sctx_t *c, const model_t *m, ws_t *ws, unsigned mask, in
         explain_out_t out;
         rc = explain_run_from(m, ws, in, N > 1 ? 0 : start_node, &ep, &out, err);
         if (rc) break;
-        c->out->forward_passes += out.passes_forward;
-        c->out->backward_passes += out.passes_backward;
+        passes->forward += out.passes_forward;
+        passes->backward += out.passes_backward;
         if (s == N - 1) *target_out = out.target;
         for (int k = 0; k < M_COUNT && !rc; k++) {
             if (!(mask & BIT(k)) || !out.r[k].present) continue;
@@ -143,8 +151,8 @@ static int compute_maps(sctx_t *c, const model_t *m, ws_t *ws, unsigned mask, in
                 break;
             }
             if (!maps[k]) {
+                if (!c->orig[k]) c->mC[k] = C; /* the originals set the channel count; steps match it */
                 maps[k] = a;
-                c->mC[k] = C;
             } else {
                 for (size_t i = 0; i < map_len(c, k); i++) maps[k][i] += a[i];
                 free(a);
@@ -167,22 +175,25 @@ static int compute_maps(sctx_t *c, const model_t *m, ws_t *ws, unsigned mask, in
 
 static double nan_if(double v, int why) { return why ? NAN : v; }
 
-/* the original map of method m against b, and b against the input's edges */
-static void compare(sctx_t *c, int m, const float *b, sanity_sim_t *s)
+/* the original map of method m against b, and b against the input's edges, with a thread's own
+ * scratch and prepared-map buffer */
+static void compare_with(const sctx_t *c, int m, const float *b, sanity_sim_t *s, void *scratch, sim_prep_t *p_b)
 {
     sim_t r;
-    sim_prepare(c->p_b, b, c->mC[m], 1, c->scratch);
-    sim_compare_prepared(c->p_orig[m], c->p_b, c->scratch, &r);
+    sim_prepare(p_b, b, c->mC[m], 1, scratch);
+    sim_compare_prepared(c->p_orig[m], p_b, scratch, &r);
     s->spearman = nan_if(r.spearman, r.why_spearman);
     s->spearman_abs = nan_if(r.spearman_abs, r.why_spearman_abs);
     s->ssim = nan_if(r.ssim, r.why_ssim);
     s->hog = nan_if(r.hog, r.why_hog);
     s->hog_cell = r.hog_cell;
     sim_t e;
-    sim_compare_prepared(c->p_b, c->p_edge, c->scratch, &e); /* p_edge is partial: spearman_abs and ssim */
+    sim_compare_prepared(p_b, c->p_edge, scratch, &e); /* p_edge is partial: spearman_abs and ssim */
     s->edge_spearman = nan_if(e.spearman_abs, e.why_spearman_abs);
     s->edge_ssim = nan_if(e.ssim, e.why_ssim);
 }
+
+static void compare(sctx_t *c, int m, const float *b, sanity_sim_t *s) { compare_with(c, m, b, s, c->scratch, c->p_b); }
 
 static void verdict(const sctx_t *c, sanity_method_t *sm, const char *what, int check_edges)
 {
@@ -215,6 +226,70 @@ static int alloc_method(sanity_method_t *sm, int steps)
 }
 
 /* ---- model randomization ------------------------------------------------------------------------- */
+/* One thread's share of a sweep over the randomization steps: steps first, first + stride, ... on
+ * its own workspace. */
+typedef struct {
+    sctx_t *c;
+    ws_t *ws;
+    unsigned mask;
+    int first, stride, reuse, set_targets;
+    const float **ow, **ob; /* the randomized weights of each group node (shared, read-only) */
+    float **last_maps;      /* [method]: the last step's maps (kept for the entropy); others compared and freed */
+    int *targets;           /* [step], this job's steps only */
+    void *scratch;          /* the thread's own comparison buffers */
+    sim_prep_t *p_b;
+    passes_t passes;
+    long nodes_recomputed, nodes_total;
+    int rc;
+    eng_err_t err;
+} steps_job_t;
+
+static void *run_steps(void *arg)
+{
+    steps_job_t *j = arg;
+    sctx_t *c = j->c;
+    const model_t *m = c->env->model;
+    sanity_result_t *out = c->out; /* each job writes only its own steps' slots */
+    const sanity_groups_t *G = out->groups;
+    const int n = G->n;
+    if (j->reuse && j->first < n) { /* the original forward pass, for the prefixes */
+        ws_clear_overlays(j->ws);
+        if ((j->rc = ws_forward(j->ws, c->x, 1, &j->err))) return NULL;
+        j->passes.forward++;
+    }
+    for (int k = j->first; k < n && !j->rc; k += j->stride) {
+        if (ws_deadline_passed(j->ws)) {
+            j->rc = eng_errf(&j->err, ENG_EDEADLINE, "deadline passed during the sanity checks");
+            break;
+        }
+        ws_clear_overlays(j->ws);
+        int start = m->graph->n_nodes;
+        for (int q = out->step_first[k]; q < out->step_first[k] + out->step_count[k]; q++) {
+            int gi = out->order[q];
+            for (int i = G->start[gi]; i < G->start[gi] + G->len[gi]; i++) {
+                ws_set_overlay(j->ws, G->nodes[i], j->ow[i], j->ob[i]);
+                if (G->nodes[i] < start) start = G->nodes[i];
+            }
+        }
+        j->nodes_recomputed += j->reuse ? m->graph->n_nodes - start : m->graph->n_nodes;
+        j->nodes_total += m->graph->n_nodes;
+        float *step_maps[M_COUNT];
+        int tgt;
+        j->rc = compute_maps(c, m, j->ws, j->mask, j->reuse ? start : 0,
+                             c->sp->target == SANITY_TARGET_FIXED ? c->ep0->target : -1, step_maps, &tgt, &j->passes,
+                             &j->err);
+        if (j->rc) break;
+        if (j->set_targets) j->targets[k] = tgt;
+        for (int mm = 0; mm < M_COUNT; mm++) {
+            if (!step_maps[mm]) continue;
+            if (out->model[mm].present) compare_with(c, mm, step_maps[mm], &out->model[mm].steps[k], j->scratch, j->p_b);
+            if (k == n - 1) j->last_maps[mm] = step_maps[mm];
+            else free(step_maps[mm]);
+        }
+    }
+    return NULL;
+}
+
 static int run_model_randomization(sctx_t *c, eng_err_t *err)
 {
     const sanity_env_t *env = c->env;
@@ -233,9 +308,13 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
     out->step_count = malloc(sizeof(int) * n);
     void **handles = calloc((size_t)G->n_nodes, sizeof(void *));
     const float **ow = calloc((size_t)G->n_nodes, sizeof(float *)), **ob = calloc((size_t)G->n_nodes, sizeof(float *));
-    float **maps = calloc((size_t)n * M_COUNT, sizeof(float *));
-    if (!out->order || !out->step_first || !out->step_count || !handles || !ow || !ob || !maps) {
-        free(handles); free(ow); free(ob); free(maps);
+    float *last[M_COUNT] = {0};
+    /* the helper thread's comparison buffers (this thread uses the request's) */
+    void *h_scratch = env->helper_ws ? malloc(sim_scratch_bytes(c->H, c->W)) : NULL;
+    sim_prep_t *h_p_b = env->helper_ws ? sim_prep_new(c->H, c->W) : NULL;
+    if (!out->order || !out->step_first || !out->step_count || !handles || !ow || !ob ||
+        (env->helper_ws && (!h_scratch || !h_p_b))) {
+        free(handles); free(ow); free(ob); free(h_scratch); sim_prep_free(h_p_b);
         return eng_errf(err, ENG_ENOMEM, "out of memory");
     }
     for (int k = 0; k < n; k++) {
@@ -243,77 +322,64 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
         out->step_first[k] = sp->order == SANITY_ORDER_INDEPENDENT ? k : 0;
         out->step_count[k] = sp->order == SANITY_ORDER_INDEPENDENT ? 1 : k + 1;
     }
+    for (int mm = 0; mm < M_COUNT && !rc; mm++)
+        if ((c->mask & BIT(mm)) && c->orig[mm] && alloc_method(&out->model[mm], n))
+            rc = eng_errf(err, ENG_ENOMEM, "out of memory");
     for (int i = 0; i < G->n_nodes && !rc; i++)
         rc = sanity_overlay_get(env->cache, m->graph, G->nodes[i], sp->init, sp->init_std, c->ep0->seed, &ow[i], &ob[i],
                                 &handles[i], err);
     int targets[SANITY_MAX_GROUPS];
-    /* two sweeps: methods that keep the workspace's forward prefix, then the batched ones */
+    /* two sweeps: methods that keep the workspace's forward prefix, then the batched ones. With a
+     * helper workspace, the steps of a sweep are split between this thread (even steps) and a
+     * helper thread (odd steps), each comparing its steps' maps as they come; each step writes only
+     * its own slots, so the result is the same. */
     unsigned sweeps[2] = {c->mask & ~BATCHED, c->mask & BATCHED};
     for (int sw = 0; sw < 2 && !rc; sw++) {
         if (!sweeps[sw]) continue;
-        if (sw == 0 && sp->noise_samples == 0 && !sp->full_recompute) { /* the original forward pass, for the prefixes */
-            ws_clear_overlays(env->ws);
-            if ((rc = ws_forward(env->ws, c->x, 1, err))) break;
-            out->forward_passes++;
-        }
-        for (int k = 0; k < n && !rc; k++) {
-            if (ws_deadline_passed(env->ws)) {
-                rc = eng_errf(err, ENG_EDEADLINE, "deadline passed during the sanity checks");
-                break;
+        steps_job_t jobs[2];
+        int nj = env->helper_ws ? 2 : 1;
+        for (int t = 0; t < nj; t++)
+            jobs[t] = (steps_job_t){.c = c, .ws = t ? env->helper_ws : env->ws, .mask = sweeps[sw], .first = t, .stride = nj,
+                                    .reuse = sw == 0 && sp->noise_samples == 0 && !sp->full_recompute,
+                                    .set_targets = sw == 0 || !(c->mask & ~BATCHED), .ow = ow, .ob = ob, .last_maps = last,
+                                    .targets = targets, .scratch = t ? h_scratch : c->scratch, .p_b = t ? h_p_b : c->p_b};
+        pthread_t th;
+        int threaded = nj == 2 && pthread_create(&th, NULL, run_steps, &jobs[1]) == 0;
+        run_steps(&jobs[0]);
+        if (threaded) pthread_join(th, NULL);
+        else if (nj == 2) run_steps(&jobs[1]); /* no thread: the helper's steps here, on its workspace */
+        for (int t = 0; t < nj; t++) {
+            out->forward_passes += jobs[t].passes.forward;
+            out->backward_passes += jobs[t].passes.backward;
+            out->nodes_recomputed += jobs[t].nodes_recomputed;
+            out->nodes_total += jobs[t].nodes_total;
+            if (jobs[t].rc && !rc) {
+                rc = jobs[t].rc;
+                *err = jobs[t].err;
             }
-            ws_clear_overlays(env->ws);
-            int start = m->graph->n_nodes;
-            for (int q = out->step_first[k]; q < out->step_first[k] + out->step_count[k]; q++) {
-                int gi = out->order[q];
-                for (int j = G->start[gi]; j < G->start[gi] + G->len[gi]; j++) {
-                    ws_set_overlay(env->ws, G->nodes[j], ow[j], ob[j]);
-                    if (G->nodes[j] < start) start = G->nodes[j];
-                }
-            }
-            int reuse = sw == 0 && sp->noise_samples == 0 && !sp->full_recompute;
-            out->nodes_recomputed += reuse ? m->graph->n_nodes - start : m->graph->n_nodes;
-            out->nodes_total += m->graph->n_nodes;
-            float *step_maps[M_COUNT];
-            int tgt;
-            rc = compute_maps(c, m, env->ws, sweeps[sw], reuse ? start : 0,
-                              sp->target == SANITY_TARGET_FIXED ? c->ep0->target : -1,
-                              step_maps, &tgt, err);
-            if (rc) break;
-            if (sw == 0 || !(c->mask & ~BATCHED)) targets[k] = tgt;
-            for (int mm = 0; mm < M_COUNT; mm++)
-                if (step_maps[mm]) maps[(size_t)k * M_COUNT + mm] = step_maps[mm];
         }
+        if (env->helper_ws) ws_clear_overlays(env->helper_ws);
     }
     ws_clear_overlays(env->ws);
     for (int i = 0; i < G->n_nodes; i++) sanity_overlay_put(env->cache, handles[i]);
-    free(handles); free(ow); free(ob);
+    free(handles); free(ow); free(ob); free(h_scratch); sim_prep_free(h_p_b);
     if (!rc) {
-        for (int mm = 0; mm < M_COUNT && !rc; mm++) {
-            if (!(c->mask & BIT(mm)) || !c->orig[mm]) continue;
+        for (int mm = 0; mm < M_COUNT; mm++) {
             sanity_method_t *sm = &out->model[mm];
-            if (alloc_method(sm, n)) {
-                rc = eng_errf(err, ENG_ENOMEM, "out of memory");
-                break;
-            }
-            for (int k = 0; k < n; k++) {
-                const float *b = maps[(size_t)k * M_COUNT + mm];
-                sm->targets[k] = targets[k];
-                if (b) compare(c, mm, b, &sm->steps[k]);
-            }
+            if (!sm->present) continue;
+            for (int k = 0; k < n; k++) sm->targets[k] = targets[k];
             /* Efficient MPRT: entropy of the original map and of the map with everything randomized
              * (the last cascading step; for independent order, the last step's single group) */
-            const float *last = maps[(size_t)(n - 1) * M_COUNT + mm];
             size_t len = map_len(c, mm);
             int why = 0;
             sm->entropy_original = map_entropy(c->orig[mm], len, &why);
-            sm->entropy_randomized = last ? map_entropy(last, len, &why) : NAN;
+            sm->entropy_randomized = last[mm] ? map_entropy(last[mm], len, &why) : NAN;
             sm->entropy_rise = metric_entropy_rise(sm->entropy_original, sm->entropy_randomized, &why);
             if (why) sm->entropy_rise = NAN;
             verdict(c, sm, "at the last randomization step", 1);
         }
     }
-    for (size_t i = 0; i < (size_t)n * M_COUNT; i++) free(maps[i]);
-    free(maps);
+    for (int mm = 0; mm < M_COUNT; mm++) free(last[mm]);
     return rc;
 }
 
@@ -335,7 +401,10 @@ static int run_single(sctx_t *c, const model_t *m, ws_t *ws, int target, sanity_
     float *maps[M_COUNT];
     int tgt;
     if (ws == c->env->ws) ws_clear_overlays(ws);
-    int rc = compute_maps(c, m, ws, c->mask, 0, target, maps, &tgt, err);
+    passes_t passes = {0, 0};
+    int rc = compute_maps(c, m, ws, c->mask, 0, target, maps, &tgt, &passes, err);
+    c->out->forward_passes += passes.forward;
+    c->out->backward_passes += passes.backward;
     if (rc) return rc;
     for (int mm = 0; mm < M_COUNT; mm++) {
         if (!maps[mm] || !c->orig[mm]) {
@@ -392,7 +461,10 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
         if (sp->noise_samples > 0) {
             int tgt;
             ws_clear_overlays(env->ws);
-            rc = compute_maps(&c, m, env->ws, c.mask, 0, ep0.target, c.orig, &tgt, err);
+            passes_t passes = {0, 0};
+            rc = compute_maps(&c, m, env->ws, c.mask, 0, ep0.target, c.orig, &tgt, &passes, err);
+            out->forward_passes += passes.forward;
+            out->backward_passes += passes.backward;
         } else {
             for (int mm = 0; mm < M_COUNT && !rc; mm++)
                 if ((c.mask & BIT(mm)) && orig->r[mm].present) {

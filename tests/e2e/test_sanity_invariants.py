@@ -92,6 +92,15 @@ def test_same_seed_same_sanity_document(binary, repo):
     assert _strip_volatile(a) == _strip_volatile(b)
 
 
+def test_parallel_steps_give_the_numbers_of_one_thread(binary, repo):
+    # as a server does when a worker is idle: odd steps on a helper thread with its own workspace
+    one, two = _cli_sanity(binary, repo), _cli_sanity(binary, repo, "--parallel-steps")
+    assert _recomputed(one) == _recomputed(two)
+    assert _without_pass_counts(one) == _without_pass_counts(two)
+    f1 = one["per_image"][0]["sanity"]["passes"]["forward"]
+    assert two["per_image"][0]["sanity"]["passes"]["forward"] == f1 + 1  # the helper's own original forward
+
+
 def test_prefix_reuse_gives_the_numbers_of_the_full_recomputation(binary, repo):
     reuse, full = _cli_sanity(binary, repo), _cli_sanity(binary, repo, "--full-recompute")
     got, total = _recomputed(reuse)
