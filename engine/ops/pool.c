@@ -101,11 +101,67 @@ static int avgpool_init(graph_t *g, node_t *n, eng_err_t *err) { return pool_ini
 static int gmaxpool_init(graph_t *g, node_t *n, eng_err_t *err) { return pool_init_common(g, n, err, 1, 1); }
 static int gavgpool_init(graph_t *g, node_t *n, eng_err_t *err) { return pool_init_common(g, n, err, 0, 1); }
 
+/* The general loop below takes a tap when it is the window's first, greater than the best so far, or
+ * NaN (so a NaN wins, as in PyTorch). The two fast paths make the same comparisons in the same
+ * order, so the values and the argmax indices are the same; they only drop the bounds checks. */
+#define MAX_TAKE(v, idx)                                                                                \
+    do {                                                                                                \
+        float v_ = (v);                                                                                 \
+        if (v_ > best || isnan(v_)) {                                                                   \
+            best = v_;                                                                                  \
+            bi = (idx);                                                                                 \
+        }                                                                                               \
+    } while (0)
+
+/* 2x2 windows, stride 2, no padding, no dilation, every window inside the input: the CNN pool */
+static int pool_2x2s2(const pool_p *p)
+{
+    return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0 && p->dh == 1 && p->dw == 1 &&
+           2 * p->Ho <= p->H && 2 * p->Wo <= p->W;
+}
+
+/* one window covering the whole plane (GlobalMaxPool, CBAM's channel max pool) */
+static int pool_whole_plane(const pool_p *p)
+{
+    return p->Ho == 1 && p->Wo == 1 && p->kh == p->H && p->kw == p->W && p->ph == 0 && p->pw == 0 && p->dh == 1 &&
+           p->dw == 1;
+}
+
 static void maxpool_forward(const node_t *nd, const exec_t *e)
 {
     const pool_p *p = nd->p;
     const size_t in_hw = (size_t)p->H * p->W, out_hw = (size_t)p->Ho * p->Wo;
     int32_t *arg = e->aux;
+    if (pool_2x2s2(p)) {
+        for (size_t c = 0; c < (size_t)e->n * p->C; c++) {
+            const float *x = e->x[0] + c * in_hw;
+            float *y = e->y + c * out_hw;
+            int32_t *a = arg + c * out_hw;
+            for (int oh = 0; oh < p->Ho; oh++)
+                for (int ow = 0; ow < p->Wo; ow++) {
+                    int i0 = 2 * oh * p->W + 2 * ow;
+                    float best = x[i0];
+                    int32_t bi = i0;
+                    MAX_TAKE(x[i0 + 1], i0 + 1);
+                    MAX_TAKE(x[i0 + p->W], i0 + p->W);
+                    MAX_TAKE(x[i0 + p->W + 1], i0 + p->W + 1);
+                    y[oh * p->Wo + ow] = best;
+                    a[oh * p->Wo + ow] = bi;
+                }
+        }
+        return;
+    }
+    if (pool_whole_plane(p)) {
+        for (size_t c = 0; c < (size_t)e->n * p->C; c++) {
+            const float *x = e->x[0] + c * in_hw;
+            float best = x[0];
+            int32_t bi = 0;
+            for (int32_t i = 1; i < (int32_t)in_hw; i++) MAX_TAKE(x[i], i);
+            e->y[c] = best;
+            arg[c] = bi;
+        }
+        return;
+    }
     for (size_t c = 0; c < (size_t)e->n * p->C; c++) {
         const float *x = e->x[0] + c * in_hw;
         float *y = e->y + c * out_hw;
