@@ -18,10 +18,10 @@ bench-engine: $(BUILD)/explaind
 	$(PYTHON) tests/bench/bench_engine.py --threads 2 --reps $(BENCH_REPS) --write-doc $(BENCH_DOC)
 
 bench-methods: $(BUILD)/explaind
-	$(PYTHON) tests/bench/bench_methods.py --threads 1 --reps $$(( $(BENCH_REPS) * 2 )) --write-doc $(BENCH_DOC)
+	OPENBLAS_NUM_THREADS=1 $(PYTHON) tests/bench/bench_methods.py --threads 1 --reps $$(( $(BENCH_REPS) * 2 )) --write-doc $(BENCH_DOC)
 
 bench-sanity: $(BUILD)/explaind
-	$(PYTHON) tests/bench/bench_sanity.py --threads 1 --reps $(BENCH_REPS) --write-doc $(BENCH_DOC)
+	OPENBLAS_NUM_THREADS=1 $(PYTHON) tests/bench/bench_sanity.py --threads 1 --reps $(BENCH_REPS) --write-doc $(BENCH_DOC)
 
 loadtest: bench-deps $(BUILD)/explaind
 	$(PYTHON) tests/bench/loadtest.py --duration $(LOADTEST_SECONDS) --write-doc $(BENCH_DOC)
