@@ -400,6 +400,17 @@ static void answer_midstream(req_t *r, int status, const char *fmt, ...)
  * queued, computed or answered. Tracks are created and removed by MHD's connection notifications;
  * MHD closes the socket only after the CLOSED notification, so a track's fd is open while it is
  * listed. */
+/* The client's IP address as text ("" when unknown). */
+static void client_address(struct MHD_Connection *c, char *out, size_t len)
+{
+    out[0] = 0;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
 typedef struct track {
     struct track *prev, *next;
     int fd;
@@ -428,12 +439,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         if (!t) return; /* untracked: only the idle timeout applies */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         t->fd = ci ? ci->connect_fd : -1;
-        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (ci && ci->client_addr) {
-            const struct sockaddr *sa = ci->client_addr;
-            if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, t->client, sizeof t->client);
-            else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, t->client, sizeof t->client);
-        }
+        client_address(c, t->client, sizeof t->client);
         atomic_store(&t->deadline, read_deadline());
         pthread_mutex_lock(&tracks_mu);
         t->next = tracks;
@@ -895,12 +901,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
         if (rid && valid_request_id(rid)) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
         else service_new_request_id(r->request_id);
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (ci && ci->client_addr) {
-            const struct sockaddr *sa = ci->client_addr;
-            if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client, sizeof r->client);
-            else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client, sizeof r->client);
-        }
+        client_address(conn, r->client, sizeof r->client);
         size_t target_len;
         if (header_bytes(conn, url, &target_len) > (size_t)S.cfg.max_header_bytes) {
             r->route = RT_NOT_FOUND;

@@ -204,6 +204,16 @@ def curl(server, method, path, *args):
     return CurlResponse(status, headers, content)
 
 
+def parse_head(head):
+    """The status and headers of a response head (bytes before the blank line)."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = CaseInsensitiveDict()
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip()] = v.strip()
+    return int(lines[0].split()[1]), headers
+
+
 def raw_request(sock, request_bytes, contract, method, path):
     """Send one request on an open socket, read one response (Connection: close or Content-Length)."""
     sock.sendall(request_bytes)
@@ -213,17 +223,12 @@ def raw_request(sock, request_bytes, contract, method, path):
         assert chunk, "connection closed before an answer"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = CaseInsensitiveDict()
-    for l in lines[1:]:
-        k, _, v = l.partition(":")
-        headers[k.strip()] = v.strip()
+    status, headers = parse_head(head)
     n = int(headers.get("Content-Length", 0))
     while len(body) < n:
         chunk = sock.recv(65536)
         if not chunk:
             break
         body += chunk
-    status = int(lines[0].split()[1])
     contract.check(method, path, status, headers, body)
     return status, headers, body

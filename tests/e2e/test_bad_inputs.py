@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from server import counter
+from server import counter, parse_head
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DECODE = os.path.join(HERE, "..", "data", "decode")
@@ -55,32 +55,30 @@ def raw(request_bytes, path=EXPLAIN, method="POST"):
     def run(server):
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
             s.sendall(request_bytes)
-            data = b""
-            while True:
-                try:
-                    chunk = s.recv(65536)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
+            data = read_to_close(s)
         return parse_answer(server, data, method, path)
     return run
 
 
 def parse_answer(server, data, method, path):
-    from requests.structures import CaseInsensitiveDict
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = CaseInsensitiveDict()
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip()] = v.strip()
-    status = int(lines[0].split()[1])
+    status, headers = parse_head(head)
     body = body[: int(headers.get("Content-Length", len(body)))]
     server.contract.check(method, path, status, headers, body)
     assert headers["Content-Type"] == "application/problem+json"
     return status, json.loads(body)
+
+
+def read_to_close(s, data=b""):
+    """Everything the server still sends on s until it closes (or resets) the connection."""
+    while True:
+        try:
+            more = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            return data
+        if not more:
+            return data
+        data += more
 
 
 def chunked_gigabyte(server):
@@ -111,14 +109,7 @@ def chunked_gigabyte(server):
                 s.setblocking(False)
         s.setblocking(True)
         s.settimeout(10)
-        while True:
-            try:
-                more = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not more:
-                break
-            data += more
+        data = read_to_close(s, data)
     assert limit <= sent <= 3 * limit, f"sent {sent} bytes before the answer (limit {limit})"
     status, doc = parse_answer(server, data, "POST", EXPLAIN)
     assert "max_upload_bytes" in doc["detail"]
@@ -147,14 +138,7 @@ def slow_body(server):
                 pass
             finally:
                 s.setblocking(True)
-        while True:
-            try:
-                more = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not more:
-                break
-            data += more
+        data = read_to_close(s, data)
     elapsed = time.time() - t0
     assert READ_TIMEOUT_S <= elapsed < READ_TIMEOUT_S + 2, elapsed
     status, doc = parse_answer(server, data, "POST", EXPLAIN)
