@@ -432,6 +432,12 @@ def write_doc(args, staged, index, runs, costs, t_total, cpu_total, started, fig
           "This page therefore reports fashion-cnn only; `make sanity-report` adds the paper's CNN by itself "
           "once `models/fashion-paper-cnn.onnx` (and its twin) exist. Nothing here stands in for it.")
         w("")
+    elif not staged["fashion-paper-cnn"].get("twin_dir"):
+        w("**The paper's CNN is here; its random-label twin is not.** `fashion-paper-cnn-randlabels` (Adam lr 1e-4, "
+          "batch 50, up to 100 epochs or 95% training fit) is configured in `models/train.py` but not trained yet, "
+          "so the paper's CNN has the model-randomization results below and no label-randomization table (its "
+          "sidecar names no twin, and the check says so rather than being faked).")
+        w("")
     for name, info in staged.items():
         if not info:
             continue
