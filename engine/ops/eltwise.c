@@ -226,33 +226,42 @@ static void bin_backward(const node_t *nd, const exec_t *e)
         if (d && !e->acc[k]) memset(d, 0, sizeof(float) * (size_t)e->n * nin(e->g, nd, k)->size);
     }
     const int kind = p->kind;
+    /* An input broadcast along the innermost axis (stride 0 there: CBAM's channel attention, a
+     * per-channel scale) sums the whole row into one element. The sum is kept in a register, in the
+     * same order and from the same starting value as the element itself, so the result is the same
+     * bits; only the store-to-load dependency through memory at every step is gone. */
+#define GA(k) (kind == OP_MUL ? dy[k] * b[(k) * ib] : kind == OP_DIV ? dy[k] / b[(k) * ib] : dy[k])
+#define GB(k)                                                                                                          \
+    (kind == OP_SUB   ? -dy[k]                                                                                         \
+     : kind == OP_MUL ? dy[k] * a[(k) * ia]                                                                            \
+     : kind == OP_DIV ? -dy[k] * a[(k) * ia] / (b[(k) * ib] * b[(k) * ib])                                             \
+                      : dy[k])
     BC_LOOP({
         const float *dy = DY + oo;
+        const float *a = A + offa, *b = B + offb;
         if (DA) {
             float *da = DA + offa;
-            const float *b = B + offb;
-            for (int64_t k = 0; k < L; k++) {
-                float g = dy[k];
-                if (kind == OP_MUL) g *= b[k * ib];
-                else if (kind == OP_DIV) g /= b[k * ib];
-                da[k * ia] += g;
+            if (ia == 0) {
+                float acc = da[0];
+                for (int64_t k = 0; k < L; k++) acc += GA(k);
+                da[0] = acc;
+            } else {
+                for (int64_t k = 0; k < L; k++) da[k * ia] += GA(k);
             }
         }
         if (DB) {
             float *db = DB + offb;
-            const float *a = A + offa, *b = B + offb;
-            for (int64_t k = 0; k < L; k++) {
-                float g = dy[k];
-                if (kind == OP_SUB) g = -g;
-                else if (kind == OP_MUL) g *= a[k * ia];
-                else if (kind == OP_DIV) {
-                    float bv = b[k * ib];
-                    g = -g * a[k * ia] / (bv * bv);
-                }
-                db[k * ib] += g;
+            if (ib == 0) {
+                float acc = db[0];
+                for (int64_t k = 0; k < L; k++) acc += GB(k);
+                db[0] = acc;
+            } else {
+                for (int64_t k = 0; k < L; k++) db[k * ib] += GB(k);
             }
         }
     });
+#undef GA
+#undef GB
 }
 
 const op_def_t op_add = {"Add", add_init, bin_forward, bin_backward, 0};
