@@ -122,7 +122,11 @@ def test_sidecar(name):
 def test_twin_same_architecture(name):
     m, sc = load(name)
     twin = sc.get("label_randomized_twin")
-    assert twin, f"{name} names no label-randomized twin"
+    if not twin:  # only an extra model may ship before its twin is trained, and the README says so
+        assert name not in REQUIRED, f"{name} names no label-randomized twin"
+        with open(os.path.join(MODELS, "README.md")) as f:
+            assert f"`{name}-randlabels` is not trained yet" in f.read(), f"{name} ships without a twin, unexplained"
+        return
     t, tsc = load(twin)
     assert "label_randomized_twin" not in tsc
     sig = lambda g: [(nd.op_type, nd.name, len(nd.input)) for nd in g.graph.node]  # noqa: E731
