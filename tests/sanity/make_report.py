@@ -739,12 +739,29 @@ def discussion(runs, staged):
         (". The maps of the fully randomized network are *more* edge-like than the trained model's for "
          + ", ".join(rises) + ": a random network's gradients follow the input's contrast, which is the paper's "
          "edge-detector analogy seen from the other side." if rises else "."))
-    out.append(
-        "- *Model, initializer, target.* fashion-cnn is not the paper's network (BatchNorm folded into its "
-        "convolutions, a CBAM attention block, a GAP head), the randomization uses PyTorch's default initializer "
-        "rather than the paper's truncated normal, and the randomized model explains the original class "
-        "(`sanity_target=fixed`). Each of these can move the curves; the paper's own CNN, once trained, will "
-        "show by how much.")
+    paper = runs.get("fashion-paper-cnn")
+    text = ("- *Model, initializer, target.* fashion-cnn is not the paper's network (BatchNorm folded into its "
+            "convolutions, a CBAM attention block, a GAP head), the randomization uses PyTorch's default initializer "
+            "rather than the paper's truncated normal, and the randomized model explains the original class "
+            "(`sanity_target=fixed`). Each of these can move the curves; ")
+    if not paper:
+        text += "the paper's own CNN, once trained, will show by how much."
+    else:
+        P = paper["cascading_top_down"][0]["sanity"]["model_randomization"]
+        pl, PM = step_labels(P), P["methods"]
+
+        def fb(methods, lab, m):
+            k = first_below(methods[m], "spearman_abs") if m in methods else None
+            return f"`{lab[k]}` (step {k + 1} of {len(lab)})" if k is not None else "never"
+        text += ("on the paper's own CNN (`fashion-paper-cnn`, same initializer and target) Guided BackProp's "
+                 f"spearman_abs is {st('guided_backprop', 0, 'spearman_abs', PM)} after `{pl[0]}` and first falls below "
+                 f"{THRESHOLD} at {fb(PM, pl, 'guided_backprop')} (fashion-cnn: {fb(M, labels, 'guided_backprop')}), "
+                 f"Guided Grad-CAM's is {st('guided_gradcam', 0, 'spearman_abs', PM)} after `{pl[0]}` (fashion-cnn "
+                 f"{st('guided_gradcam', 0, 'spearman_abs')}), and Integrated Gradients' "
+                 f"{st('integrated_gradients', 0, 'spearman_abs', PM)} (fashion-cnn "
+                 f"{st('integrated_gradients', 0, 'spearman_abs')}). Its comparison table above says which of the "
+                 "paper's findings hold there.")
+    out.append(text)
     fh = [mean(M[m]["floor"]["hog"]) for m in M if mean(M[m]["floor"]["hog"]) is not None]
     out.append(
         f"- *Thresholds.* The pass/fail column is the service's default criterion ({THRESHOLD} on the means), a choice "
