@@ -175,6 +175,13 @@ def test_k8s_security_and_resources(k8s):
     assert int(env["EXPLAIND_WORKERS"]) == int(res["limits"]["cpu"]), "one worker per CPU of the limit"
 
 
+def test_k8s_readme_says_how_to_scale_out_and_that_only_yaml_is_checked():
+    with open(os.path.join(REPO, "deploy", "k8s", "README.md")) as f:
+        text = f.read()
+    assert "## Scaling out" in text and "kubectl apply -k deploy/k8s" in text
+    assert "checked only as YAML" in text
+
+
 def test_k8s_service_and_hpa_point_at_the_deployment(k8s):
     dep = k8s["Deployment"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
