@@ -266,7 +266,7 @@ static int load_tensor(graph_t *g, const Onnx__TensorProto *t, const char *name,
         switch (dt) {
         case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
             have = t->n_float_data;
-            if (have == n) memcpy(v->f, t->float_data, n * sizeof(float));
+            if (have == n && n) memcpy(v->f, t->float_data, n * sizeof(float)); /* float_data is NULL when empty */
             break;
         case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
             have = t->n_double_data;
@@ -274,7 +274,7 @@ static int load_tensor(graph_t *g, const Onnx__TensorProto *t, const char *name,
             break;
         case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
             have = t->n_int64_data;
-            if (have == n) memcpy(v->i64, t->int64_data, n * sizeof(int64_t));
+            if (have == n && n) memcpy(v->i64, t->int64_data, n * sizeof(int64_t));
             break;
         default: /* int32, bool, uint8, int8 are stored in int32_data */
             have = t->n_int32_data;
