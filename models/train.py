@@ -21,6 +21,7 @@ Outputs per model, in --out:
 Only the Python standard library, numpy, torch and onnx are needed; nothing is downloaded.
 """
 import argparse
+import copy
 import ctypes
 import gzip
 import json
@@ -262,6 +263,29 @@ def evaluate(model, x, y, batch=200):
     return correct / len(x), correct
 
 
+def precise_bn(model, x, batch=200):
+    """"Precise BN" (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", section 3): a copy of
+    model whose BatchNorm running statistics are the population statistics of the images x
+    (cumulative average of per-batch mean and variance over all of x, no gradient, weights
+    unchanged) instead of the training EMA, which follows only the last ~10 batches.
+    Used for the memorization runs (cfg target_train_acc): with batches of 32 and labels that carry
+    no signal, the EMA drifts from what the network memorized, and the eval-mode fit lags the
+    train-mode one (fashion-cnn-randlabels at epoch 102: 60.3% with the EMA, 81.3% in train mode,
+    85.4% after this). A model without BatchNorm comes back unchanged."""
+    m = copy.deepcopy(model)
+    bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
+    if bns:
+        for b in bns:
+            b.reset_running_stats()
+            b.momentum = None  # cumulative moving average
+        m.train()
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                m(x[i:i + batch])
+    m.eval()
+    return m
+
+
 # ------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------
@@ -392,10 +416,11 @@ def train(name, cfg, data, args):
         test_acc, _ = evaluate(model, x_te, y_te)
         rec = dict(epoch=epoch + 1, loss=loss_sum / n, train_acc_running=train_acc_running,
                    test_acc=test_acc, lr=lr, seconds=time.time() - t0, train_acc_eval=None)
-        # For memorization runs, the quantity that matters is the eval-mode fit of the labels.
-        if cfg["target_train_acc"] and (train_acc_running > cfg["target_train_acc"] - 0.05
+        # For memorization runs, the quantity that matters is the eval-mode fit of the labels, with
+        # the statistics the export will have (precise_bn); it can run ahead of the running fit.
+        if cfg["target_train_acc"] and (train_acc_running > cfg["target_train_acc"] - 0.25
                                         or epoch + 1 == cfg["epochs"]):
-            rec["train_acc_eval"], _ = evaluate(model, x_tr_plain, y_fit)
+            rec["train_acc_eval"], _ = evaluate(precise_bn(model, x_tr_plain), x_tr_plain, y_fit)
         plateau_update(cfg, state, train_acc_running)
         history.append(rec)
         epoch += 1
@@ -411,6 +436,8 @@ def train(name, cfg, data, args):
                             elapsed=time.time() - t_start), ck + ".tmp")
             os.replace(ck + ".tmp", ck)
     wall = time.time() - t_start
+    if cfg["target_train_acc"]:
+        model = precise_bn(model, x_tr_plain)
     model.eval()
     return model, history, wall, y_fit, x_tr_plain, x_te, y_te
 

@@ -170,3 +170,38 @@ def test_stated_accuracy(name, data):
             assert f"{stated['train_accuracy_on_fit_labels'] * 100:.2f}%" in f.read(), "README does not state the fit"
     elif name == "fashion-cnn":
         assert correct >= 9000
+
+
+def test_precise_bn():
+    """train.precise_bn (the memorization runs' BN recalibration) sets every BatchNorm's running
+    statistics to the population mean and unbiased variance of the given images, leaves weights
+    and the original module alone, and returns a module without BatchNorm unchanged."""
+    torch.manual_seed(0)
+    model = train.build("fashion-cnn")
+    x = torch.randn(400, 1, 28, 28) * 1.5 + 0.3
+    model.train()
+    with torch.no_grad():
+        model(x[:32])  # the EMA now follows one batch
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    m = train.precise_bn(model, x, batch=200)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"precise_bn changed the original's {k}"
+    assert not m.training
+    after = m.state_dict()
+    for k, v in before.items():
+        if "running_" not in k and "num_batches" not in k:
+            assert torch.equal(after[k], v), f"precise_bn changed the weight {k}"
+    # conv1's BN sees the conv1 output of all 400 images: 2 batches of 200, equal sizes, so the
+    # cumulative average of the batch statistics is the population mean and (per-batch unbiased)
+    # variance averaged over the two batches
+    with torch.no_grad():
+        z = model.conv1.conv(x)
+    mean = z.mean((0, 2, 3))
+    var = (z[:200].var((0, 2, 3), unbiased=True) + z[200:].var((0, 2, 3), unbiased=True)) / 2
+    assert torch.allclose(m.conv1.bn.running_mean, mean, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(m.conv1.bn.running_var, var, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(before["conv1.bn.running_mean"], mean, rtol=1e-2, atol=1e-3)
+    paper = train.build("paper-cnn")
+    p2 = train.precise_bn(paper, x)
+    for k, v in paper.state_dict().items():
+        assert torch.equal(p2.state_dict()[k], v)
