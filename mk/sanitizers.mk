@@ -2,7 +2,7 @@
 #   make test-asan      unit, fuzz-regress and e2e suites on a build with
 #                       -fsanitize=address,undefined ($(ASAN_BUILD)); LeakSanitizer on at exit
 #   make test-tsan      the concurrency tests on a -fsanitize=thread build ($(TSAN_BUILD)):
-#                       engine_run with 4 threads sharing one graph (tests/sanitizers/engine_threads.py:
+#                       conformance_run with 8 threads sharing one graph (tests/sanitizers/engine_threads.py:
 #                       byte-identical results) and the server's worker pool, queue, shared sanity
 #                       cache, clients leaving and drain (tests/sanitizers/tsan_concurrency.py, sized
 #                       for a build ~10x slower: the e2e load tests' deadlines assume a normal one).
@@ -42,14 +42,14 @@ test-asan: asan-build
 
 tsan-build:
 	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_CFLAGS)" \
-		$(TSAN_BUILD)/explaind $(TSAN_BUILD)/tools/engine_run
+		$(TSAN_BUILD)/explaind $(TSAN_BUILD)/tools/conformance_run
 
 TSAN_ENV = TSAN_OPTIONS=suppressions=$(abspath tests/sanitizers/tsan.supp):halt_on_error=0:second_deadlock_stack=1:log_path=$(abspath $(TSAN_BUILD))/reports/tsan
 
 test-tsan: tsan-build
 	@rm -rf $(TSAN_BUILD)/reports && mkdir -p $(TSAN_BUILD)/reports
 	@rc=0; \
-	$(TSAN_ENV) $(PYTHON) tests/sanitizers/engine_threads.py $(TSAN_BUILD)/tools/engine_run models/fashion-cnn.onnx 4 || rc=1; \
+	$(TSAN_ENV) $(PYTHON) tests/sanitizers/engine_threads.py $(TSAN_BUILD)/tools/conformance_run models/fashion-cnn.onnx 8 || rc=1; \
 	$(TSAN_ENV) $(PYTHON) tests/sanitizers/tsan_concurrency.py $(TSAN_BUILD)/explaind models || rc=1; \
 	$(call sanitizer_reports,$(TSAN_BUILD)/reports); exit $$rc
 
