@@ -133,7 +133,7 @@ static void act_backward(const node_t *nd, const exec_t *e)
     switch (p->kind) {
     case A_RELU: EMIT(Y > 0 ? D : 0.f); break;
     case A_LEAKY: EMIT(X > 0 ? D : p->alpha * D); break;
-    case A_CLIP: EMIT((X > p->lo) & (X < p->hi) ? D : 0.f); break;
+    case A_CLIP: EMIT(((X > p->lo) & (X < p->hi)) ? D : 0.f); break;
     case A_SIGMOID: EMIT(D * Y * (1.f - Y)); break;
     case A_TANH: EMIT(D * (1.f - Y * Y)); break;
     case A_HSIGMOID: {

@@ -1,4 +1,4 @@
-/* fuzz_common.h — what the harnesses share: where the shipped model lives, and a check that stops
+/* fuzz_common.h — what the harnesses share: where the shipped model lives and how to load it, and a check that stops
  * the run (abort, which libFuzzer and the replay driver report as a crash) when an invariant of a
  * successful parse does not hold. A harness that only waits for a segfault misses wrong answers. */
 #ifndef EXPLAIND_FUZZ_COMMON_H
@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "engine.h"
 
 #define FUZZ_CHECK(cond)                                                                            \
     do {                                                                                            \
@@ -20,6 +22,21 @@ static inline const char *fuzz_models_dir(void)
 {
     const char *d = getenv("FUZZ_MODELS_DIR");
     return d && *d ? d : "models";
+}
+
+/* The shipped fashion-cnn with its sidecar, loaded once in LLVMFuzzerInitialize; a harness that
+ * cannot load it exits (nothing it would run is meaningful without it). */
+static inline model_t *fuzz_load_fashion_cnn(const char *harness)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fashion-cnn.onnx", fuzz_models_dir());
+    model_t *m = NULL;
+    eng_err_t err;
+    if (model_load_path(path, NULL, NULL, &m, &err)) {
+        fprintf(stderr, "%s: cannot load %s: %s\n", harness, path, err.msg);
+        exit(1);
+    }
+    return m;
 }
 
 #endif

@@ -21,13 +21,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/fashion-cnn.onnx", fuzz_models_dir());
-    eng_err_t err;
-    if (model_load_path(path, NULL, NULL, &model, &err)) {
-        fprintf(stderr, "fuzz_decode: cannot load %s: %s\n", path, err.msg);
-        exit(1);
-    }
+    model = fuzz_load_fashion_cnn("fuzz_decode");
     tensor = malloc(model_input_size(model) * sizeof(float));
     return 0;
 }
