@@ -28,8 +28,11 @@ import time
 
 import requests
 
-binary, models_dir = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+from server import Server  # noqa: E402  (the e2e suite's server process wrapper)
+
+binary, models_dir = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 png = open(os.path.join(REPO, "tests", "data", "fashion", "test_00000_ankle_boot.png"), "rb").read()
 M = "/v1/models/fashion-cnn"
 KINDS = {
@@ -74,30 +77,10 @@ def without_times(v):
 
 
 def start(tmp):
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    p = port.getsockname()[1]
-    port.close()
-    cfg = os.path.join(tmp, "config.json")
-    open(cfg, "w").write("{}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPLAIND_")}
-    log = open(os.path.join(tmp, "server.log"), "wb")
-    proc = subprocess.Popen([binary, "serve", "--config", cfg, "--models_dir", models_dir, "--listen", "127.0.0.1",
-                             "--port", str(p), "--workers", "3", "--queue_depth", "4", "--request_timeout_ms", "600000",
-                             "--drain_timeout_ms", "600000"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{p}"
-    t0 = time.time()
-    while time.time() - t0 < 300:
-        if proc.poll() is not None:
-            sys.exit(f"server exited {proc.returncode} at start")
-        try:
-            if requests.get(base + "/readyz", timeout=5).status_code == 200:
-                return proc, base, p
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    sys.exit("server not ready")
+    srv = Server(binary, models_dir, tmp, workers=3, queue_depth=4, request_timeout_ms=600000,
+                 drain_timeout_ms=600000)
+    srv.start(timeout=300)
+    return srv.proc, srv.base, srv.port
 
 
 def main():

@@ -16,12 +16,8 @@ fewest passes that still go through their code (ig_steps=2, occlusion 2x2 window
 layer, faithfulness_steps=2, filter steps=2): the session takes a few minutes.
 """
 import base64
-import io
-import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +28,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "build", "explaind"))
 LOG = sys.argv[sys.argv.index("--log") + 1] if "--log" in sys.argv else os.path.join(os.path.dirname(BIN), "valgrind.log")
 M = "/v1/models/fashion-cnn"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+from server import Server  # noqa: E402  (the e2e suite's server process wrapper)
 
 
 def main():
@@ -45,33 +37,17 @@ def main():
     jpeg = open(os.path.join(REPO, "tests", "data", "decode", "gray.jpg"), "rb").read()
     gif = open(os.path.join(REPO, "tests", "data", "decode", "tiny.gif"), "rb").read()
     b64 = base64.b64encode(png).decode()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     tmp = tempfile.mkdtemp(prefix="explaind-valgrind-")
-    cfg = os.path.join(tmp, "config.json")
-    with open(cfg, "w") as f:
-        f.write("{}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPLAIND_")}
-    env["OPENBLAS_CORETYPE"] = "Haswell"
-    cmd = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
-           "--error-exitcode=99", "--num-callers=30", f"--log-file={LOG}",
-           BIN, "serve", "--config", cfg, "--models_dir", os.path.join(REPO, "models"), "--listen", "127.0.0.1",
-           "--port", str(port), "--workers", "2", "--request_timeout_ms", "600000", "--drain_timeout_ms", "600000"]
+    valgrind = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+                "--error-exitcode=99", "--num-callers=30", f"--log-file={LOG}"]
+    srv = Server(BIN, os.path.join(REPO, "models"), tmp, wrapper=valgrind, env={"OPENBLAS_CORETYPE": "Haswell"},
+                 workers=2, request_timeout_ms=600000, drain_timeout_ms=600000)
     t0 = time.time()
-    out = open(os.path.join(tmp, "server.log"), "wb")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"explaind under valgrind exited {proc.returncode} before it was ready; see {LOG}")
-        try:
-            if requests.get(base + "/readyz", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.time() - t0 > 600:
-            proc.kill()
-            sys.exit("not ready after 600 s under valgrind")
-        time.sleep(0.5)
+    try:
+        srv.start(timeout=600)
+    except RuntimeError as e:
+        sys.exit(f"explaind under valgrind did not get ready ({e}); see {LOG}")
+    base = srv.base
     print(f"valgrind: server ready after {time.time() - t0:.0f} s")
 
     s = requests.Session()
@@ -122,13 +98,7 @@ def main():
             failed += 1
             print(f"FAIL {method} {path[:90]}: {r.status_code} (wanted {want}) {r.text[:300]}")
     s.close()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=600)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = "timeout"
-    out.close()
+    rc = srv.stop(signal.SIGTERM, timeout=600)
     log = open(LOG).read()
     summary = [l.split("== ", 1)[-1] for l in log.splitlines()
                if "definitely lost" in l or "ERROR SUMMARY" in l or "All heap blocks were freed" in l

@@ -27,13 +27,11 @@ import argparse
 import base64
 import collections
 import datetime
-import io
 import json
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,12 +42,8 @@ import requests
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = "/usr/bin/python3"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+from server import Server  # noqa: E402  (the e2e suite's server process wrapper)
 
 
 def prepare_models(d):
@@ -236,29 +230,12 @@ def main():
     images, images_dir = prepare_images(a.out)
     refs = {k[0]: reference(binary, models_dir, images_dir, k) for k in KINDS}
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cfg = os.path.join(a.out, "empty-config.json")
-    with open(cfg, "w") as f:
-        f.write("{}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPLAIND_")}
-    log = open(os.path.join(a.out, "server.log"), "wb")
-    proc = subprocess.Popen([binary, "serve", "--config", cfg, "--models_dir", models_dir, "--listen", "127.0.0.1",
-                             "--port", str(port), "--workers", str(a.workers), "--queue_depth", str(a.queue_depth),
-                             "--request_timeout_ms", "120000", "--log_format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    t0 = time.time()
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"soak: the server exited {proc.returncode} at start; see {a.out}/server.log")
-        try:
-            if requests.get(base + "/readyz", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.time() - t0 > 120:
-            proc.kill()
-            sys.exit("soak: server not ready after 120 s")
-        time.sleep(0.1)
+    srv = Server(binary, models_dir, a.out, workers=a.workers, queue_depth=a.queue_depth, request_timeout_ms=120000)
+    try:
+        srv.start(timeout=120)
+    except RuntimeError as e:
+        sys.exit(f"soak: the server did not start: {e}")
+    proc, base = srv.proc, srv.base
     time.sleep(0.5)
     fds_before = len(os.listdir(f"/proc/{proc.pid}/fd"))
 
@@ -391,15 +368,9 @@ def main():
         time.sleep(2.0)  # the clients' keep-alive connections are closed; let the server see it
         fds_after = len(os.listdir(f"/proc/{proc.pid}/fd"))
         rss_end = rss_kb(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = "timeout"
     else:
-        fds_after, rss_end, rc = -1, 0, proc.returncode
-    log.close()
+        fds_after, rss_end = -1, 0
+    rc = srv.stop(signal.SIGTERM, timeout=120)  # the exit code; "timeout" if it had to be killed
 
     # RSS after warm-up
     warm = max(10.0, 0.2 * a.seconds)
