@@ -52,16 +52,18 @@ def record_property(name, model, value, ok, note=""):
         REPORT["properties"].append(dict(property=name, model=model, value=value, passed=bool(ok), note=note))
 
 
-def compare(method, model, variant, field, out, ref, note="", flips=None):
-    """Assertion used by every conformance test: relative L2 <= 1e-3 and Pearson >= 0.999."""
+def compare(method, model, variant, field, out, ref, note="", flips=None, rel_max=REL_L2_MAX):
+    """Assertion used by every conformance test: relative L2 <= 1e-3 and Pearson >= 0.999.
+    rel_max is raised above 1e-3 in one place only: IG with the black baseline, where PyTorch's own
+    float32 result is further than that from the float64 reference (test_integrated_gradients)."""
     out = np.asarray(out)
     ref = np.asarray(ref)
     assert out.shape == ref.shape, f"{method} {field}: shape {out.shape} != reference {ref.shape}"
     rel = R.rel_l2(out, ref)
     r = R.pearson(out, ref)
-    ok = rel <= REL_L2_MAX and r >= PEARSON_MIN
+    ok = rel <= rel_max and r >= PEARSON_MIN
     record(method, model, variant, field, rel, r, ok, note, flips)
-    assert ok, (f"{method} on {model} ({variant}, {field}): relative L2 {rel:.3g} (max {REL_L2_MAX}), "
+    assert ok, (f"{method} on {model} ({variant}, {field}): relative L2 {rel:.3g} (max {rel_max:.3g}), "
                 f"Pearson {r:.6f} (min {PEARSON_MIN}); max |ref| {np.abs(ref).max():.4g}, "
                 f"max |diff| {np.abs(out - ref).max():.4g} at {np.unravel_index(np.abs(out - ref).argmax(), ref.shape)}")
     return rel, r

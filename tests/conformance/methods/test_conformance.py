@@ -31,7 +31,7 @@ import torch
 
 import mc_engine as E
 import mc_reference as R
-from conftest import KINK_MARGIN, compare, record_property
+from conftest import KINK_MARGIN, REL_L2_MAX, compare, record_property
 
 IG_RULES = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]
 # (baseline, steps): 17 steps are 19 points with f(x0) and f(x), two engine batches of 16, the second
@@ -305,7 +305,17 @@ def test_integrated_gradients(case, engine, rule, baseline, n):
     image itself, not compared on models with max pooling. The zero baseline has no such problem:
     there every value is exactly the bias, in any implementation. On the 64x64 models the black
     baseline runs with riemann_middle and gausslegendre only (time; the rules are model-independent
-    code, all five run with both baselines on the 28x28 models)."""
+    code, all five run with both baselines on the 28x28 models).
+
+    How close to the black image a path point must be for rounding to decide depends on the CPU's
+    sgemm kernels: on an AVX-512 Xeon, PyTorch's own float32 IG (gausslegendre, 10 steps, mobilenet_v2)
+    is 2.6 % (rel L2) from the float64 reference, against 0.03 % on an AMD EPYC. With the black
+    baseline the engine is therefore held to max(1e-3, PyTorch float32's rel L2 to float64) on the
+    same path: no further from the exact answer than PyTorch itself. The report records that bound.
+
+    convergence_delta is checked against the engine's own attribution, Σ out − (f(x) − f(x0)) with
+    the reference's f values: the attribution itself is compared above, this checks the formula (the
+    sum, the sign, the baseline's logit), within the logits' tolerance."""
     if not ig_applies(case, rule, baseline):
         pytest.skip("black baseline on a 64x64 model: riemann_middle and gausslegendre only (time)")
     has_max = any(op in case.om.op_types for op in ("MaxPool", "GlobalMaxPool", "ReduceMax"))
@@ -324,14 +334,24 @@ def test_integrated_gradients(case, engine, rule, baseline, n):
         note = (f"{len(flips)} path-point unit(s) taken on the engine's side of their kink, margins "
                 + ", ".join(f"{f['margin']:.2g}" for f in flips)
                 + f"; before: rel L2 {R.rel_l2(out, ref):.3g}, Pearson {R.pearson(out, ref):.6f}")
+    rel_max = REL_L2_MAX
+    if baseline == "black":
+        r32 = ref_cache(case, ("ig32", rule, baseline, n),
+                        lambda: R.integrated_gradients(case.om32, case.x, x0, case.target, n, rule)[0])
+        torch32 = R.rel_l2(r32, ref)
+        if torch32 > REL_L2_MAX:
+            rel_max = torch32
+            note = (note + "; " if note else "") + (f"PyTorch float32 is {torch32:.3g} (rel L2) from the float64 "
+                                                    f"reference on this path: bound {rel_max:.3g}")
     variant = f"{rule}, {baseline}, {n} steps"
     flips = [dict(f, unit=str(f["unit"])) for f in flips]
-    compare("integrated_gradients", case.name, variant, "attribution", out, adj, note, flips)
+    compare("integrated_gradients", case.name, variant, "attribution", out, adj, note, flips, rel_max)
     compare("integrated_gradients", case.name, variant, "raw", E.raw(d, "integrated_gradients"),
-            R.reduce_channels(adj), note, flips)
+            R.reduce_channels(adj), note, flips, rel_max)
     delta = d["explanations"]["integrated_gradients"]["extra"]["convergence_delta"]
-    ref_delta = adj.sum() - (fx - fx0)
-    assert abs(delta - ref_delta) <= 1e-3 * abs(fx - fx0) + 1e-6, (delta, ref_delta)
+    own_delta = float(out.astype(np.float64).sum()) - (fx - fx0)
+    tol = 2e-4 * max(abs(fx), abs(fx0)) + 1e-6 * float(np.abs(out).sum()) + 1e-6
+    assert abs(delta - own_delta) <= tol, (delta, own_delta, tol)
 
 
 # ---- CAM family -----------------------------------------------------------------------------------------
