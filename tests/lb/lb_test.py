@@ -69,7 +69,9 @@ class Replica:
     def start(self):
         self.starts += 1
         self.log_path = os.path.join(self.workdir, f"explaind-{self.n}.{self.starts}.log")
-        cfg = os.path.join(self.workdir, "empty-config.json")
+        # one file per replica: the replicas start back to back, and rewriting a shared file while
+        # the previous replica reads it gave that replica an empty config (seen once in CI)
+        cfg = os.path.join(self.workdir, f"explaind-{self.n}.config.json")
         with open(cfg, "w") as f:
             f.write("{}\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXPLAIND_")}
