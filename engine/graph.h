@@ -107,6 +107,10 @@ typedef struct op_def {
     /* Data gradient only. NULL: the op cannot be differentiated (an error if a pass needs it). */
     void (*backward)(const node_t *n, const exec_t *e);
     int unary; /* element-wise unary: backward hooks may replace its rule */
+    /* The ONNX opsets whose semantics this implementation follows (inclusive; 0: no bound). A model
+     * whose opset is outside the range is refused at load with a message naming the op. */
+    int opset_min, opset_max;
+    const char *doc; /* one line for `explaind ops` and docs/OPS.md: what runs, which attributes */
 } op_def_t;
 
 const op_def_t *op_find(const char *op_type);
