@@ -146,10 +146,17 @@ static void act_backward(const node_t *nd, const exec_t *e)
 #undef EMIT
 }
 
-const op_def_t op_relu = {"Relu", relu_init, act_forward, act_backward, 1};
-const op_def_t op_leakyrelu = {"LeakyRelu", leaky_init, act_forward, act_backward, 1};
-const op_def_t op_clip = {"Clip", clip_init, act_forward, act_backward, 1};
-const op_def_t op_sigmoid = {"Sigmoid", sigmoid_init, act_forward, act_backward, 1};
-const op_def_t op_tanh = {"Tanh", tanh_init, act_forward, act_backward, 1};
-const op_def_t op_hardsigmoid = {"HardSigmoid", hsigmoid_init, act_forward, act_backward, 1};
-const op_def_t op_hardswish = {"HardSwish", hswish_init, act_forward, act_backward, 1};
+const op_def_t op_relu = {.name = "Relu", .init = relu_init, .forward = act_forward, .backward = act_backward, .unary = 1,
+    .opset_min = 1, .opset_max = 0, .doc = "y = max(x, 0); dx = dy·[y > 0]"};
+const op_def_t op_leakyrelu = {.name = "LeakyRelu", .init = leaky_init, .forward = act_forward, .backward = act_backward, .unary = 1,
+    .opset_min = 1, .opset_max = 0, .doc = "y = x > 0 ? x : αx (alpha)"};
+const op_def_t op_clip = {.name = "Clip", .init = clip_init, .forward = act_forward, .backward = act_backward, .unary = 1,
+    .opset_min = 1, .opset_max = 0, .doc = "y = min(max(x, min), max): attributes before opset 11, constant inputs from 11"};
+const op_def_t op_sigmoid = {.name = "Sigmoid", .init = sigmoid_init, .forward = act_forward, .backward = act_backward, .unary = 1,
+    .opset_min = 1, .opset_max = 0, .doc = "y = 1 / (1 + e^-x)"};
+const op_def_t op_tanh = {.name = "Tanh", .init = tanh_init, .forward = act_forward, .backward = act_backward, .unary = 1,
+    .opset_min = 1, .opset_max = 0, .doc = "y = tanh x"};
+const op_def_t op_hardsigmoid = {.name = "HardSigmoid", .init = hsigmoid_init, .forward = act_forward, .backward = act_backward, .unary = 1,
+    .opset_min = 1, .opset_max = 0, .doc = "y = clip(αx + β, 0, 1) (alpha, beta)"};
+const op_def_t op_hardswish = {.name = "HardSwish", .init = hswish_init, .forward = act_forward, .backward = act_backward, .unary = 1,
+    .opset_min = 1, .opset_max = 0, .doc = "y = x · clip(x/6 + 1/2, 0, 1)"};

@@ -98,4 +98,5 @@ static void bn_backward(const node_t *nd, const exec_t *e)
         }
 }
 
-const op_def_t op_batchnorm = {"BatchNormalization", bn_init, bn_forward, bn_backward, 0};
+const op_def_t op_batchnorm = {.name = "BatchNormalization", .init = bn_init, .forward = bn_forward, .backward = bn_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "inference form (running statistics); folded into the Conv before it when it is that Conv's only consumer"};

@@ -264,7 +264,11 @@ static void bin_backward(const node_t *nd, const exec_t *e)
 #undef GB
 }
 
-const op_def_t op_add = {"Add", add_init, bin_forward, bin_backward, 0};
-const op_def_t op_sub = {"Sub", sub_init, bin_forward, bin_backward, 0};
-const op_def_t op_mul = {"Mul", mul_init, bin_forward, bin_backward, 0};
-const op_def_t op_div = {"Div", div_init, bin_forward, bin_backward, 0};
+const op_def_t op_add = {.name = "Add", .init = add_init, .forward = bin_forward, .backward = bin_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "numpy broadcasting; either side may be a constant"};
+const op_def_t op_sub = {.name = "Sub", .init = sub_init, .forward = bin_forward, .backward = bin_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "numpy broadcasting; either side may be a constant"};
+const op_def_t op_mul = {.name = "Mul", .init = mul_init, .forward = bin_forward, .backward = bin_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "numpy broadcasting; either side may be a constant"};
+const op_def_t op_div = {.name = "Div", .init = div_init, .forward = bin_forward, .backward = bin_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "numpy broadcasting; either side may be a constant"};

@@ -112,5 +112,7 @@ static void gemm_backward(const node_t *nd, const exec_t *e)
               e->dx[0], p->K);
 }
 
-const op_def_t op_gemm = {"Gemm", gemm_init, gemm_forward, gemm_backward, 0};
-const op_def_t op_matmul = {"MatMul", matmul_init, gemm_forward, gemm_backward, 0};
+const op_def_t op_gemm = {.name = "Gemm", .init = gemm_init, .forward = gemm_forward, .backward = gemm_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "activation × constant weight (transA = 0), alpha, beta, bias"};
+const op_def_t op_matmul = {.name = "MatMul", .init = matmul_init, .forward = gemm_forward, .backward = gemm_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "activation × constant matrix"};

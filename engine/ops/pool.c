@@ -271,7 +271,11 @@ static void avgpool_backward(const node_t *nd, const exec_t *e)
     }
 }
 
-const op_def_t op_maxpool = {"MaxPool", maxpool_init, maxpool_forward, maxpool_backward, 0};
-const op_def_t op_avgpool = {"AveragePool", avgpool_init, avgpool_forward, avgpool_backward, 0};
-const op_def_t op_gmaxpool = {"GlobalMaxPool", gmaxpool_init, maxpool_forward, maxpool_backward, 0};
-const op_def_t op_gavgpool = {"GlobalAveragePool", gavgpool_init, avgpool_forward, avgpool_backward, 0};
+const op_def_t op_maxpool = {.name = "MaxPool", .init = maxpool_init, .forward = maxpool_forward, .backward = maxpool_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "2-D: kernel_shape, strides, pads, dilations, ceil_mode, auto_pad; first maximum in scan order (PyTorch)"};
+const op_def_t op_avgpool = {.name = "AveragePool", .init = avgpool_init, .forward = avgpool_forward, .backward = avgpool_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "2-D: kernel_shape, strides, pads, ceil_mode, count_include_pad, auto_pad (PyTorch's divisor)"};
+const op_def_t op_gmaxpool = {.name = "GlobalMaxPool", .init = gmaxpool_init, .forward = maxpool_forward, .backward = maxpool_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "over H×W"};
+const op_def_t op_gavgpool = {.name = "GlobalAveragePool", .init = gavgpool_init, .forward = avgpool_forward, .backward = avgpool_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "over H×W"};

@@ -140,6 +140,9 @@ static void red_backward(const node_t *nd, const exec_t *e)
         }
 }
 
-const op_def_t op_reducemean = {"ReduceMean", mean_init, red_forward, red_backward, 0};
-const op_def_t op_reducemax = {"ReduceMax", max_init, red_forward, red_backward, 0};
-const op_def_t op_reducesum = {"ReduceSum", sum_init, red_forward, red_backward, 0};
+const op_def_t op_reducemean = {.name = "ReduceMean", .init = mean_init, .forward = red_forward, .backward = red_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 17, .doc = "over contiguous non-batch axes (attribute axes), keepdims"};
+const op_def_t op_reducemax = {.name = "ReduceMax", .init = max_init, .forward = red_forward, .backward = red_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 17, .doc = "over contiguous non-batch axes (attribute axes), keepdims; first maximum"};
+const op_def_t op_reducesum = {.name = "ReduceSum", .init = sum_init, .forward = red_forward, .backward = red_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "over contiguous non-batch axes (attribute before opset 13, input from 13), keepdims"};

@@ -313,9 +313,15 @@ static void pad_backward(const node_t *nd, const exec_t *e)
     }
 }
 
-const op_def_t op_flatten = {"Flatten", flatten_init, copy_forward, copy_backward, 0};
-const op_def_t op_reshape = {"Reshape", reshape_init, copy_forward, copy_backward, 0};
-const op_def_t op_squeeze = {"Squeeze", squeeze_init, copy_forward, copy_backward, 0};
-const op_def_t op_unsqueeze = {"Unsqueeze", unsqueeze_init, copy_forward, copy_backward, 0};
-const op_def_t op_concat = {"Concat", concat_init, concat_forward, concat_backward, 0};
-const op_def_t op_pad = {"Pad", pad_init, pad_forward, pad_backward, 0};
+const op_def_t op_flatten = {.name = "Flatten", .init = flatten_init, .forward = copy_forward, .backward = copy_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "axis >= 1 (axis 0 would mix the batch)"};
+const op_def_t op_reshape = {.name = "Reshape", .init = reshape_init, .forward = copy_forward, .backward = copy_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "constant shape that keeps the batch as the first dimension"};
+const op_def_t op_squeeze = {.name = "Squeeze", .init = squeeze_init, .forward = copy_forward, .backward = copy_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "non-batch axes (attribute before opset 13, input from 13)"};
+const op_def_t op_unsqueeze = {.name = "Unsqueeze", .init = unsqueeze_init, .forward = copy_forward, .backward = copy_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "non-batch axes (attribute before opset 13, input from 13)"};
+const op_def_t op_concat = {.name = "Concat", .init = concat_init, .forward = concat_forward, .backward = concat_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "along a non-batch axis"};
+const op_def_t op_pad = {.name = "Pad", .init = pad_init, .forward = pad_forward, .backward = pad_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "constant, reflect and edge modes; pads as attribute before opset 11, input from 11"};

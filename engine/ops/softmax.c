@@ -79,4 +79,5 @@ static void softmax_backward(const node_t *nd, const exec_t *e)
             }
 }
 
-const op_def_t op_softmax = {"Softmax", softmax_init, softmax_forward, softmax_backward, 0};
+const op_def_t op_softmax = {.name = "Softmax", .init = softmax_init, .forward = softmax_forward, .backward = softmax_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0, .doc = "over a non-batch axis (opset < 13: the coerced 2-D form)"};
