@@ -404,8 +404,8 @@ static int build_graph(graph_t *g, const Onnx__ModelProto *m, const char *base_d
         if (!os->domain || !*os->domain || !strcmp(os->domain, "ai.onnx")) g->opset = (int)os->version;
     }
     if (!g->opset && m->n_opset_import == 0) g->opset = 9; /* very old files: assume the oldest we support */
-    if (g->opset < 7 || g->opset > 17)
-        return eng_errf(err, ENG_EUNSUPPORTED, "opset %d is not supported (supported: 7..17, tested 9..17)", g->opset);
+    if (g->opset < 7 || g->opset > 18)
+        return eng_errf(err, ENG_EUNSUPPORTED, "opset %d is not supported (supported: 7..18, tested 9..18)", g->opset);
     const Onnx__GraphProto *gp = m->graph;
     if (!gp) return eng_errf(err, ENG_EFORMAT, "the file has no graph");
     if (!gp->n_output) return eng_errf(err, ENG_EFORMAT, "the graph has no output");
