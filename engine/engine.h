@@ -106,6 +106,25 @@ int graph_gap_linear_head(const graph_t *g, int value, const float **w, const fl
 /* Parameterized nodes (Conv, Gemm, MatMul with a constant, standalone BN) in topological order. */
 int graph_param_nodes(const graph_t *g, int *nodes, int max);
 
+/* ---- the ops the engine runs (`explaind ops`, docs/OPS.md) ---------------------------------------- */
+#define ENG_OPSET_MIN 7  /* the ai.onnx opsets the loader accepts */
+#define ENG_OPSET_MAX 18
+
+enum { ENG_OP_TABLE = 0, ENG_OP_LOAD_ALWAYS, ENG_OP_LOAD_CONST };
+typedef struct {
+    const char *name;         /* ONNX op type */
+    int opset_min, opset_max; /* the opsets it runs at, within ENG_OPSET_MIN..ENG_OPSET_MAX */
+    int kind;                 /* ENG_OP_TABLE: an op-table row (runs on activations);
+                               * ENG_OP_LOAD_ALWAYS: evaluated or removed at load whatever its inputs;
+                               * ENG_OP_LOAD_CONST: evaluated at load, only when all its inputs are constant */
+    int backward;             /* has a data backward (table rows) */
+    int unary;                /* element-wise unary: explanation methods may replace its backward (hooks) */
+    const char *doc;          /* one line: what runs, which attributes */
+} eng_op_info_t;
+/* Op-table rows first (table order), then the load-time-only ops (those without a table row). */
+int eng_op_count(void);
+void eng_op_info(int i, eng_op_info_t *out);
+
 /* ---- workspace: per-thread activations, gradients and scratch --------------------------------- */
 typedef struct ws ws_t;
 

@@ -19,6 +19,39 @@
 
 static int is_op(const node_t *n, const char *t) { return !strcmp(n->op_type, t); }
 
+/* The ops this pass runs without the op table, for the loader's pre-scan and `explaind ops`. Keep it
+ * in step with fold_eval_node and graph_fold_constants (tests/ops_doc checks the names). */
+static const struct {
+    const char *op;
+    int when; /* FOLD_ALWAYS, or FOLD_CONST: when every input is constant */
+    const char *doc;
+} fold_ops[] = {
+    {"Constant", FOLD_ALWAYS, "a constant value (value, value_float(s), value_int(s))"},
+    {"Shape", FOLD_ALWAYS, "of any value: shapes are static (start, end)"},
+    {"Identity", FOLD_ALWAYS, "removed: its output is its input"},
+    {"Dropout", FOLD_ALWAYS, "removed (inference); its mask output must be unused"},
+    {"Gather", FOLD_CONST, "indices along an axis"}, {"Unsqueeze", FOLD_CONST, ""}, {"Squeeze", FOLD_CONST, ""},
+    {"Concat", FOLD_CONST, ""}, {"Cast", FOLD_CONST, "to float or int64"}, {"Reshape", FOLD_CONST, ""},
+    {"Slice", FOLD_CONST, "starts, ends, axes, steps (attributes before opset 10, inputs from 10)"},
+    {"Transpose", FOLD_CONST, "perm"}, {"Add", FOLD_CONST, ""}, {"Sub", FOLD_CONST, ""}, {"Mul", FOLD_CONST, ""},
+    {"Div", FOLD_CONST, ""}, {"Pow", FOLD_CONST, "numpy broadcasting"}, {"Sqrt", FOLD_CONST, "element-wise"},
+    {"Neg", FOLD_CONST, "element-wise"}, {"Equal", FOLD_CONST, "numpy broadcasting"}, {"Where", FOLD_CONST, "numpy broadcasting"},
+    {"ConstantOfShape", FOLD_CONST, "value"}, {"Range", FOLD_CONST, "start, limit, delta"}, {"Flatten", FOLD_CONST, ""},
+};
+int fold_op_count(void) { return (int)(sizeof fold_ops / sizeof fold_ops[0]); }
+const char *fold_op_info(int i, int *when, const char **doc)
+{
+    *when = fold_ops[i].when;
+    *doc = fold_ops[i].doc;
+    return fold_ops[i].op;
+}
+int fold_can_eval(const char *op_type)
+{
+    for (int i = 0; i < fold_op_count(); i++)
+        if (!strcmp(fold_ops[i].op, op_type)) return fold_ops[i].when;
+    return 0;
+}
+
 /* Replace every use of value `from` by `to` in live nodes after `after`. */
 static void replace_uses(graph_t *g, int from, int to)
 {

@@ -395,6 +395,213 @@ static int input_shape(const Onnx__ValueInfoProto *vi, value_t *v, const graph_o
     return ENG_OK;
 }
 
+/* ---- the pre-scan: every unsupported node at once ------------------------------------------------ */
+/* Before anything else is checked, find every node the engine cannot run and name them all in one
+ * error, grouped by op type with counts. A node is supported when its op has a table row whose opset
+ * range holds the model's opset, or when the fold pass handles it: always (Constant, Shape, Identity,
+ * Dropout) or, for the load-time-only ops (fold_can_eval() == FOLD_CONST), when every input is
+ * constant; constness is propagated over the file's names in dependency order (Kahn), as the fold
+ * pass will see it. Linear in nodes + edges: the file is hostile until proven otherwise. */
+enum { WHY_OP, WHY_OPSET, WHY_ACT, WHY_DOMAIN, WHY_N };
+typedef struct {
+    const char *op, *domain;
+    int why;
+    size_t count, first; /* nodes; index of the first one */
+    size_t ex[3];         /* up to three example nodes */
+} unsup_t;
+
+#define UNSUP_NAME_MAX 48 /* characters of a node name in the message */
+
+static void node_label(const Onnx__NodeProto *np, size_t i, char *b, size_t cap)
+{
+    if (np->name && *np->name) snprintf(b, cap, "%.*s%s", UNSUP_NAME_MAX, np->name,
+                                        strlen(np->name) > UNSUP_NAME_MAX ? "..." : "");
+    else snprintf(b, cap, "%.*s_%zu", UNSUP_NAME_MAX, np->op_type ? np->op_type : "node", i);
+}
+
+/* "Op (3 nodes: a, b, c, ...)" or, without names, "Op (3 nodes)"; returns the length it needs */
+static size_t unsup_str(const unsup_t *u, const Onnx__GraphProto *gp, int names, char *b, size_t cap)
+{
+    char why[160] = "";
+    const op_def_t *d = u->why == WHY_OPSET ? op_find(u->op) : NULL;
+    if (d) snprintf(why, sizeof why, " (implemented for opsets %d..%d)", d->opset_min > ENG_OPSET_MIN ? d->opset_min : ENG_OPSET_MIN,
+                    d->opset_max ? d->opset_max : ENG_OPSET_MAX);
+    else if (u->why == WHY_ACT) snprintf(why, sizeof why, " on activations (evaluated at load on constant inputs only)");
+    else if (u->why == WHY_DOMAIN) snprintf(why, sizeof why, " (custom domain '%.40s')", u->domain);
+    size_t l = (size_t)snprintf(b, cap, "%.64s%s (%zu node%s", u->op, why, u->count, u->count == 1 ? "" : "s");
+    if (names) {
+        size_t shown = u->count < 3 ? u->count : 3;
+        for (size_t k = 0; k < shown; k++) {
+            char nm[UNSUP_NAME_MAX + 40];
+            node_label(gp->node[u->ex[k]], u->ex[k], nm, sizeof nm);
+            l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, "%s%s", k ? ", " : ": ", nm);
+        }
+        if (u->count > shown) l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, ", ...");
+    }
+    l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, ")");
+    return l;
+}
+
+static int unsup_cmp(const void *a, const void *b)
+{
+    const unsup_t *x = a, *y = b;
+    if (x->count != y->count) return x->count < y->count ? 1 : -1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* The error message: as many groups as fit, with names while there is room. */
+static int unsup_report(unsup_t *u, size_t ng, size_t nodes, const Onnx__GraphProto *gp, int opset, eng_err_t *err)
+{
+    qsort(u, ng, sizeof *u, unsup_cmp);
+    char msg[sizeof err->msg], part[512];
+    size_t cap = sizeof msg, l = (size_t)snprintf(msg, cap, "%zu unsupported op type%s at opset %d (%zu node%s): ", ng,
+                                                  ng == 1 ? "" : "s", opset, nodes, nodes == 1 ? "" : "s");
+    const char *tail = "; supported ops: `explaind ops`";
+    size_t reserve = strlen(tail) + 24; /* "; and 123456 more" */
+    /* short forms first: how many groups fit at all */
+    size_t fit = 0, used = l;
+    for (; fit < ng; fit++) {
+        size_t need = unsup_str(&u[fit], gp, 0, part, sizeof part) + (fit ? 2 : 0);
+        if (used + need + reserve >= cap) break;
+        used += need;
+    }
+    for (size_t k = 0; k < fit; k++) {
+        size_t shrt = unsup_str(&u[k], gp, 0, part, sizeof part);
+        size_t full = unsup_str(&u[k], gp, 1, part, sizeof part);
+        int names = full < sizeof part && used - shrt + full + reserve < cap;
+        if (names) used += full - shrt;
+        unsup_str(&u[k], gp, names, part, sizeof part);
+        l += (size_t)snprintf(msg + l, cap - l, "%s%s", k ? "; " : "", part);
+    }
+    if (fit < ng) l += (size_t)snprintf(msg + l, cap - l, "; and %zu more", ng - fit);
+    snprintf(msg + l, cap - l, "%s", tail);
+    return eng_errf(err, ENG_EUNSUPPORTED, "%s", msg);
+}
+
+static int scan_unsupported(const Onnx__GraphProto *gp, int opset, eng_err_t *err)
+{
+    size_t nn = gp->n_node, nv = gp->n_initializer + gp->n_input;
+    for (size_t i = 0; i < nn; i++) nv += gp->node[i]->n_output;
+    vmap_t names = {0}, groups[WHY_N] = {{0}};
+    int *prod = malloc(sizeof(int) * (nv + 1)); /* value slot -> producing node, -1: initializer or input */
+    char *cst = calloc(nv + 1, 1);                /* value slot is constant */
+    size_t *pend = calloc(nn + 1, sizeof(size_t)), *queue = malloc(sizeof(size_t) * (nn + 1));
+    size_t *cstart = calloc(nv + 2, sizeof(size_t)), *cons = NULL, *fill = NULL, nedge = 0;
+    char *done = calloc(nn + 1, 1);
+    unsup_t *u = calloc(nn + 1, sizeof *u);
+    int rc = vmap_init(&names, nv);
+    for (int w = 0; w < WHY_N; w++) rc |= vmap_init(&groups[w], nn);
+    if (rc || !prod || !cst || !pend || !queue || !cstart || !done || !u) {
+        rc = eng_errf(err, ENG_ENOMEM, "out of memory");
+        goto out;
+    }
+    int slots = 0;
+    for (size_t i = 0; i < gp->n_initializer; i++) {
+        const char *nm = gp->initializer[i]->name;
+        if (!nm || !*nm || vmap_get(&names, nm) >= 0) continue;
+        prod[slots] = -1;
+        cst[slots] = 1;
+        vmap_put(&names, (char *)nm, slots++);
+    }
+    for (size_t i = 0; i < gp->n_input; i++) {
+        const char *nm = gp->input[i]->name;
+        if (!nm || !*nm || vmap_get(&names, nm) >= 0) continue;
+        prod[slots] = -1;
+        vmap_put(&names, (char *)nm, slots++);
+    }
+    for (size_t i = 0; i < nn; i++)
+        for (size_t k = 0; k < gp->node[i]->n_output; k++) {
+            const char *nm = gp->node[i]->output[k];
+            if (!nm || !*nm || vmap_get(&names, nm) >= 0) continue; /* defined twice: build_graph says so */
+            prod[slots] = (int)i;
+            vmap_put(&names, (char *)nm, slots++);
+        }
+    /* consumers (CSR) and, per node, how many inputs wait for another node */
+    for (size_t i = 0; i < nn; i++)
+        for (size_t k = 0; k < gp->node[i]->n_input; k++) {
+            const char *nm = gp->node[i]->input[k];
+            int v = nm && *nm ? vmap_get(&names, nm) : -1;
+            if (v < 0 || prod[v] < 0) continue;
+            cstart[v + 1]++;
+            pend[i]++;
+            nedge++;
+        }
+    for (int v = 0; v < slots; v++) cstart[v + 1] += cstart[v];
+    cons = malloc(sizeof(size_t) * (nedge + 1));
+    fill = calloc((size_t)slots + 1, sizeof(size_t));
+    if (!cons || !fill) {
+        rc = eng_errf(err, ENG_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nn; i++)
+        for (size_t k = 0; k < gp->node[i]->n_input; k++) {
+            const char *nm = gp->node[i]->input[k];
+            int v = nm && *nm ? vmap_get(&names, nm) : -1;
+            if (v >= 0 && prod[v] >= 0) cons[cstart[v] + fill[v]++] = i;
+        }
+    size_t qh = 0, qt = 0, ng = 0, bad = 0;
+    for (size_t i = 0; i < nn; i++)
+        if (!pend[i]) queue[qt++] = i;
+    /* nodes in dependency order; nodes on a cycle are left for the second round, which takes them in
+     * file order, each once (build_graph's topological sort reports the cycle) */
+    for (size_t step = 0; step < 2; step++) {
+        for (; qh < qt; qh++) {
+            size_t i = queue[qh];
+            const Onnx__NodeProto *np = gp->node[i];
+            done[i] = 1;
+            const char *op = np->op_type ? np->op_type : "";
+            int all_const = 1, any = 0;
+            for (size_t k = 0; k < np->n_input; k++) {
+                const char *nm = np->input[k];
+                if (!nm || !*nm) continue;
+                int v = vmap_get(&names, nm);
+                any = 1;
+                all_const &= v >= 0 && cst[v];
+            }
+            int fold = fold_can_eval(op), why = -1;
+            const op_def_t *d = op_find(op);
+            if (np->domain && *np->domain && strcmp(np->domain, "ai.onnx")) why = WHY_DOMAIN;
+            else if (!*op) why = -1; /* no op type: build_graph reports it */
+            else if (d && ((d->opset_min && opset < d->opset_min) || (d->opset_max && opset > d->opset_max)))
+                why = fold == FOLD_CONST && any && all_const ? -1 : WHY_OPSET;
+            else if (!d && !fold) why = WHY_OP;
+            else if (!d && fold == FOLD_CONST && !(any && all_const)) why = WHY_ACT;
+            /* constant outputs: what the fold pass will evaluate (Identity and Dropout pass their input on) */
+            int out_const = fold == FOLD_CONST && any && all_const;
+            if (fold == FOLD_ALWAYS)
+                out_const = strcmp(op, "Identity") && strcmp(op, "Dropout") ? 1 : any && all_const;
+            if (why >= 0) {
+                out_const = 0;
+                bad++;
+                int gi = vmap_get(&groups[why], op);
+                if (gi < 0) {
+                    gi = (int)ng++;
+                    u[gi] = (unsup_t){.op = op, .domain = np->domain ? np->domain : "", .why = why, .first = i};
+                    vmap_put(&groups[why], (char *)op, gi);
+                }
+                if (u[gi].count < 3) u[gi].ex[u[gi].count] = i;
+                u[gi].count++;
+            }
+            for (size_t k = 0; k < np->n_output; k++) {
+                const char *nm = np->output[k];
+                int v = nm && *nm ? vmap_get(&names, nm) : -1;
+                if (v < 0 || prod[v] != (int)i) continue;
+                cst[v] = (char)out_const;
+                for (size_t c = cstart[v]; c < cstart[v + 1]; c++)
+                    if (--pend[cons[c]] == 0 && !step) queue[qt++] = cons[c];
+            }
+        }
+        for (size_t i = 0; i < nn && !step; i++)
+            if (!done[i]) queue[qt++] = i;
+    }
+    rc = bad ? unsup_report(u, ng, bad, gp, opset, err) : ENG_OK;
+out:
+    vmap_free(&names);
+    for (int w = 0; w < WHY_N; w++) vmap_free(&groups[w]);
+    free(prod); free(cst); free(pend); free(queue); free(cstart); free(cons); free(fill); free(done); free(u);
+    return rc;
+}
+
 static int build_graph(graph_t *g, const Onnx__ModelProto *m, const char *base_dir, const graph_opts_t *opts,
                        eng_err_t *err)
 {
@@ -404,16 +611,18 @@ static int build_graph(graph_t *g, const Onnx__ModelProto *m, const char *base_d
         if (!os->domain || !*os->domain || !strcmp(os->domain, "ai.onnx")) g->opset = (int)os->version;
     }
     if (!g->opset && m->n_opset_import == 0) g->opset = 9; /* very old files: assume the oldest we support */
-    if (g->opset < 7 || g->opset > 18)
-        return eng_errf(err, ENG_EUNSUPPORTED, "opset %d is not supported (supported: 7..18, tested 9..18)", g->opset);
+    if (g->opset < ENG_OPSET_MIN || g->opset > ENG_OPSET_MAX)
+        return eng_errf(err, ENG_EUNSUPPORTED, "opset %d is not supported (supported: %d..%d, tested 9..18)", g->opset,
+                        ENG_OPSET_MIN, ENG_OPSET_MAX);
     const Onnx__GraphProto *gp = m->graph;
     if (!gp) return eng_errf(err, ENG_EFORMAT, "the file has no graph");
+    int rc = scan_unsupported(gp, g->opset, err);
+    if (rc) return rc;
     if (!gp->n_output) return eng_errf(err, ENG_EFORMAT, "the graph has no output");
 
     vmap_t map;
     size_t expect = gp->n_initializer + gp->n_input + gp->n_node * 2 + 16;
     if (vmap_init(&map, expect)) return eng_errf(err, ENG_ENOMEM, "out of memory");
-    int rc = ENG_OK;
 
     for (size_t i = 0; i < gp->n_initializer && !rc; i++) {
         const Onnx__TensorProto *t = gp->initializer[i];

@@ -35,5 +35,6 @@ int cli_sanity(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_healthcheck(int argc, char **argv);
+int cli_ops(int argc, char **argv); /* cli_ops.c */
 
 #endif

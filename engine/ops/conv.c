@@ -369,4 +369,4 @@ static void conv_backward(const node_t *nd, const exec_t *e)
 }
 
 const op_def_t op_conv = {.name = "Conv", .init = conv_init, .forward = conv_forward, .backward = conv_backward, .unary = 0,
-    .opset_min = 1, .opset_max = 0, .doc = "2-D, NCHW: strides, pads, dilations, groups (depthwise has its own loop), auto_pad"};
+    .opset_min = 1, .opset_max = 0, .doc = "2-D, NCHW, constant weight and bias: strides, pads, dilations, group (depthwise has its own loop), auto_pad"};

@@ -113,6 +113,6 @@ static void gemm_backward(const node_t *nd, const exec_t *e)
 }
 
 const op_def_t op_gemm = {.name = "Gemm", .init = gemm_init, .forward = gemm_forward, .backward = gemm_backward, .unary = 0,
-    .opset_min = 1, .opset_max = 0, .doc = "activation × constant weight (transA = 0), alpha, beta, bias"};
+    .opset_min = 1, .opset_max = 0, .doc = "2-D activation × constant B (transB), alpha, beta, constant C per output or scalar; transA = 1 is refused"};
 const op_def_t op_matmul = {.name = "MatMul", .init = matmul_init, .forward = gemm_forward, .backward = gemm_backward, .unary = 0,
-    .opset_min = 1, .opset_max = 0, .doc = "activation × constant matrix"};
+    .opset_min = 1, .opset_max = 0, .doc = "activation (rank >= 2) × constant matrix"};

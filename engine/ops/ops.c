@@ -22,3 +22,49 @@ const op_def_t *op_find(const char *op_type)
         if (!strcmp(table[i]->name, op_type)) return table[i];
     return NULL;
 }
+
+/* ---- the listing (engine.h) ---------------------------------------------------------------------- */
+#define N_TABLE ((int)(sizeof table / sizeof table[0]))
+
+/* the k-th fold-pass op that has no table row, or -1 */
+static int load_only_op(int k)
+{
+    for (int i = 0; i < fold_op_count(); i++) {
+        int when;
+        const char *doc, *name = fold_op_info(i, &when, &doc);
+        if (!op_find(name) && k-- == 0) return i;
+    }
+    return -1;
+}
+
+int eng_op_count(void)
+{
+    int n = N_TABLE;
+    while (load_only_op(n - N_TABLE) >= 0) n++;
+    return n;
+}
+
+void eng_op_info(int i, eng_op_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (i < 0) return;
+    if (i < N_TABLE) {
+        const op_def_t *d = table[i];
+        out->name = d->name;
+        /* the row's range within the loader's (a row may say 1 or 0 = unbounded) */
+        out->opset_min = d->opset_min > ENG_OPSET_MIN ? d->opset_min : ENG_OPSET_MIN;
+        out->opset_max = d->opset_max && d->opset_max < ENG_OPSET_MAX ? d->opset_max : ENG_OPSET_MAX;
+        out->kind = ENG_OP_TABLE;
+        out->backward = d->backward != NULL;
+        out->unary = d->unary;
+        out->doc = d->doc ? d->doc : "";
+        return;
+    }
+    int f = load_only_op(i - N_TABLE);
+    if (f < 0) return;
+    int when;
+    out->name = fold_op_info(f, &when, &out->doc);
+    out->opset_min = ENG_OPSET_MIN;
+    out->opset_max = ENG_OPSET_MAX;
+    out->kind = when == FOLD_ALWAYS ? ENG_OP_LOAD_ALWAYS : ENG_OP_LOAD_CONST;
+}

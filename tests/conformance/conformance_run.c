@@ -3,7 +3,7 @@
  * small machine) and every engine quantity the tests compare is computed from that one graph.
  *
  *   conformance_run --model M.onnx --input X.f32 --n N --out PREFIX [--value NAME] [--value-alt NAME]
- *                   [--target K] [--single] [--threads T] [--dump LIST] [--no-fold-bn]
+ *                   [--target K] [--single] [--threads T] [--dump LIST] [--no-fold-bn] [--forward-only]
  *
  *   batch    forward on the N images at once, backward seeded with one-hot at each image's argmax:
  *            PREFIX.batch.{logits,input_grad[,value,value_grad]}.f32
@@ -18,6 +18,8 @@
  *            values after the batch forward, and after each single forward with --single:
  *            PREFIX.{batch,single}.dump.f32, the values one after the other, each N x size floats.
  *   --value-alt NAME reports whether NAME (e.g. a node name) resolves to the same value as --value.
+ *   --forward-only   the batch forward alone: PREFIX.batch.logits.f32 (and .value), no backward, so
+ *            ops without a backward run too (the ONNX backend cases); not with --target/--single/--threads.
  * Files are little-endian float32, batch-major. stdout: one JSON line (shapes, targets per mode,
  * seconds per phase, dump sizes). Exit 0; 2 with "error: <message>" on stderr when the model does
  * not load or a name is unknown; 3 when a pass fails.
@@ -78,15 +80,15 @@ static int write_f32(const char *prefix, const char *key, const float *p, size_t
     return fclose(f) == 0 && w == count ? 0 : -1;
 }
 
-static int outs_write(const outs_t *o, const ctx_t *c, int n, const char *prefix, const char *mode)
+static int outs_write(const outs_t *o, const ctx_t *c, int n, const char *prefix, const char *mode, int grads)
 {
     char p[1100];
     snprintf(p, sizeof p, "%s.%s", prefix, mode);
     int rc = write_f32(p, "logits", o->logits, (size_t)n * c->out_size);
-    rc |= write_f32(p, "input_grad", o->ig, (size_t)n * c->in_size);
+    if (grads) rc |= write_f32(p, "input_grad", o->ig, (size_t)n * c->in_size);
     if (o->vv) {
         rc |= write_f32(p, "value", o->vv, (size_t)n * c->val_size);
-        rc |= write_f32(p, "value_grad", o->vg, (size_t)n * c->val_size);
+        if (grads) rc |= write_f32(p, "value_grad", o->vg, (size_t)n * c->val_size);
     }
     return rc;
 }
@@ -182,7 +184,7 @@ static int fail(const char *what, const eng_err_t *err)
 int main(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *value = NULL, *value_alt = NULL, *prefix = NULL, *dump = NULL;
-    int n = 1, target = -1, threads = 0, single = 0;
+    int n = 1, target = -1, threads = 0, single = 0, forward_only = 0;
     graph_opts_t opts = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -197,14 +199,20 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--out") && v) prefix = argv[++i];
         else if (!strcmp(a, "--single")) single = 1;
         else if (!strcmp(a, "--no-fold-bn")) opts.no_fold_bn = 1;
+        else if (!strcmp(a, "--forward-only")) forward_only = 1;
         else {
             fprintf(stderr, "usage: conformance_run --model M --input X.f32 --n N --out PREFIX [--value NAME] "
-                            "[--value-alt NAME] [--target K] [--single] [--threads T] [--dump LIST] [--no-fold-bn]\n");
+                            "[--value-alt NAME] [--target K] [--single] [--threads T] [--dump LIST] [--no-fold-bn] "
+                            "[--forward-only]\n");
             return 1;
         }
     }
     if (!model || !input || !prefix || n < 1 || threads < 0) {
         fprintf(stderr, "error: --model, --input and --out are required, --n >= 1\n");
+        return 1;
+    }
+    if (forward_only && (target >= 0 || single || threads)) {
+        fprintf(stderr, "error: --forward-only runs the batch forward alone (no --target, --single, --threads)\n");
         return 1;
     }
     eng_set_blas_threads(1);
@@ -290,8 +298,8 @@ int main(int argc, char **argv)
         snprintf(p, sizeof p, "%s.batch", prefix);
         write_f32(p, "dump", dbuf, (size_t)n * dtotal);
     }
-    if (backward(ws, &c, 0, n, -1, &ob, seed, &err)) return fail("batch backward", &err);
-    if (outs_write(&ob, &c, n, prefix, "batch")) return fail("writing batch outputs", &err);
+    if (!forward_only && backward(ws, &c, 0, n, -1, &ob, seed, &err)) return fail("batch backward", &err);
+    if (outs_write(&ob, &c, n, prefix, "batch", !forward_only)) return fail("writing batch outputs", &err);
     double t_batch = now_s() - tb, t_fixed = 0;
     if (target >= 0) {
         double tf = now_s();
@@ -315,7 +323,7 @@ int main(int argc, char **argv)
             if (dbuf) dump_copy(ws, dids, dsizes, nd, n, b, 1, dbuf);
             if (backward(ws, &c, b, 1, -1, &os, seed, &err)) return fail("single backward", &err);
         }
-        if (outs_write(&os, &c, n, prefix, "single")) return fail("writing single outputs", &err);
+        if (outs_write(&os, &c, n, prefix, "single", 1)) return fail("writing single outputs", &err);
         if (dbuf) {
             snprintf(p, sizeof p, "%s.single", prefix);
             write_f32(p, "dump", dbuf, (size_t)n * dtotal);
@@ -347,7 +355,7 @@ int main(int argc, char **argv)
             }
             char tag[16];
             snprintf(tag, sizeof tag, "t%d", t);
-            if (outs_write(&jobs[t].o, &c, 1, prefix, tag)) rc = 3;
+            if (outs_write(&jobs[t].o, &c, 1, prefix, tag, 1)) rc = 3;
             ttargets[t] = jobs[t].o.targets[0];
             outs_free(&jobs[t].o);
         }
@@ -364,7 +372,7 @@ int main(int argc, char **argv)
         printf("], \"value_name\": \"%s\"", val.name);
     }
     if (value_alt) printf(", \"value_alt_same\": %s", alt == c.value ? "true" : "false");
-    print_targets("targets", ob.targets, n);
+    if (!forward_only) print_targets("targets", ob.targets, n);
     if (target >= 0) print_targets("fixed_targets", of.targets, n);
     if (single) print_targets("single_targets", os.targets, n);
     if (threads) print_targets("thread_targets", ttargets, threads);
