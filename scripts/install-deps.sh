@@ -8,7 +8,7 @@ BUILD_PKGS="gcc make pkg-config libmicrohttpd-dev libjansson-dev libstb-dev libo
  libopenblas-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libpng-dev libjpeg62-turbo-dev curl"
 TEST_PKGS="python3 python3-torch python3-torchvision python3-onnx python3-pytest python3-numpy
  python3-scipy python3-skimage python3-jsonschema python3-requests python3-yaml libcmocka-dev
- dataset-fashion-mnist"
+ dataset-fashion-mnist libonnx-testdata"
 BENCH_PKGS="python3 python3-torch python3-torchvision python3-onnx python3-numpy python3-scipy python3-skimage
  python3-pil wrk"
 case "${1:-run}" in

@@ -4,6 +4,7 @@
 #define EXPLAIND_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "service.h"
 
@@ -36,5 +37,8 @@ int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_healthcheck(int argc, char **argv);
 int cli_ops(int argc, char **argv); /* cli_ops.c */
+/* The op listing in one of its forms (docs/OPS.md is the markdown form); 0, or 3 out of memory. */
+enum { CLI_OPS_TEXT, CLI_OPS_JSON, CLI_OPS_MARKDOWN };
+int cli_ops_print(FILE *f, int form);
 
 #endif

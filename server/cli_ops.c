@@ -24,27 +24,27 @@ static const char *when_str(int kind)
     return kind == ENG_OP_TABLE ? "per image" : kind == ENG_OP_LOAD_ALWAYS ? "at load" : "at load, constant inputs only";
 }
 
-static void print_text(const eng_op_info_t *ops, int n)
+static void print_text(FILE *f, const eng_op_info_t *ops, int n)
 {
-    printf("Ops on activations (ONNX opsets %d..%d are accepted; ai.onnx domain only):\n", ENG_OPSET_MIN, ENG_OPSET_MAX);
-    printf("%-22s %-8s %-9s %-6s %s\n", "op", "opsets", "backward", "unary", "what runs");
+    fprintf(f, "Ops on activations (ONNX opsets %d..%d are accepted; ai.onnx domain only):\n", ENG_OPSET_MIN, ENG_OPSET_MAX);
+    fprintf(f, "%-22s %-8s %-9s %-6s %s\n", "op", "opsets", "backward", "unary", "what runs");
     for (int i = 0; i < n; i++) {
         const eng_op_info_t *o = &ops[i];
         if (o->kind != ENG_OP_TABLE) continue;
         char range[16];
         snprintf(range, sizeof range, "%d-%d", o->opset_min, o->opset_max);
-        printf("%-22s %-8s %-9s %-6s %s\n", o->name, range, o->backward ? "yes" : "no", o->unary ? "yes" : "no", o->doc);
+        fprintf(f, "%-22s %-8s %-9s %-6s %s\n", o->name, range, o->backward ? "yes" : "no", o->unary ? "yes" : "no", o->doc);
     }
-    printf("\nLoad-time only (evaluated or removed when the model loads; never run per image):\n");
-    printf("%-22s %-30s %s\n", "op", "when", "what");
+    fprintf(f, "\nLoad-time only (evaluated or removed when the model loads; never run per image):\n");
+    fprintf(f, "%-22s %-30s %s\n", "op", "when", "what");
     for (int i = 0; i < n; i++) {
         const eng_op_info_t *o = &ops[i];
         if (o->kind == ENG_OP_TABLE) continue;
-        printf("%-22s %-30s %s\n", o->name, when_str(o->kind), o->doc);
+        fprintf(f, "%-22s %-30s %s\n", o->name, when_str(o->kind), o->doc);
     }
 }
 
-static void print_json(const eng_op_info_t *ops, int n)
+static void print_json(FILE *f, const eng_op_info_t *ops, int n)
 {
     json_t *arr = json_array();
     for (int i = 0; i < n; i++) {
@@ -56,23 +56,24 @@ static void print_json(const eng_op_info_t *ops, int n)
     }
     json_t *doc = json_pack("{s:[i, i], s:o}", "opsets", ENG_OPSET_MIN, ENG_OPSET_MAX, "ops", arr);
     char *s = json_dumps(doc, JSON_INDENT(2));
-    puts(s);
+    fputs(s, f);
+    fputc('\n', f);
     free(s);
     json_decref(doc);
 }
 
 /* table cells: '|' would end the cell */
-static void md_cell(const char *s)
+static void md_cell(FILE *f, const char *s)
 {
     for (; *s; s++) {
-        if (*s == '|') fputs("\\|", stdout);
-        else putchar(*s);
+        if (*s == '|') fputs("\\|", f);
+        else fputc(*s, f);
     }
 }
 
-static void print_markdown(const eng_op_info_t *ops, int n)
+static void print_markdown(FILE *f, const eng_op_info_t *ops, int n)
 {
-    printf("# Ops\n\n"
+    fprintf(f, "# Ops\n\n"
            "What the engine runs. Generated from the engine's op table by `explaind ops --markdown` (`make docs-ops`\n"
            "writes this file; `make test` fails when it differs from what the binary prints). `explaind ops --json`\n"
            "gives the same list to programs.\n\n"
@@ -82,19 +83,19 @@ static void print_markdown(const eng_op_info_t *ops, int n)
            "Flatten at axis 0, a reduction, concatenation or softmax over axis 0, a reshape that moves the batch ...)\n"
            "is refused at load with a message that says so, never run wrongly.\n\n",
            ENG_OPSET_MIN, ENG_OPSET_MAX);
-    printf("## On activations\n\n"
+    fprintf(f, "## On activations\n\n"
            "Run per image, forward and (where *backward* says yes) the data backward that explanation methods use.\n"
            "*Unary* ops are element-wise: methods such as guided backprop may replace their backward rule.\n\n"
            "| op | opsets | backward | unary | what runs |\n|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         const eng_op_info_t *o = &ops[i];
         if (o->kind != ENG_OP_TABLE) continue;
-        printf("| %s | %d–%d | %s | %s | ", o->name, o->opset_min, o->opset_max, o->backward ? "yes" : "no",
+        fprintf(f, "| %s | %d–%d | %s | %s | ", o->name, o->opset_min, o->opset_max, o->backward ? "yes" : "no",
                o->unary ? "yes" : "no");
-        md_cell(o->doc);
-        printf(" |\n");
+        md_cell(f, o->doc);
+        fprintf(f, " |\n");
     }
-    printf("\n## At load only\n\n"
+    fprintf(f, "\n## At load only\n\n"
            "Evaluated (or removed) while the model loads, so they never run per image: the shape arithmetic\n"
            "exporters emit around Reshape and Flatten folds to constants. Ops marked *constant inputs only* are\n"
            "evaluated when every input is a constant (an initializer or an earlier folded value); on an\n"
@@ -103,15 +104,15 @@ static void print_markdown(const eng_op_info_t *ops, int n)
     for (int i = 0; i < n; i++) {
         const eng_op_info_t *o = &ops[i];
         if (o->kind == ENG_OP_TABLE) continue;
-        printf("| %s | %s | ", o->name, o->kind == ENG_OP_LOAD_ALWAYS ? "always" : "constant inputs only");
-        md_cell(o->doc);
-        printf(" |\n");
+        fprintf(f, "| %s | %s | ", o->name, o->kind == ENG_OP_LOAD_ALWAYS ? "always" : "constant inputs only");
+        md_cell(f, o->doc);
+        fprintf(f, " |\n");
     }
 }
 
 int cli_ops(int argc, char **argv)
 {
-    int form = 0; /* 0 text, 1 json, 2 markdown */
+    int form = CLI_OPS_TEXT;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: explaind ops [--json | --markdown]\n"
@@ -119,13 +120,18 @@ int cli_ops(int argc, char **argv)
                    "evaluated or removed at load. --markdown prints docs/OPS.md.\n");
             return 0;
         }
-        if (!strcmp(argv[i], "--json")) form = 1;
-        else if (!strcmp(argv[i], "--markdown")) form = 2;
+        if (!strcmp(argv[i], "--json")) form = CLI_OPS_JSON;
+        else if (!strcmp(argv[i], "--markdown")) form = CLI_OPS_MARKDOWN;
         else {
             fprintf(stderr, "explaind ops: unexpected argument '%s'\n", argv[i]);
             return 2;
         }
     }
+    return cli_ops_print(stdout, form);
+}
+
+int cli_ops_print(FILE *f, int form)
+{
     int n = eng_op_count();
     eng_op_info_t *ops = calloc((size_t)n + 1, sizeof *ops);
     if (!ops) {
@@ -134,9 +140,9 @@ int cli_ops(int argc, char **argv)
     }
     for (int i = 0; i < n; i++) eng_op_info(i, &ops[i]);
     qsort(ops, (size_t)n, sizeof *ops, by_name);
-    if (form == 1) print_json(ops, n);
-    else if (form == 2) print_markdown(ops, n);
-    else print_text(ops, n);
+    if (form == CLI_OPS_JSON) print_json(f, ops, n);
+    else if (form == CLI_OPS_MARKDOWN) print_markdown(f, ops, n);
+    else print_text(f, ops, n);
     free(ops);
     return 0;
 }

@@ -24,7 +24,10 @@ static int bn_init(graph_t *g, node_t *n, eng_err_t *err)
     if (n->n_in < 5) return node_err(g, n, err, ENG_EFORMAT, "needs 5 inputs");
     for (int k = 1; k < 5; k++)
         if ((rc = node_need_const(g, n, k, err))) return rc;
-    if (attr_int(n, "training_mode", 0)) return node_err(g, n, err, ENG_EUNSUPPORTED, "training_mode=1");
+    if (attr_int(n, "training_mode", 0))
+        return node_err(g, n, err, ENG_EUNSUPPORTED,
+                        "training_mode=1 normalizes with the statistics of the batch (it mixes the images); "
+                        "export the model in eval mode");
     const value_t *x = nin(g, n, 0);
     if (x->rank < 2) return node_err(g, n, err, ENG_EFORMAT, "input rank < 2");
     int C = (int)x->dims[1];
