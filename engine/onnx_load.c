@@ -566,10 +566,10 @@ static int scan_unsupported(const Onnx__GraphProto *gp, int opset, eng_err_t *er
                 why = fold == FOLD_CONST && any && all_const ? -1 : WHY_OPSET;
             else if (!d && !fold) why = WHY_OP;
             else if (!d && fold == FOLD_CONST && !(any && all_const)) why = WHY_ACT;
-            /* constant outputs: what the fold pass will evaluate (Identity and Dropout pass their input on) */
-            int out_const = fold == FOLD_CONST && any && all_const;
-            if (fold == FOLD_ALWAYS)
-                out_const = strcmp(op, "Identity") && strcmp(op, "Dropout") ? 1 : any && all_const;
+            /* constant outputs, as graph_fold_constants will see them: it evaluates every node whose inputs
+             * are all constant, and Constant and Shape always (Identity and Dropout pass their input on) */
+            int out_const = any && all_const;
+            if (fold == FOLD_ALWAYS && strcmp(op, "Identity") && strcmp(op, "Dropout")) out_const = 1;
             if (why >= 0) {
                 out_const = 0;
                 bad++;

@@ -324,4 +324,4 @@ const op_def_t op_unsqueeze = {.name = "Unsqueeze", .init = unsqueeze_init, .for
 const op_def_t op_concat = {.name = "Concat", .init = concat_init, .forward = concat_forward, .backward = concat_backward, .unary = 0,
     .opset_min = 1, .opset_max = 0, .doc = "along a non-batch axis"};
 const op_def_t op_pad = {.name = "Pad", .init = pad_init, .forward = pad_forward, .backward = pad_backward, .unary = 0,
-    .opset_min = 1, .opset_max = 17, .doc = "constant, reflect and edge modes; pads as attribute before opset 11, input from 11"};
+    .opset_min = 1, .opset_max = 0, .doc = "constant, reflect and edge modes; pads as attribute before opset 11, input from 11"};

@@ -139,19 +139,16 @@ def select(model, ops):
         all_const = bool(ins) and all(x in const for x in ins)
         if n.op_type in table:
             a, b = table[n.op_type]["opsets"]
-            if not a <= opset <= b:
+            if not a <= opset <= b and not all_const:
                 return (f"{n.op_type} runs at opsets {a}..{b}, the case is opset {opset}", n.op_type)
-            if all_const:
-                const.update(n.output)
-        elif n.op_type in load_always:
-            if n.op_type not in ("Identity", "Dropout") or all_const:
-                const.update(n.output)
         elif n.op_type in load_const:
             if not all_const:
                 return (f"{n.op_type} on an activation (the engine evaluates it at load on constants only)", n.op_type)
-            const.update(n.output)
-        else:
+        elif n.op_type not in load_always:
             return (f"op {n.op_type} is not in the engine's list", n.op_type)
+        # the fold pass evaluates every node whose inputs are all constant, and Constant and Shape always
+        if all_const or (n.op_type in load_always and n.op_type not in ("Identity", "Dropout")):
+            const.update(n.output)
     return None
 
 
