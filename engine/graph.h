@@ -114,6 +114,12 @@ typedef struct op_def {
 } op_def_t;
 
 const op_def_t *op_find(const char *op_type);
+/* Ops the fold pass (fold.c) runs without the op table: FOLD_ALWAYS (Constant, Shape, Identity, Dropout) or
+ * FOLD_CONST (fold_eval_node, when every input is constant); 0 for any other op. */
+enum { FOLD_ALWAYS = 1, FOLD_CONST = 2 };
+int fold_can_eval(const char *op_type);
+int fold_op_count(void);
+const char *fold_op_info(int i, int *when, const char **doc);
 
 #define SCRATCH_BATCH_CAP ((size_t)2 << 20) /* 8 MiB of floats for batched im2col per workspace */
 
@@ -150,12 +156,6 @@ int graph_topo_sort(graph_t *g, eng_err_t *err);  /* also compacts away dead nod
 int graph_init_node(graph_t *g, int node, eng_err_t *err); /* (re)run the op's init: shapes, costs */
 int graph_add_alias(graph_t *g, const char *name, int value);
 int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err); /* one constant node -> constant outputs */
-/* Ops the fold pass runs without the op table: FOLD_ALWAYS (Constant, Shape, Identity, Dropout) or
- * FOLD_CONST (fold_eval_node, when every input is constant); 0 for any other op. */
-enum { FOLD_ALWAYS = 1, FOLD_CONST = 2 };
-int fold_can_eval(const char *op_type);
-int fold_op_count(void);
-const char *fold_op_info(int i, int *when, const char **doc);
 
 /* sgemm wrapper, row-major: C[M,N] = alpha * op(A) op(B) + beta * C */
 void eng_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
