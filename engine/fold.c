@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int is_op(const node_t *n, const char *t) { return !strcmp(n->op_type, t); }
-
 /* The ops this pass runs without the op table, for the loader's pre-scan and `explaind ops`. Keep it
  * in step with fold_eval_node and graph_fold_constants (tests/ops_doc checks the names). */
 static const struct {
@@ -35,8 +33,9 @@ static const struct {
     {"Slice", FOLD_CONST, "starts, ends, axes, steps (attributes before opset 10, inputs from 10)"},
     {"Transpose", FOLD_CONST, "perm"}, {"Add", FOLD_CONST, ""}, {"Sub", FOLD_CONST, ""}, {"Mul", FOLD_CONST, ""},
     {"Div", FOLD_CONST, ""}, {"Pow", FOLD_CONST, "numpy broadcasting"}, {"Sqrt", FOLD_CONST, "element-wise"},
-    {"Neg", FOLD_CONST, "element-wise"}, {"Equal", FOLD_CONST, "numpy broadcasting"}, {"Where", FOLD_CONST, "numpy broadcasting"},
-    {"ConstantOfShape", FOLD_CONST, "value"}, {"Range", FOLD_CONST, "start, limit, delta"}, {"Flatten", FOLD_CONST, ""},
+    {"Neg", FOLD_CONST, "element-wise"}, {"Equal", FOLD_CONST, "numpy broadcasting"},
+    {"Where", FOLD_CONST, "numpy broadcasting"}, {"ConstantOfShape", FOLD_CONST, "value"},
+    {"Range", FOLD_CONST, "start, limit, delta"}, {"Flatten", FOLD_CONST, ""},
 };
 int fold_op_count(void) { return (int)(sizeof fold_ops / sizeof fold_ops[0]); }
 const char *fold_op_info(int i, int *when, const char **doc)
@@ -51,6 +50,8 @@ int fold_can_eval(const char *op_type)
         if (!strcmp(fold_ops[i].op, op_type)) return fold_ops[i].when;
     return 0;
 }
+
+static int is_op(const node_t *n, const char *t) { return !strcmp(n->op_type, t); }
 
 /* Replace every use of value `from` by `to` in live nodes after `after`. */
 static void replace_uses(graph_t *g, int from, int to)
