@@ -424,8 +424,9 @@ static size_t unsup_str(const unsup_t *u, const Onnx__GraphProto *gp, int names,
 {
     char why[160] = "";
     const op_def_t *d = u->why == WHY_OPSET ? op_find(u->op) : NULL;
-    if (d) snprintf(why, sizeof why, " (implemented for opsets %d..%d)", d->opset_min > ENG_OPSET_MIN ? d->opset_min : ENG_OPSET_MIN,
-                    d->opset_max ? d->opset_max : ENG_OPSET_MAX);
+    if (d)
+        snprintf(why, sizeof why, " (implemented for opsets %d..%d)",
+                 d->opset_min > ENG_OPSET_MIN ? d->opset_min : ENG_OPSET_MIN, d->opset_max ? d->opset_max : ENG_OPSET_MAX);
     else if (u->why == WHY_ACT) snprintf(why, sizeof why, " on activations (load-time only: constant inputs)");
     else if (u->why == WHY_DOMAIN) snprintf(why, sizeof why, " (custom domain '%.40s')", u->domain);
     size_t l = (size_t)snprintf(b, cap, "%.64s%s (%zu node%s", u->op, why, u->count, u->count == 1 ? "" : "s");

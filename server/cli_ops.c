@@ -21,19 +21,22 @@ static int by_name(const void *a, const void *b)
 
 static const char *when_str(int kind)
 {
-    return kind == ENG_OP_TABLE ? "per image" : kind == ENG_OP_LOAD_ALWAYS ? "at load" : "at load, constant inputs only";
+    if (kind == ENG_OP_TABLE) return "per image";
+    return kind == ENG_OP_LOAD_ALWAYS ? "at load" : "at load, constant inputs only";
 }
 
 static void print_text(FILE *f, const eng_op_info_t *ops, int n)
 {
-    fprintf(f, "Ops on activations (ONNX opsets %d..%d are accepted; ai.onnx domain only):\n", ENG_OPSET_MIN, ENG_OPSET_MAX);
+    fprintf(f, "Ops on activations (ONNX opsets %d..%d are accepted; ai.onnx domain only):\n", ENG_OPSET_MIN,
+            ENG_OPSET_MAX);
     fprintf(f, "%-22s %-8s %-9s %-6s %s\n", "op", "opsets", "backward", "unary", "what runs");
     for (int i = 0; i < n; i++) {
         const eng_op_info_t *o = &ops[i];
         if (o->kind != ENG_OP_TABLE) continue;
         char range[16];
         snprintf(range, sizeof range, "%d-%d", o->opset_min, o->opset_max);
-        fprintf(f, "%-22s %-8s %-9s %-6s %s\n", o->name, range, o->backward ? "yes" : "no", o->unary ? "yes" : "no", o->doc);
+        fprintf(f, "%-22s %-8s %-9s %-6s %s\n", o->name, range, o->backward ? "yes" : "no", o->unary ? "yes" : "no",
+                o->doc);
     }
     fprintf(f, "\nLoad-time only (evaluated or removed when the model loads; never run per image):\n");
     fprintf(f, "%-22s %-30s %s\n", "op", "when", "what");

@@ -104,7 +104,8 @@ static void test_every_op_the_fold_pass_names_is_declared(void **st)
         if (word) {
             char op[64];
             snprintf(op, sizeof op, "%.*s", (int)(q - p - 1), p + 1);
-            if (!fold_can_eval(op)) fail_msg("engine/fold.c evaluates '%s' but its fold_ops table does not list it", op);
+            if (!fold_can_eval(op))
+                fail_msg("engine/fold.c evaluates '%s' but its fold_ops table does not list it", op);
             seen++;
         }
         p = q + 1;
