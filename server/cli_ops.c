@@ -79,7 +79,8 @@ static void print_markdown(FILE *f, const eng_op_info_t *ops, int n)
     fprintf(f, "# Ops\n\n"
            "What the engine runs. Generated from the engine's op table by `explaind ops --markdown` (`make docs-ops`\n"
            "writes this file; `make test` fails when it differs from what the binary prints). `explaind ops --json`\n"
-           "gives the same list to programs.\n\n"
+           "gives the same list to programs; `make onnx-backend` runs the ONNX project's own backend test cases\n"
+           "of these ops through the engine (tests/onnx_backend/).\n\n"
            "The loader accepts ONNX opsets %d to %d, ai.onnx domain only. A model that uses anything else is refused\n"
            "at load with one error naming every unsupported node, grouped by op type.\n\n"
            "Every activation keeps the batch as its first dimension: an op that would mix the images of a batch (a\n"
@@ -99,10 +100,11 @@ static void print_markdown(FILE *f, const eng_op_info_t *ops, int n)
         fprintf(f, " |\n");
     }
     fprintf(f, "\n## At load only\n\n"
-           "Evaluated (or removed) while the model loads, so they never run per image: the shape arithmetic\n"
-           "exporters emit around Reshape and Flatten folds to constants. Ops marked *constant inputs only* are\n"
+           "Evaluated (or removed) while the model loads, so they never run per image: the shape arithmetic that\n"
+           "exporters write around Reshape and Flatten becomes constants. Ops marked *constant inputs only* are\n"
            "evaluated when every input is a constant (an initializer or an earlier folded value); on an\n"
-           "activation they are unsupported unless the table above has them.\n\n"
+           "activation they are unsupported unless the table above has them. Any node whose inputs are all\n"
+           "constant is evaluated at load the same way.\n\n"
            "| op | when | what |\n|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         const eng_op_info_t *o = &ops[i];
