@@ -103,8 +103,7 @@ static void print_markdown(FILE *f, const eng_op_info_t *ops, int n)
            "Evaluated (or removed) while the model loads, so they never run per image: the shape arithmetic that\n"
            "exporters write around Reshape and Flatten becomes constants. Ops marked *constant inputs only* are\n"
            "evaluated when every input is a constant (an initializer or an earlier folded value); on an\n"
-           "activation they are unsupported unless the table above has them. Any node whose inputs are all\n"
-           "constant is evaluated at load the same way.\n\n"
+           "activation they are unsupported unless the table above has them.\n\n"
            "| op | when | what |\n|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         const eng_op_info_t *o = &ops[i];
