@@ -419,26 +419,24 @@ static void node_label(const Onnx__NodeProto *np, size_t i, char *b, size_t cap)
     else snprintf(b, cap, "%.*s_%zu", UNSUP_NAME_MAX, np->op_type ? np->op_type : "node", i);
 }
 
-/* "Op (3 nodes: a, b, c, ...)" or, without names, "Op (3 nodes)"; returns the length it needs */
-static size_t unsup_str(const unsup_t *u, const Onnx__GraphProto *gp, int names, char *b, size_t cap)
+/* "Op (5 nodes: a, b, ...)" with the first `shown` (0..3) node names; returns the length it needs */
+static size_t unsup_str(const unsup_t *u, const Onnx__GraphProto *gp, size_t shown, char *b, size_t cap)
 {
     char why[160] = "";
     const op_def_t *d = u->why == WHY_OPSET ? op_find(u->op) : NULL;
     if (d)
         snprintf(why, sizeof why, " (implemented for opsets %d..%d)",
                  d->opset_min > ENG_OPSET_MIN ? d->opset_min : ENG_OPSET_MIN, d->opset_max ? d->opset_max : ENG_OPSET_MAX);
-    else if (u->why == WHY_ACT) snprintf(why, sizeof why, " on activations (load-time only: constant inputs)");
+    else if (u->why == WHY_ACT) snprintf(why, sizeof why, " on activations (load-time only)");
     else if (u->why == WHY_DOMAIN) snprintf(why, sizeof why, " (custom domain '%.40s')", u->domain);
     size_t l = (size_t)snprintf(b, cap, "%.64s%s (%zu node%s", u->op, why, u->count, u->count == 1 ? "" : "s");
-    if (names) {
-        size_t shown = u->count < 3 ? u->count : 3;
-        for (size_t k = 0; k < shown; k++) {
-            char nm[UNSUP_NAME_MAX + 40];
-            node_label(gp->node[u->ex[k]], u->ex[k], nm, sizeof nm);
-            l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, "%s%s", k ? ", " : ": ", nm);
-        }
-        if (u->count > shown) l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, ", ...");
+    if (shown > u->count) shown = u->count;
+    for (size_t k = 0; k < shown; k++) {
+        char nm[UNSUP_NAME_MAX + 40];
+        node_label(gp->node[u->ex[k]], u->ex[k], nm, sizeof nm);
+        l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, "%s%s", k ? ", " : ": ", nm);
     }
+    if (shown && u->count > shown) l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, ", ...");
     l += (size_t)snprintf(l < cap ? b + l : NULL, l < cap ? cap - l : 0, ")");
     return l;
 }
@@ -450,7 +448,8 @@ static int unsup_cmp(const void *a, const void *b)
     return x->first < y->first ? -1 : x->first > y->first;
 }
 
-/* The error message: as many groups as fit, with names while there is room. */
+/* The error message: as many groups as fit, then node names while there is room, one more name per
+ * group in each round (so every group shows an example before any shows three). */
 static int unsup_report(unsup_t *u, size_t ng, size_t nodes, const Onnx__GraphProto *gp, int opset, eng_err_t *err)
 {
     qsort(u, ng, sizeof *u, unsup_cmp);
@@ -459,19 +458,23 @@ static int unsup_report(unsup_t *u, size_t ng, size_t nodes, const Onnx__GraphPr
                                                   ng == 1 ? "" : "s", opset, nodes, nodes == 1 ? "" : "s");
     const char *tail = "; supported ops: `explaind ops`";
     size_t reserve = strlen(tail) + 24; /* "; and 123456 more" */
-    /* short forms first: how many groups fit at all */
-    size_t fit = 0, used = l;
+    size_t fit = 0, used = l, shown[16] = {0}; /* groups beyond the 16th get no names */
     for (; fit < ng; fit++) {
         size_t need = unsup_str(&u[fit], gp, 0, part, sizeof part) + (fit ? 2 : 0);
         if (used + need + reserve >= cap) break;
         used += need;
     }
+    for (size_t round = 1; round <= 3; round++)
+        for (size_t k = 0; k < fit && k < 16; k++) {
+            if (shown[k] != round - 1 || u[k].count < round) continue;
+            size_t before = unsup_str(&u[k], gp, shown[k], part, sizeof part);
+            size_t after = unsup_str(&u[k], gp, round, part, sizeof part);
+            if (after >= sizeof part || used - before + after + reserve >= cap) continue;
+            used += after - before;
+            shown[k] = round;
+        }
     for (size_t k = 0; k < fit; k++) {
-        size_t shrt = unsup_str(&u[k], gp, 0, part, sizeof part);
-        size_t full = unsup_str(&u[k], gp, 1, part, sizeof part);
-        int names = full < sizeof part && used - shrt + full + reserve < cap;
-        if (names) used += full - shrt;
-        unsup_str(&u[k], gp, names, part, sizeof part);
+        unsup_str(&u[k], gp, k < 16 ? shown[k] : 0, part, sizeof part);
         l += (size_t)snprintf(msg + l, cap - l, "%s%s", k ? "; " : "", part);
     }
     if (fit < ng) l += (size_t)snprintf(msg + l, cap - l, "; and %zu more", ng - fit);
