@@ -11,7 +11,8 @@ land later are picked up without an edit here). A case is selected when
   - its ai.onnx opset is one the loader accepts, and it has no node of another domain;
   - every node is an op-table op whose opset range holds the model's opset, or a load-time op the fold
     pass handles: always (Constant, Shape, Identity, Dropout) or, for "load_const" ops, when every input
-    is constant (inputs other than the first are fed as initializers, so they are constants);
+    is constant (inputs other than the first are fed as initializers, so they are constants; a node whose
+    inputs are all constant is folded at load whatever its op, as the loader does);
   - its expected output_0 is float32 (the engine's values are float32).
 Every other case is counted as not selected, with the reason.
 
@@ -352,6 +353,8 @@ def main():
     with open(os.path.join(args.work, "report.json"), "w") as f:
         json.dump({"tolerance": {"rtol": RTOL, "atol": ATOL}, "counts": dict(count),
                    "not_selected": dict(not_selected), "pending": pending, "cases": cases}, f, indent=1, default=str)
+    if not count["selected"]:
+        failures.append("(no case selected: the data or `explaind ops --json` is broken)")
     if failures:
         print(f"onnx-backend: FAILED: {', '.join(failures)}")
         return 1
