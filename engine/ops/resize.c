@@ -318,6 +318,7 @@ static int resize_init_common(graph_t *g, node_t *n, eng_err_t *err, int upsampl
     if (n_scales == 0) n_scales = -1; /* an empty tensor stands for an omitted input (opset 11) */
     if (n_sizes == 0) n_sizes = -1;
     if (n_roi == 0) n_roi = -1;
+    if (legacy && n_scales <= 0) return node_err(g, n, err, ENG_EFORMAT, "the scales input is missing or empty");
     if ((n_scales > 0) == (n_sizes > 0))
         return node_err(g, n, err, ENG_EFORMAT, "exactly one of scales and sizes must be given");
     if ((n_scales > 0 && n_scales != n_axes) || (n_sizes > 0 && n_sizes != n_axes))
@@ -374,6 +375,8 @@ static int resize_init_common(graph_t *g, node_t *n, eng_err_t *err, int upsampl
             a->scale = common;
             a->out = (int)o;
         }
+    int listed[4] = {0, 0, 0, 0}; /* axes not listed (opset 18) are not resized at all */
+    for (int k = 0; k < n_axes; k++) listed[axes[k]] = 1;
     for (int i = 0; i < 4; i++) d[i].len = d[i].scale * d[i].in;
 
     /* the batch: scale 1, and two images must map to themselves (tf_half_pixel_for_nn + ceil does not) */
@@ -384,14 +387,15 @@ static int resize_init_common(graph_t *g, node_t *n, eng_err_t *err, int upsampl
     rs_dim_t nb = d[0];
     nb.in = nb.out = 2;
     nb.len = 2;
-    if (!axis_is_identity(&c, &nb))
+    if (listed[0] && !axis_is_identity(&c, &nb))
         return node_err(g, n, err, ENG_EUNSUPPORTED,
                         "this coordinate mapping moves the batch axis (each image would read another); refused");
-    if (!axis_is_identity(&c, &d[1]))
+    if (listed[1] && !axis_is_identity(&c, &d[1]))
         return node_err(g, n, err, ENG_EUNSUPPORTED,
                         "resizing or shifting the channel axis (%d -> %d channels) is not supported; only H and W", d[1].in,
                         d[1].out);
-    if ((size_t)d[1].out * (size_t)d[2].out * (size_t)d[3].out > RS_MAX_ELEMS)
+    if ((size_t)d[1].out * (size_t)d[2].out * (size_t)d[3].out > RS_MAX_ELEMS ||
+        (size_t)d[2].in * (size_t)d[3].out > RS_MAX_ELEMS) /* the scratch: input rows x output columns */
         return node_err(g, n, err, ENG_EFORMAT, "the output (%d x %d x %d) is too large", d[1].out, d[2].out, d[3].out);
 
     /* the two spatial tables, packed after the parameters */
@@ -399,8 +403,9 @@ static int resize_init_common(graph_t *g, node_t *n, eng_err_t *err, int upsampl
     double *w[2] = {0, 0};
     unsigned char *outs[2] = {0, 0};
     int nt[2];
-    nt[0] = axis_build(&c, &d[2], &off[0], &idx[0], &w[0], &outs[0]);
-    nt[1] = nt[0] < 0 ? -1 : axis_build(&c, &d[3], &off[1], &idx[1], &w[1], &outs[1]);
+    const rs_cfg_t ident = {.mode = RS_NEAREST, .coord = CT_ASYMMETRIC, .nearest = NM_FLOOR}; /* unlisted axes */
+    nt[0] = axis_build(listed[2] ? &c : &ident, &d[2], &off[0], &idx[0], &w[0], &outs[0]);
+    nt[1] = nt[0] < 0 ? -1 : axis_build(listed[3] ? &c : &ident, &d[3], &off[1], &idx[1], &w[1], &outs[1]);
     resize_p *p = NULL;
     if (nt[0] >= 0 && nt[1] >= 0) {
         size_t bytes = sizeof(resize_p);
