@@ -13,7 +13,8 @@ References:
                    (Resize is separable: the reference interpolates axis by axis), differentiable. Opset 18's
                    antialias kernels are not in onnx 1.12: they are transcribed from the spec (Resize-18,
                    "antialias": the kernel stretched by 1/scale, normalized) in the form onnx 1.13's
-                   reference uses, and fed to the same interpolate_1d_with_x.
+                   reference uses, and fed to the same interpolate_1d_with_x; PyTorch's own antialiased
+                   F.interpolate is a second, independent reference for them (exclude_outside=1, a = -0.5).
   backend cases    /usr/include/onnx/backend/test/data/{node,pytorch-converted}: expected outputs computed by ONNX.
 The harness (opcase.py) checks the input gradient against the reference's autograd, i.e. the transpose of the
 map, which is what PyTorch's upsample_*_backward and conv_transpose's backward compute.
@@ -338,6 +339,20 @@ def test_resize18_antialias_exclude_outside():
     attrs = dict(mode="cubic", antialias=1, exclude_outside=1, cubic_coeff_a=-0.5)
     ref = resize_ref((9, 11), (4, 5), (4 / 9, 5 / 11), mode="cubic", A=-0.5, exclude=True, antialias=True)
     check_onnx_any("rs18_aa_cubic_exclude", lambda o: resize_nodes(o, attrs, sizes=[1, 2, 4, 5]), ref, shape, (18,))
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("size", [(5, 4), (3, 7)])
+def test_resize18_antialias_vs_pytorch(mode, size):
+    """PyTorch's own antialiased interpolation (F.interpolate(antialias=True), align_corners=False: the PIL-style
+    kernel over the in-image taps only, bicubic with a = -0.5) is Resize-18 with half_pixel, antialias=1,
+    exclude_outside=1 (cubic_coeff_a=-0.5): an independent reference for forward and backward."""
+    attrs = dict(mode="linear" if mode == "bilinear" else "cubic", antialias=1, exclude_outside=1)
+    if mode == "bicubic":
+        attrs["cubic_coeff_a"] = -0.5
+    ref = lambda x, o: F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)
+    check_onnx_any(f"rs18_aa_torch_{mode}_{size[0]}x{size[1]}", lambda o: resize_nodes(o, attrs, sizes=[1, 2, *size]),
+                   ref, (2, 12, 10), (18,))
 
 
 @pytest.mark.parametrize("axes", [(2, 3), (-1, -2), (3,)])
