@@ -55,6 +55,7 @@ enum { NM_ROUND_PREFER_FLOOR, NM_ROUND_PREFER_CEIL, NM_FLOOR, NM_CEIL };
 #define RS_MAX_OUT (1 << 24)      /* output height or width */
 #define RS_MAX_ELEMS ((size_t)1 << 30) /* output elements per image */
 #define RS_MAX_WINDOW (1 << 22)   /* taps of one output before clamping (antialias stretches the kernel) */
+#define A8(b) (((size_t)(b) + 7) & ~(size_t)7)
 
 typedef struct {
     int mode, coord, nearest, exclude_outside, antialias;
@@ -408,12 +409,12 @@ static int resize_init_common(graph_t *g, node_t *n, eng_err_t *err, int upsampl
     nt[1] = nt[0] < 0 ? -1 : axis_build(listed[3] ? &c : &ident, &d[3], &off[1], &idx[1], &w[1], &outs[1]);
     resize_p *p = NULL;
     if (nt[0] >= 0 && nt[1] >= 0) {
-        size_t bytes = sizeof(resize_p);
+        size_t bytes = A8(sizeof(resize_p));
         for (int a = 0; a < 2; a++) {
-            int no = d[2 + a].out;
-            bytes += sizeof(int) * ((size_t)no + 1) + sizeof(int) * (size_t)nt[a] + sizeof(float) * (size_t)nt[a] + (size_t)no;
+            size_t no = (size_t)d[2 + a].out, t = (size_t)nt[a];
+            bytes += A8(sizeof(int) * (no + 1)) + A8(sizeof(int) * t) + A8(sizeof(float) * t) + A8(no);
         }
-        p = calloc(1, bytes + 16);
+        p = calloc(1, bytes);
     }
     if (p) {
         n->p = p;
@@ -423,20 +424,20 @@ static int resize_init_common(graph_t *g, node_t *n, eng_err_t *err, int upsampl
         p->Ho = d[2].out;
         p->Wo = d[3].out;
         p->extrap = extrap;
-        char *q = (char *)(p + 1);
+        char *q = (char *)p + A8(sizeof(resize_p)); /* every array starts 8-byte aligned */
         for (int a = 0; a < 2; a++) {
             rs_axis_t *ax = a ? &p->aw : &p->ah;
             int no = d[2 + a].out;
             ax->n_out = no;
             ax->n_taps = nt[a];
             ax->off = (int *)q;
-            q += sizeof(int) * ((size_t)no + 1);
+            q += A8(sizeof(int) * ((size_t)no + 1));
             ax->idx = (int *)q;
-            q += sizeof(int) * (size_t)nt[a];
+            q += A8(sizeof(int) * (size_t)nt[a]);
             ax->w = (float *)q;
-            q += sizeof(float) * (size_t)nt[a];
+            q += A8(sizeof(float) * (size_t)nt[a]);
             ax->outside = (unsigned char *)q;
-            q += no;
+            q += A8((size_t)no);
             memcpy(ax->off, off[a], sizeof(int) * ((size_t)no + 1));
             memcpy(ax->idx, idx[a], sizeof(int) * (size_t)nt[a]);
             for (int t = 0; t < nt[a]; t++) ax->w[t] = (float)w[a][t];
