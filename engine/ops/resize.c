@@ -15,7 +15,8 @@
  * Source coordinate x of output o (ONNX onnx/defs/tensor/defs.cc, docs/Operators.md "Resize";
  * scale = output/input length, or the given scale; L = scale · in, the "length_resized"):
  *   half_pixel          (o + 0.5) / scale - 0.5            (PyTorch's align_corners=False)
- *   pytorch_half_pixel  L > 1 ? (o + 0.5) / scale - 0.5 : 0
+ *   pytorch_half_pixel  L > 1 ? (o + 0.5) / scale - 0.5 : 0  (the spec's 0; ONNX's reference code
+ *                       uses -0.5, which differs only for cubic with one output pixel)
  *   align_corners       L == 1 ? 0 : o · (in - 1) / (L - 1)
  *   asymmetric          o / scale                          (PyTorch's nearest; Upsample; Resize-10)
  *   tf_half_pixel_for_nn (o + 0.5) / scale
@@ -27,7 +28,7 @@
  *            PyTorch's nearest does (onnxruntime ceils when downsampling there; PyTorch never does).
  *   linear   1 - |i - x| for |i - x| < 1
  *   cubic    Keys' kernel with a = cubic_coeff_a (default -0.75, PyTorch's bicubic) for |i - x| < 2
- *   exclude_outside=1: taps outside the image get weight 0 and the rest is renormalized to sum 1.
+ *   exclude_outside=1 (linear, cubic): taps outside the image get weight 0, the rest sums to 1.
  *   antialias=1 (opset 18, linear/cubic, downsampling by s < 1): the kernel is stretched by 1/s,
  *            w_i = k(s (i - x)), normalized to sum 1.
  * Output size: sizes, or floor(in · scale) with the product in float32 (as onnxruntime computes it;
@@ -40,6 +41,9 @@
  * keep_aspect_ratio_policy. tf_half_pixel_for_nn (dropped from the spec at 13) is accepted.
  * The batch scale must be 1 and the channel axis must map to itself: anything else is refused (the
  * engine never mixes the images of a batch, and resizing channels is outside CNN classifiers).
+ * Both are checked on the tap tables, so tf_half_pixel_for_nn with ceil / round_prefer_ceil, which
+ * per the spec moves channel c to c + 1 even at scale 1, is refused too, unless opset 18's axes
+ * leaves the batch and channel axes out (an axis not listed is not resized at all).
  */
 #include <math.h>
 #include <stdint.h>
