@@ -9,7 +9,8 @@
  *   default  PyTorch's reset_parameters for the layer kind, which is what Quantus uses:
  *            Conv / Linear: W ~ U(−b, b), b = gain·√(3/fan_in) with gain = √(2/(1+a²)), a = √5,
  *            i.e. b = 1/√fan_in (kaiming_uniform_(a=√5)); bias ~ U(−1/√fan_in, 1/√fan_in).
- *            fan_in = C/groups·kh·kw for Conv, in_features for Linear (Gemm/MatMul).
+ *            fan_in = C/groups·kh·kw for Conv, M/groups·kh·kw for ConvTranspose (weight.size(1)·kh·kw
+ *            in both, PyTorch's _calculate_fan_in_and_fan_out), in_features for Linear (Gemm/MatMul).
  *            A Conv with BatchNorm folded into it is randomized as a Conv (its folded weight and
  *            bias), as the issue specifies. A standalone BatchNormalization resets to γ = 1, β = 0,
  *            running mean 0 and variance 1 (reset_parameters + reset_running_stats); the overlay
@@ -32,7 +33,8 @@
 static int fan_in_of(const graph_t *g, const node_t *n)
 {
     const value_t *w = nin(g, n, n->w_in);
-    if (!strcmp(n->op_type, "Conv")) return (int)(w->dims[1] * w->dims[2] * w->dims[3]);
+    /* ConvTranspose's weight is (C, M/g, kh, kw): PyTorch's fan_in is also size(1)·kh·kw */
+    if (!strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose")) return (int)(w->dims[1] * w->dims[2] * w->dims[3]);
     const value_t *a = nin(g, n, 0);
     return (int)a->dims[a->rank - 1]; /* Gemm / MatMul: the input features */
 }
