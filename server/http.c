@@ -622,9 +622,7 @@ static int authorized(struct MHD_Connection *c)
 static json_t *model_summary(const model_t *m)
 {
     const graph_t *g = m->graph;
-    json_t *o = json_pack("{s:s, s:i, s:{s:s, s:i, s:i, s:s}}", "name", m->name, "classes", m->n_labels, "input", "color",
-                          m->input.channels == 1 ? "gray" : "rgb", "height", m->input.height, "width", m->input.width,
-                          "resize", m->input.resize == RESIZE_STRETCH ? "stretch" : m->input.resize == RESIZE_CENTER_CROP ? "center_crop" : "letterbox");
+    json_t *o = json_pack("{s:s, s:i, s:o}", "name", m->name, "classes", m->n_labels, "input", doc_model_input(m));
     if (m->cam_value >= 0) json_object_set_new(o, "cam_layer", json_string(doc_value_display_name(m, m->cam_value)));
     else json_object_set_new(o, "cam_layer", json_null());
     json_object_set_new(o, "label_randomized_twin", m->twin ? json_string(m->twin) : json_null());
@@ -666,8 +664,8 @@ static json_t *model_info(const service_model_t *sm)
     json_object_set_new(o, "opset", json_integer(graph_opset(g)));
     json_object_set_new(o, "max_batch", json_integer(sm->max_batch));
     json_object_set_new(o, "probe_images", json_integer(sm->n_probes));
-    json_object_set_new(o, "input_mean", json_pack("[f,f,f]", (double)m->input.mean[0], (double)m->input.mean[1], (double)m->input.mean[2]));
-    json_object_set_new(o, "input_std", json_pack("[f,f,f]", (double)m->input.std[0], (double)m->input.std[1], (double)m->input.std[2]));
+    json_object_set_new(o, "input_mean", json_incref(json_object_get(json_object_get(o, "input"), "mean")));
+    json_object_set_new(o, "input_std", json_incref(json_object_get(json_object_get(o, "input"), "std")));
     return o;
 }
 
@@ -1135,6 +1133,8 @@ static int load_models(void)
             free(names[i]);
             continue;
         }
+        char note[1024];
+        if (model_defaults_note(m, note, sizeof note)) log_event(LOG_WARN, "model %s: %s", m->name, note);
         service_model_t *sm = &S.models[S.n_models++];
         memset(sm, 0, sizeof *sm);
         sm->model = m;

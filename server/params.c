@@ -373,10 +373,11 @@ int params_resolve(request_t *r, const model_t *m, char *d, size_t dl)
     }
     r->ep.layer = -1;
     if (r->layer[0]) {
-        r->ep.layer = graph_find_value(g, r->layer);
-        if (r->ep.layer < 0) {
-            snprintf(d, dl, "layer '%.200s' is not a node or value of model '%s'", r->layer, m->name);
-            return 404;
+        char sug[600];
+        r->ep.layer = graph_resolve_layer(g, r->layer, sug, sizeof sug);
+        if (r->ep.layer < 0) { /* the layer parameter: 422; the path of /layers/{layer}/activations: 404 */
+            snprintf(d, dl, "layer '%.200s' is not a node, value or module of model '%s'; closest: %s", r->layer, m->name, sug);
+            return r->route == R_ACTIVATIONS ? 404 : 422;
         }
     }
     if (r->top_k > m->n_labels) r->top_k = m->n_labels;
