@@ -807,7 +807,7 @@ static int model_pixels(const model_t *m, const image_t *img, uint8_t *px, eng_e
     } else if (s->resize == RESIZE_CENTER_CROP) {
         /* cover W x H, keep the centre: PIL resize((W, H), box = the centred window of the model's aspect) */
         double sc = fmax((double)W / iw, (double)H / ih), spw = W / sc, sph = H / sc;
-        double x0 = (iw - spw) / 2, y0 = (ih - sph) / 2;
+        double x0 = fmax(0, (iw - spw) / 2), y0 = fmax(0, (ih - sph) / 2); /* PIL refuses a negative box */
         const float box[4] = {(float)x0, (float)y0, (float)(x0 + spw), (float)(y0 + sph)};
         rc = pil_resize(src, iw, ih, K, box, W, H, px);
     } else if (s->resize == RESIZE_LETTERBOX) {

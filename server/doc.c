@@ -1,7 +1,7 @@
 /* doc.c — explain / predict documents (shared/API.md, "Explain response").
  *
  * PNG sizes: size=model renders at the model's input size over what the model saw
- * (model_view_image). size=input renders at the uploaded image's size over the upload itself
+ * (model_view_image; for a tensor upload, the tensor's view, model_tensor_view). size=input renders at the uploaded image's size over the upload itself
  * when the model stretches its input; for center_crop and letterbox models the model's frame is not
  * the upload's, so size=input renders the model's view scaled to the upload's size instead (it
  * never draws a heatmap over pixels the model did not see). Either side is capped at
@@ -153,7 +153,7 @@ static int make_canvas(const doc_ctx_t *d, canvas_t *cv)
     cv->h = h;
     if (!d->image || !d->image->data) return 0;
     eng_err_t err;
-    if (use_upload && m->input.resize == RESIZE_STRETCH) {
+    if ((use_upload && m->input.resize == RESIZE_STRETCH) || d->image_is_model_view) { /* the upload is the model's frame */
         if (d->image->width == w && d->image->height == h) {
             cv->base = *d->image; /* borrowed */
             cv->have_base = 1;

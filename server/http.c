@@ -978,13 +978,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->body_kind = BODY_JSON;
         } else if (!ct || content_type_is(ct, "image/png") || content_type_is(ct, "image/jpeg") ||
                    content_type_is(ct, "application/octet-stream") || content_type_is(ct, "image/jpg") ||
-                   content_type_is(ct, "application/x-www-form-urlencoded") || !strncasecmp(ct, "image/", 6)) {
+                   content_type_is(ct, "application/x-www-form-urlencoded") || !strncasecmp(ct, "image/", 6) ||
+                   content_type_is(ct, "application/x-npy")) { /* a float32 tensor (.npy), docs/MODELS.md */
             /* x-www-form-urlencoded is what `curl --data-binary @img` sends without -H: the bytes are
              * sniffed, so an image still works; anything else is answered 415 after sniffing */
             r->body_kind = BODY_RAW;
         } else {
             return answer_problem(r, 415, "unsupported Content-Type '%.100s': send image/png, image/jpeg, "
-                                          "application/octet-stream, multipart/form-data or application/json", ct);
+                                          "application/x-npy, application/octet-stream, multipart/form-data or "
+                                          "application/json", ct);
         }
         return MHD_YES;
     }
