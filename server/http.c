@@ -770,8 +770,10 @@ static void job_run(void *arg, worker_ctx_t *w)
     service_env_t env = {.cfg = &S.cfg, .models = S.models, .n_models = S.n_models, .ws = st->ws, .cache = S.cache};
     if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
     if (r->t_compute > r->deadline) {
-        set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d)",
-                    ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms);
+        char hint[512];
+        service_deadline_hint(&r->rq, S.models[r->model_idx].model, &S.cfg, hint, sizeof hint);
+        set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d). "
+                            "To shorten the work: %s", ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms, hint);
     } else {
         /* the deadline holds for every workspace the request may use (the twin's too) */
         for (int i = 0; i < S.n_models; i++) {

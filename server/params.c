@@ -71,7 +71,7 @@ static const prow_t rows[] = {
     {"seed", P_U64, ALLX | R_FILTER, NULL, 0, NOCF, 0, 0, RQ(ep.seed), "seed of every random choice"},
     {"sanity", P_LIST, ALLX, c_sanity, 0, NOCF, 0, 0, RQ(sanity), "model, label, random_logit or all"},
     {"sanity_order", P_ENUM, ALLX, c_order, 0, NOCF, 0, 0, RQ(sanity_order), "randomization order"},
-    {"sanity_layers", P_STR, ALLX, NULL, 0, NOCF, 0, 0, RQ(sanity_layers), "all, blocks, groups or a comma list of layer names"},
+    {"sanity_layers", P_STR, ALLX, NULL, 0, NOCF, 0, 0, RQ(sanity_layers), "auto (every layer, or blocks, within sanity_auto_gflop), all, blocks, groups or a comma list of layer names"},
     {"sanity_init", P_ENUM, ALLX, c_init, 0, NOCF, 0, 0, RQ(sanity_init), "re-initialization: default or normal"},
     {"sanity_init_std", P_DBL, ALLX, NULL, 0, NOCF, 0, 10, RQ(sanity_init_std), "stdev for sanity_init=normal"},
     {"sanity_target", P_ENUM, ALLX, c_starget, 0, NOCF, 0, 0, RQ(sanity_target), "fixed or argmax"},
@@ -106,7 +106,7 @@ void params_init(request_t *r, int route)
     strcpy(r->colormap, "jet");
     r->alpha = 0.5;
     r->clip_percentile = 99.5;
-    strcpy(r->sanity_layers, "all");
+    strcpy(r->sanity_layers, "auto");
     r->sanity_init_std = 0.01;
 }
 

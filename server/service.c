@@ -288,6 +288,7 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
     if (!rq->sanity) rq->sanity = SANITY_MODEL | SANITY_LABEL; /* the report's point: default to both tests */
     sanity_params_t sp;
     sanity_params_from_request(rq, env->cfg, &sp);
+    sp.n_images = n; /* sanity_layers=auto shares its budget between the images */
     sanity_env_t se = sanity_env_for(env, mi);
     sanity_agg_t *agg = sanity_agg_create();
     json_t *per = rq->per_image ? json_array() : NULL;
@@ -374,8 +375,8 @@ out:
     return doc;
 }
 
-json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
-                    const char *request_id, outcome_t *oc)
+static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
+                   const char *request_id, outcome_t *oc)
 {
     const config_t *cfg = env->cfg;
     const model_t *m = env->models[mi].model;
@@ -532,5 +533,50 @@ done:
     explain_out_free(&out);
     free(x);
     image_free(&img);
+    return doc;
+}
+
+/* ---- 504: what shortens the work ------------------------------------------------------------------ */
+int service_deadline_hint(const request_t *rq, const model_t *m, const config_t *cfg, char *buf, size_t len)
+{
+    size_t w = 0;
+    buf[0] = 0;
+#define ADD(...)                                                                                                        \
+    do {                                                                                                                \
+        if (w < len) w += (size_t)snprintf(buf + w, len - w, "%s", w ? "; " : "");                                      \
+        if (w < len) w += (size_t)snprintf(buf + w, len - w, __VA_ARGS__);                                              \
+    } while (0)
+    const explain_params_t *ep = &rq->ep;
+    unsigned ms = rq->route == R_PREDICT ? 0 : ep->methods;
+    if (rq->route == R_FILTER) ADD("steps (now %d)", rq->fv.steps);
+    if (ms & (1u << M_INTEGRATED_GRADIENTS)) ADD("integrated_gradients: ig_steps (now %d)", ep->ig_steps);
+    if (ms & (1u << M_SMOOTHGRAD))
+        ADD("smoothgrad: smoothgrad_samples (now %d)%s", ep->smoothgrad_samples,
+            ep->smoothgrad_base == M_INTEGRATED_GRADIENTS ? ", and ig_steps: it averages integrated gradients" : "");
+    if (ms & (1u << M_SCORECAM)) ADD("scorecam: scorecam_channels (now %d%s)", ep->scorecam_channels, ep->scorecam_channels ? "" : " = every channel of the layer");
+    if (ms & (1u << M_OCCLUSION)) ADD("occlusion: a larger occlusion_stride or occlusion_window (fewer windows)");
+    if (ep->faithfulness) ADD("faithfulness_steps (now %d), or faithfulness=false", ep->faithfulness_steps);
+    if (rq->route != R_PREDICT && rq->route != R_FILTER && (rq->sanity & SANITY_MODEL || (rq->route == R_SANITY && !rq->sanity))) {
+        ADD("sanity=model: sanity_layers (now %s; 'blocks' or a short comma list of layers run fewer steps%s)", rq->sanity_layers,
+            !strcmp(rq->sanity_layers, "auto") ? ", and a smaller sanity_auto_gflop makes auto choose fewer" : "");
+        if (rq->sanity_noise_samples) ADD("sanity_noise_samples (now %d)", rq->sanity_noise_samples);
+        if (rq->route == R_SANITY) ADD("fewer images per /sanity request");
+    }
+    ADD("or a longer request_timeout_ms (now %d; a server setting)", cfg->request_timeout_ms);
+#undef ADD
+    (void)m;
+    return (int)w;
+}
+
+json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
+                    const char *request_id, outcome_t *oc)
+{
+    json_t *doc = run(env, mi, rq, images, n_images, request_id, oc);
+    if (!doc && oc->status == 504) { /* say which parameters shorten the work */
+        char hint[512], d[sizeof oc->detail];
+        service_deadline_hint(rq, env->models[mi].model, env->cfg, hint, sizeof hint);
+        snprintf(d, sizeof d, "%.240s. To shorten the work: %.500s", oc->detail, hint);
+        snprintf(oc->detail, sizeof oc->detail, "%s", d);
+    }
     return doc;
 }

@@ -298,7 +298,8 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
     const sanity_params_t *sp = c->sp;
     out->groups = calloc(1, sizeof(sanity_groups_t));
     if (!out->groups) return eng_errf(err, ENG_ENOMEM, "out of memory");
-    int rc = sanity_make_groups(m, sp->layers, sp->layer_list, out->groups, err);
+    int rc = sp->layers == SANITY_LAYERS_AUTO ? sanity_auto_groups(m, c->ep0, sp, out->groups, &out->auto_info, err)
+                                              : sanity_make_groups(m, sp->layers, sp->layer_list, out->groups, err);
     if (rc) return rc;
     const sanity_groups_t *G = out->groups;
     const int n = G->n;
