@@ -258,9 +258,9 @@ void model_free(model_t *m);
 size_t model_input_size(const model_t *m); /* C*H*W */
 /* Do two models preprocess an image the same way (a model and its twin must)? */
 int model_same_input(const model_t *a, const model_t *b);
-/* The defaults a model runs with because its sidecar is missing or silent about them, as one
- * sentence for a warning ("no sidecar X.json: pixels / 255, mean 0, std 1, ..."); 0 when the
- * sidecar gave every preprocessing key, else the length written. */
+/* For a warning: the defaults a model runs with because it has no sidecar, all named ("no sidecar
+ * X.json: defaults apply: color rgb, pixels / 255, mean 0, std 1, ..."), or because its sidecar
+ * sets neither input.mean nor input.std. 0 when there is nothing to warn about, else the length. */
 int model_defaults_note(const model_t *m, char *buf, size_t len);
 
 /* Image -> preprocessed tensor of model_input_size() floats, following the sidecar's input spec

@@ -464,22 +464,22 @@ int model_defaults_note(const model_t *m, char *buf, size_t len)
     char what[600];
     size_t w = 0;
 #define ADD(...) (w += (size_t)snprintf(what + w, w < sizeof what ? sizeof what - w : 0, __VA_ARGS__))
-    if (!m->has_sidecar || !(s->given & INPUT_GIVEN_COLOR)) ADD("%scolor %s", w ? ", " : "", input_color_name(s->color));
-    if (!m->has_sidecar || !(s->given & INPUT_GIVEN_SCALE)) ADD("%spixels / %g", w ? ", " : "", (double)s->scale);
-    if (!m->has_sidecar || !(s->given & INPUT_GIVEN_MEAN)) ADD("%smean 0", w ? ", " : "");
-    if (!m->has_sidecar || !(s->given & INPUT_GIVEN_STD)) ADD("%sstd 1", w ? ", " : "");
-    if ((!m->has_sidecar || !(s->given & INPUT_GIVEN_ORDER)) && (s->color == COLOR_RGB || s->color == COLOR_RGBA))
-        ADD("%schannel_order rgb", w ? ", " : "");
-    if (!m->has_sidecar || !(s->given & INPUT_GIVEN_RESIZE)) ADD("%sresize stretch to %dx%d", w ? ", " : "", s->height, s->width);
     if (!m->has_sidecar) {
+        ADD("color %s", input_color_name(s->color));
+        ADD(", pixels / %g, mean 0, std 1", (double)s->scale);
+        if (s->color == COLOR_RGB || s->color == COLOR_RGBA) ADD(", channel_order rgb");
+        ADD(", resize stretch to %dx%d", s->height, s->width);
         ADD(", labels class_0..class_%d", m->n_labels - 1);
         ADD(", cam_layer auto-detected (%s)", m->cam_value >= 0 ? graph_value_user_name(m->graph, m->cam_value) : "none found");
+    } else if (!(s->given & (INPUT_GIVEN_MEAN | INPUT_GIVEN_STD)) && s->color != COLOR_NONE) {
+        /* the other keys' defaults are what the graph says; a missing normalization is the usual mistake */
+        ADD("pixels / %g, mean 0, std 1 (input.mean and input.std are not set)", (double)s->scale);
     }
 #undef ADD
     if (!w) return 0;
-    int imagenet_hint = s->color == COLOR_RGB && (!m->has_sidecar || !(s->given & INPUT_GIVEN_MEAN));
+    int imagenet_hint = s->color == COLOR_RGB;
     int n = snprintf(buf, len, "%s %s.json: defaults apply: %s.%s Write a sidecar with `explaind init %s.onnx%s` (docs/MODELS.md)",
-                     m->has_sidecar ? "the sidecar leaves preprocessing keys unset in" : "no sidecar", m->name, what,
+                     m->has_sidecar ? "the sidecar sets no normalization in" : "no sidecar", m->name, what,
                      imagenet_hint ? " A model trained on ImageNet with torchvision needs mean [0.485, 0.456, 0.406] and "
                                      "std [0.229, 0.224, 0.225]."
                                    : "",
