@@ -267,7 +267,8 @@ static int run_doc(int route, int argc, char **argv)
                        "a worker is idle (the same numbers; the passes count one more forward).\n");
             else
                 printf("usage: explaind %s --model MODEL.onnx --image IMAGE [--compact] [--PARAM VALUE ...]\n"
-                       "Prints the JSON document of POST /v1/models/{model}/%s (shared/API.md).\n", cmd, cmd);
+                       "Prints the JSON document of POST /v1/models/{model}/%s (openapi.yaml). MODEL.json next to the\n"
+                       "model is its sidecar (docs/MODELS.md).\n", cmd, cmd);
             printf("Parameters (dashes or underscores):\n");
             params_print_help(stdout, route);
             return 0;

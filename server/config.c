@@ -45,7 +45,7 @@ static const key_t_ keys[] = {
     {"max_progressive_scans", K_INT, F(max_progressive_scans), "64", 1, 100000, "JPEG scans before a file is rejected (progressive-JPEG DoS defence)"},
     {"max_decoder_memory", K_I64, F(max_decoder_memory), "268435456", 1 << 16, BIG, "memory the PNG/JPEG decoders may use"},
     {"sanity_images_max", K_INT, F(sanity_images_max), "256", 1, 100000, "images in one /sanity request"},
-    {"models_dir", K_STR, F(models_dir), "models", 0, 0, "directory of NAME.onnx models and NAME.json sidecars, all loaded at start"},
+    {"models_dir", K_STR, F(models_dir), "models", 0, 0, "directory of NAME.onnx models and NAME.json sidecars (docs/MODELS.md), all loaded at start"},
     {"allow_partial", K_BOOL, F(allow_partial), "false", 0, 1, "start even if some models fail to load (they are logged and left out)"},
     {"api_keys_file", K_STR, F(api_keys_file), "", 0, 0, "file of API keys, one per line; empty = no authentication"},
     {"cors_origins", K_STR, F(cors_origins), "", 0, 0, "comma list of allowed CORS origins, or * for any; empty = no CORS headers"},

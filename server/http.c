@@ -1176,7 +1176,9 @@ static int load_models(void)
 static void serve_usage(FILE *f)
 {
     fprintf(f, "usage: explaind serve [--config FILE] [--KEY VALUE ...]\n"
-               "Serves the models in models_dir over HTTP (shared/API.md). Every key can also be set in the\n"
+               "Serves the models in models_dir over HTTP (the API: openapi.yaml, also at GET /openapi.yaml). A model\n"
+               "is NAME.onnx with an optional NAME.json sidecar: labels, preprocessing, cam_layer (docs/MODELS.md;\n"
+               "`explaind init NAME.onnx` writes one). Every key can also be set in the\n"
                "config file or as EXPLAIND_<KEY> in the environment.\n\n");
     config_print_help(f);
 }

@@ -9,7 +9,7 @@ static int usage(FILE *f)
     fprintf(f,
             "usage: explaind <command> [options]\n"
             "commands:\n"
-            "  serve      run the HTTP service (shared/API.md)\n"
+            "  serve      run the HTTP service (the API: openapi.yaml; models and sidecars: docs/MODELS.md)\n"
             "  inspect    print a model's graph, parameters, FLOPs, CAM layer and preprocessing\n"
             "  init       write a model's sidecar (MODEL.json, docs/MODELS.md) from its graph and a preset\n"
             "  predict    class scores for an image (the predict JSON document)\n"
