@@ -424,8 +424,8 @@ static int finalize_spec(input_spec_t *s, int C, eng_err_t *err)
     if (!(s->given & INPUT_GIVEN_COLOR)) s->color = C == 1 ? COLOR_GRAY : C == 3 ? COLOR_RGB : C == 4 ? COLOR_RGBA : COLOR_NONE;
     static const int need[] = {1, 3, 4, 0};
     if (s->color != COLOR_NONE && need[s->color] != C)
-        return eng_errf(err, ENG_EFORMAT, "sidecar: input.color \"%s\" means %d channels but the graph takes %d%s",
-                        input_color_name(s->color), need[s->color], C,
+        return eng_errf(err, ENG_EFORMAT, "sidecar: input.color \"%s\" means %d channel%s but the graph takes %d%s",
+                        input_color_name(s->color), need[s->color], need[s->color] == 1 ? "" : "s", C,
                         C == 1 || C == 3 || C == 4 ? "" : " (use \"none\": the model takes float32 tensor uploads)");
     if (s->bgr && s->color != COLOR_RGB && s->color != COLOR_RGBA)
         return eng_errf(err, ENG_EFORMAT, "sidecar: input.channel_order bgr applies to rgb and rgba models, not %s",
