@@ -676,6 +676,7 @@ int tensor_decode_npy(const uint8_t *buf, size_t len, size_t max_elems, tensor_u
         if (p >= e || *p < '0' || *p > '9') return eng_errf(err, ENG_EFORMAT, ".npy header: malformed shape");
         int64_t v = 0;
         while (p < e && *p >= '0' && *p <= '9' && v < ((int64_t)1 << 40)) v = v * 10 + (*p++ - '0');
+        if (p < e && *p >= '0' && *p <= '9') return eng_errf(err, ENG_ETOOBIG, "the tensor is too large");
         if (out->rank == 4) return eng_errf(err, ENG_EINVAL, "the tensor has more than 4 dimensions; send (C, H, W) or (1, C, H, W)");
         out->dims[out->rank++] = v;
         if (v && count > SIZE_MAX / (size_t)v) return eng_errf(err, ENG_ETOOBIG, "the tensor is too large");
