@@ -169,9 +169,11 @@ def test_tensor_uploads_in_every_encoding(srv, byom):
     assert png_image(doc["explanations"]["gradcam"]["overlay_png"]).size == (32, 32)
 
 
-@pytest.mark.parametrize("what,body,status,words", [
+BAD_TENSORS = [
     ("wrong shape", _npy(np.zeros((3, 32, 32), np.float32)), 422, ["(3, 32, 32)", "(1, 4, 32, 32)"]),
     ("wrong size", _npy(np.zeros((1, 4, 16, 16), np.float32)), 422, ["(1, 4, 16, 16)", "(4, 32, 32)"]),
+    ("as many elements, another shape", _npy(np.zeros((1, 2, 64, 32), np.float32)), 422, ["(1, 2, 64, 32)", "(4, 32, 32)"]),
+    ("flat", _npy(np.zeros(4 * 32 * 32, np.float32)), 422, ["(4096)", "(1, 4, 32, 32)"]),
     ("more elements than the model", _npy(np.zeros((2, 4, 32, 32), np.float32)), 422, ["(1, 4, 32, 32)"]),
     ("float64", _npy(np.zeros((1, 4, 32, 32))), 422, ["<f8", "float32"]),
     ("int8", _npy(np.zeros((4, 32, 32), np.int8)), 422, ["float32"]),
@@ -179,7 +181,10 @@ def test_tensor_uploads_in_every_encoding(srv, byom):
     ("NaN", _npy(np.full((4, 32, 32), np.nan, np.float32)), 422, ["NaN"]),
     ("truncated data", _npy(np.zeros((4, 32, 32), np.float32))[:-5], 400, ["header"]),
     ("bad header", b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'}      \n" + b"\x00" * 64, 400, [".npy header"]),
-])
+]
+
+
+@pytest.mark.parametrize("what,body,status,words", BAD_TENSORS, ids=[t[0] for t in BAD_TENSORS])
 def test_bad_tensor_uploads_are_4xx(srv, what, body, status, words):
     r = srv.client().post("/v1/models/icons/predict", data=body, headers={"Content-Type": "application/x-npy"})
     assert r.status_code == status, r.text
