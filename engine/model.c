@@ -835,7 +835,7 @@ static int model_pixels(const model_t *m, const image_t *img, uint8_t *px, eng_e
             if (rw < 1) rw = 1;
             if (rh < 1) rh = 1;
         }
-        if ((int64_t)rw * rh > (int64_t)1 << 28) rc = -2;
+        if ((int64_t)rw * rh > (int64_t)1 << 24) rc = -2; /* 16 M pixels: an extreme aspect ratio, before the crop */
         else {
             mid = malloc((size_t)rw * rh * K);
             rc = !mid || pil_resize(src, iw, ih, K, full, rw, rh, mid);
@@ -844,8 +844,9 @@ static int model_pixels(const model_t *m, const image_t *img, uint8_t *px, eng_e
     }
     free(src);
     free(mid);
-    if (rc == -2) return eng_errf(err, ENG_ETOOBIG, "the image's aspect ratio is too extreme to resize its shorter side to %d",
-                                  s->resize_short);
+    if (rc == -2)
+        return eng_errf(err, ENG_ETOOBIG, "resizing this %dx%d image as input.resize says would make more than 16 M pixels "
+                                          "before the crop (an extreme aspect ratio)", iw, ih);
     if (rc) return eng_errf(err, ENG_ENOMEM, "out of memory while resizing");
     return ENG_OK;
 }

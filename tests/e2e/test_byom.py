@@ -131,6 +131,12 @@ def test_torchvision_recipe_logits_match_torch(srv, byom, photo):
     _close(got_t, want)
 
 
+def test_an_extreme_aspect_ratio_is_413_not_a_huge_resize(srv):
+    strip = Image.new("RGB", (4000, 1), (200, 100, 50))  # shorter side to 73: 292000 x 73, over 16 M pixels
+    r = srv.client().post("/v1/models/tv/predict", data=_png(strip))
+    assert r.status_code == 413 and "16 M pixels" in r.json()["detail"], r.text
+
+
 def test_rgba_png_feeds_the_alpha_channel(srv, byom, photo):
     rgba = photo.convert("RGBA")
     a = np.array(rgba)
