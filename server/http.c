@@ -958,8 +958,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->rq.outputs = OUT_HEATMAP;
         } else if (r->route == RT_FILTER) {
             const model_t *m = S.models[r->model_idx].model;
-            int v = graph_find_value(m->graph, r->layer);
-            if (v < 0 && strcmp(r->layer, "logits")) return answer_problem(r, 404, "layer '%.200s' is not in model '%s'", r->layer, m->name);
+            char sug[600]; /* node, value or module path (docs/MODELS.md, "Layer names") */
+            int v = strcmp(r->layer, "logits") ? graph_resolve_layer(m->graph, r->layer, sug, sizeof sug) : -1;
+            if (v < 0 && strcmp(r->layer, "logits"))
+                return answer_problem(r, 404, "layer '%.200s' is not in model '%s'; closest: %s", r->layer, m->name, sug);
             r->rq.fv.layer = v < 0 ? -1 : v;
             r->rq.fv.index = r->filter_index;
             value_info_t vi;

@@ -232,6 +232,15 @@ def test_unknown_layer_is_422_with_the_closest_names(srv, photo):
     assert len(closest) == 5 and set(closest[:4]) == {"layer1", "layer2", "layer3", "layer4"}, d
     r = srv.client().post("/v1/models/tv/layers/layer5/activations", data=_png(photo))
     assert r.status_code == 404 and "'layer4'" in r.json()["detail"]  # the path form: 404, same suggestions
+    r = srv.client().post("/v1/models/tv/layers/layer5/filters/0/visualize?steps=1")
+    assert r.status_code == 404 and "'layer4'" in r.json()["detail"]
+
+
+def test_layer_paths_take_module_paths(srv, photo):
+    r = srv.client().post("/v1/models/tv/layers/layer4/activations", data=_png(photo))
+    assert r.status_code == 200 and r.json()["explanations"]["activations"]["layer"] == "/layer4/layer4.1/relu_1/Relu", r.text
+    r = srv.client().post("/v1/models/tv/layers/layer3.1/filters/5/visualize?steps=2")
+    assert r.status_code == 200 and r.json()["layer"] == "/layer3/layer3.1/relu_1/Relu", r.text
 
 
 # ---- sanity_layers=auto and 504s ------------------------------------------------------------------
