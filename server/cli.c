@@ -142,8 +142,10 @@ int cli_inspect(int argc, char **argv)
         printf("CAM layer    %s%s%s%s%s\n", cam ? cam : "(none found)", cam_module[0] ? " (module " : "", cam_module,
                cam_module[0] ? ")" : "", cam_auto ? ", auto-detected" : "");
         const input_spec_t *sp = &m->input;
-        printf("preprocess   color %s, %d channel%s, channel_order %s, invert %s\n", input_color_name(sp->color), sp->channels,
-               sp->channels == 1 ? "" : "s", sp->bgr ? "bgr" : "rgb", sp->invert ? "true" : "false");
+        int has_order = sp->color == COLOR_RGB || sp->color == COLOR_RGBA;
+        printf("preprocess   color %s, %d channel%s%s%s, invert %s\n", input_color_name(sp->color), sp->channels,
+               sp->channels == 1 ? "" : "s", has_order ? ", channel_order " : "", has_order ? (sp->bgr ? "bgr" : "rgb") : "",
+               sp->invert ? "true" : "false");
         if (sp->resize == RESIZE_SHORTER)
             printf("             resize: shorter side to %d, then center crop %dx%d (torchvision Resize(%d), CenterCrop((%d, %d)))\n",
                    sp->resize_short, sp->height, sp->width, sp->resize_short, sp->height, sp->width);

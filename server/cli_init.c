@@ -143,6 +143,7 @@ int cli_init(int argc, char **argv)
     }
     const int C = (int)in.dims[1], H = (int)in.dims[2], W = (int)in.dims[3], K = (int)out.dims[1];
     const char *color = C == 1 ? "gray" : C == 3 ? "rgb" : C == 4 ? "rgba" : "none";
+    int preset_default = !preset;
     if (!preset) preset = C == 3 ? "imagenet" : "none";
     if (strcmp(preset, "none") && C != 3) {
         fprintf(stderr, "explaind init: --preset %s is for 3-channel RGB models; this one takes %d channel%s: use --preset none "
@@ -246,7 +247,8 @@ int cli_init(int argc, char **argv)
     printf("  input      %d x %d x %d (channels x height x width)%s\n", C, H, W,
            size ? ", from --size" : ", from the graph's input");
     printf("  color      %s%s\n", color, C == 1 || C == 3 || C == 4 ? "" : ": not an image model, uploads are float32 .npy tensors");
-    printf("  preset     %s: %s\n", preset, recipe);
+    printf("  preset     %s%s: %s\n", preset, preset_default ? " (the default for this channel count; --preset to choose)" : "",
+           recipe);
     if (cam >= 0)
         printf("  cam_layer  %s%s%s%s, %s: the last feature map with spatial extent before the head\n",
                graph_value_user_name(g, cam), cam_module[0] ? " (module " : "", cam_module, cam_module[0] ? ")" : "", cam_shape);
