@@ -1,7 +1,8 @@
 """docs/MODELS.md's examples run: every fenced block marked `example=NAME` is taken from the file.
 
 - `python example=export` is executed as written: it exports torchvision's resnet18 (random
-  weights: weights=None) to resnet18.onnx;
+  weights: weights=None) to resnet18.onnx; `sh example=init` runs `explaind init` on it, and the
+  sidecar it writes must give the same preprocessing and CAM layer as the torchvision example's;
 - each worked example's `json` block is the sidecar of a model of the shape the example describes
   (the exported resnet18 for `torchvision`; small CNNs built here with torch for `keras-caffe`
   (3 x 224 x 224), `grayscale` (1 x 28 x 28) and `rgba` (4 x 64 x 64)), served by a real server;
@@ -31,14 +32,14 @@ torch.set_num_threads(1)
 
 def blocks():
     out = {}
-    for lang, name, body in re.findall(r"```(json|python) example=([\w-]+)\n(.*?)```", DOC.read_text(), re.S):
+    for lang, name, body in re.findall(r"```(json|python|sh) example=([\w-]+)\n(.*?)```", DOC.read_text(), re.S):
         out.setdefault(name, {})[lang] = body
     return out
 
 
 def test_the_doc_has_every_example():
     b = blocks()
-    assert set(b) == {"export", "rgba-tensor", *WORKED}, sorted(b)
+    assert set(b) == {"export", "init", "rgba-tensor", *WORKED}, sorted(b)
     for name in WORKED:
         assert set(b[name]) == {"json", "python"}, name
         json.loads(b[name]["json"])  # valid JSON
@@ -126,3 +127,28 @@ def test_tensor_upload_example(doc_env):
     want = doc_env["models"]["icons"](x).detach().numpy()[0]
     got = np.array([ns["logits"][i] for i in range(len(want))])
     assert np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max()))
+
+
+def test_init_example_writes_the_torchvision_example(doc_env, binary, tmp_path):
+    """The `explaind init` command of the doc, run in a folder with the export and the labels,
+    writes a sidecar equivalent to the hand-written torchvision example."""
+    import subprocess
+    work = tmp_path / "init"
+    work.mkdir()
+    models_dir = doc_env["work"] / "models"
+    (work / "resnet18.onnx").symlink_to(models_dir / "resnet18.onnx")
+    (work / "imagenet_classes.txt").symlink_to(models_dir / "imagenet_classes.txt")
+    cmd = doc_env["blocks"]["init"]["sh"].replace("build/explaind", binary)
+    p = subprocess.run(["bash", "-c", "set -eu\n" + cmd], cwd=work, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    written = json.loads((work / "resnet18.json").read_text())
+    assert written["labels_file"] == "imagenet_classes.txt"
+
+    def inspect(path):
+        q = subprocess.run([binary, "inspect", str(path), "--json"], capture_output=True, text=True, timeout=300)
+        assert q.returncode == 0, q.stderr
+        d = json.loads(q.stdout)
+        pre = {k: v for k, v in d["preprocessing"].items() if k != "defaults"}
+        return pre, d["cam_layer"]
+    assert inspect(work / "resnet18.onnx") == inspect(models_dir / "resnet18.onnx")
+
