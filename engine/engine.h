@@ -54,7 +54,7 @@ typedef struct graph graph_t;
 typedef struct {
     int max_external_bytes_mb; /* 0: no limit beyond the file sizes */
     int no_fold_bn;            /* keep BatchNormalization standalone (tests) */
-    int input_h, input_w;      /* override symbolic H/W of the input (from the sidecar); 0: from the graph */
+    int input_h, input_w;      /* H/W of a symbolic input (from the sidecar); a static size that differs is an error; 0: from the graph */
 } graph_opts_t;
 
 /* Load path (external data files are resolved next to it). opts may be NULL. */
@@ -97,7 +97,21 @@ int graph_output_value(const graph_t *g);
 int graph_opset(const graph_t *g);
 int64_t graph_total_params(const graph_t *g);
 double graph_total_flops(const graph_t *g);
-/* Auto-detected CAM layer: the last 4-D activation before global pooling or flatten; -1 if none. */
+/* Resolve a layer as users name it (sidecar cam_layer, the request's `layer`): an ONNX node name,
+ * a value name, or a PyTorch module path ("layer4", "features.7", "layer4.1.conv1"), which names
+ * the last node, in topological order, inside that module's export scope ("/layer4/...",
+ * "/features/features.7/..."); a leading-slash scope ("/layer4") works too. Returns the value id,
+ * or -1 with `suggest` (may be NULL) filled with up to 5 of the closest names, comma-separated
+ * (containing the name first, then by edit distance). */
+int graph_resolve_layer(const graph_t *g, const char *name, char *suggest, size_t suggest_len);
+/* The PyTorch module path a node's export scope encodes ("/layer4/layer4.1/relu_1/Relu" ->
+ * "layer4.1.relu"), or "" for a node outside any module. */
+void graph_node_module_path(const graph_t *g, int node, char *out, size_t len);
+/* Auto-detected CAM layer: the last feature map with spatial extent before the head — the input
+ * of the last global pooling, or of the flatten that starts the classifier, stepping back over
+ * the average pooling that adaptive pooling heads put before a flatten (AdaptiveAvgPool2d((7,7))
+ * in VGG, ((6,6)) in AlexNet, ((2,2)) heads): never a pooled map the head then flattens. -1 if
+ * none. */
 int graph_detect_cam_value(const graph_t *g);
 /* Is the head after `value` global-average-pooling followed by one linear layer (CAM applies)?
  * On success fills the class-weight matrix pointer (classes x channels, borrowed) and bias. */
@@ -191,20 +205,48 @@ int ws_backward_nodes_run(const ws_t *ws);
 /* ---- images and models ---------------------------------------------------------------------- */
 typedef struct {
     int width, height;
-    int channels; /* 1 (gray) or 3 (RGB) */
+    int channels; /* 1 (gray), 3 (RGB) or 4 (RGBA) */
     uint8_t *data; /* row-major, interleaved, width*height*channels bytes */
 } image_t;
 void image_free(image_t *img); /* frees data, leaves the struct */
 
-enum { RESIZE_STRETCH = 0, RESIZE_CENTER_CROP, RESIZE_LETTERBOX };
+/* How the uploaded image is fitted to the model's input size (docs/MODELS.md, "input.resize"). */
+enum {
+    RESIZE_STRETCH = 0, /* resize to height x width, aspect ignored (PIL img.resize((W, H))) */
+    RESIZE_CENTER_CROP, /* cover height x width, keep the centre (PIL resize with a centred box) */
+    RESIZE_LETTERBOX,   /* fit inside height x width, pad with zeros */
+    RESIZE_SHORTER,     /* torchvision Resize(resize_short) then CenterCrop((height, width)) */
+    RESIZE_EXACT,       /* torchvision Resize((resize_h, resize_w)) then CenterCrop((height, width)) */
+};
+/* What an uploaded image becomes before it is a tensor: PIL's convert(mode) of the upload. */
+enum {
+    COLOR_GRAY = 0, /* "gray": 1 channel, PIL convert('L') */
+    COLOR_RGB,      /* "rgb": 3 channels, PIL convert('RGB') */
+    COLOR_RGBA,     /* "rgba": 4 channels, PIL convert('RGBA') (PNG alpha kept) */
+    COLOR_NONE,     /* "none": not an image model; only float32 tensor uploads (.npy) */
+};
+#define ENG_MAX_CHANNELS 256 /* input channels a model may declare */
+
 typedef struct {
-    int channels;          /* 1 gray, 3 rgb */
-    int height, width;
-    float scale;           /* pixel / scale before mean/std */
-    float mean[3], std[3];
+    int channels;          /* the model's input channels, from the graph */
+    int color;             /* COLOR_* */
+    int bgr;               /* channel_order "bgr": the color channels reversed (RGB -> BGR, RGBA -> BGRA) */
+    int height, width;     /* the model input (= the crop for RESIZE_SHORTER / RESIZE_EXACT) */
     int resize;            /* RESIZE_* */
+    int resize_short;      /* RESIZE_SHORTER: the shorter side after resizing */
+    int resize_h, resize_w; /* RESIZE_EXACT */
+    float scale;           /* pixel / scale before mean/std */
+    int n_mean, n_std;     /* values given in the sidecar (1 = broadcast); 0: defaults */
+    float mean[ENG_MAX_CHANNELS], std[ENG_MAX_CHANNELS]; /* per tensor channel (after channel_order) */
     int invert;            /* 255 - pixel first (white-on-black datasets) */
+    unsigned given;        /* INPUT_GIVEN_* bits: the keys the sidecar set (the rest are defaults) */
 } input_spec_t;
+enum {
+    INPUT_GIVEN_COLOR = 1, INPUT_GIVEN_SIZE = 2, INPUT_GIVEN_SCALE = 4, INPUT_GIVEN_MEAN = 8, INPUT_GIVEN_STD = 16,
+    INPUT_GIVEN_RESIZE = 32, INPUT_GIVEN_ORDER = 64,
+};
+const char *input_color_name(int color);   /* "gray", "rgb", "rgba", "none" */
+const char *input_resize_name(int resize); /* "stretch", "center_crop", "letterbox", "resize_crop" (both sizes) */
 
 #define MODEL_MAX_NAME 128
 typedef struct {
@@ -233,11 +275,25 @@ int model_load_path(const char *onnx_path, const char *sidecar_path, const graph
 int model_parse_sidecar(model_t *m, const char *json, size_t len, const char *dir, eng_err_t *err);
 void model_free(model_t *m);
 size_t model_input_size(const model_t *m); /* C*H*W */
+/* Do two models preprocess an image the same way (a model and its twin must)? */
+int model_same_input(const model_t *a, const model_t *b);
+/* For a warning: the defaults a model runs with because it has no sidecar, all named ("no sidecar
+ * X.json: defaults apply: color rgb, pixels / 255, mean 0, std 1, ..."), or because its sidecar
+ * sets neither input.mean nor input.std. 0 when there is nothing to warn about, else the length. */
+int model_defaults_note(const model_t *m, char *buf, size_t len);
 
-/* Image -> preprocessed tensor of model_input_size() floats, following the sidecar's input spec. */
+/* Image -> preprocessed tensor of model_input_size() floats, following the sidecar's input spec
+ * (docs/MODELS.md): PIL's convert to the model's color, torchvision/PIL resize and crop (uint8,
+ * bit-exact with PIL 9.4's bilinear), invert, channel order, (pixel / scale - mean) / std.
+ * ENG_EINVAL for a model whose color is "none" (it takes tensors only). */
 int model_preprocess(const model_t *m, const image_t *img, float *tensor, eng_err_t *err);
 /* The image as the model sees it (resized, color-converted; not normalized), for overlays at the
- * model's size. out->data is malloc'd; release with image_free. */
+ * model's size: 1 channel (gray) or 3 (RGB order; alpha dropped). out->data is malloc'd; release
+ * with image_free. ENG_EINVAL for color "none". */
 int model_view_image(const model_t *m, const image_t *img, image_t *out, eng_err_t *err);
+/* A displayable image (1 or 3 channels, model size) from a preprocessed tensor, for uploads that
+ * are tensors: the normalization undone and clipped to 0..255; for color "none" the channel mean,
+ * stretched to 0..255. */
+int model_tensor_view(const model_t *m, const float *tensor, image_t *out, eng_err_t *err);
 
 #endif

@@ -2,11 +2,13 @@
  * each op's init) and the public introspection API of engine.h. */
 #include "graph.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cblas.h>
 
@@ -379,19 +381,296 @@ static int is_global_pool(const graph_t *g, const node_t *n)
 
 int graph_detect_cam_value(const graph_t *g)
 {
-    /* The last 4-D activation that feeds global pooling or a flatten to the head. */
-    int best = -1;
+    /* The head starts at the last node that turns a 4-D map with spatial extent into class
+     * features: global pooling, or a flatten to (N, features). */
+    int best = -1, flat_head = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const node_t *n = &g->nodes[i];
         if (n->n_in < 1 || n->in[0] < 0) continue;
         const value_t *iv = nin(g, n, 0);
-        if (iv->is_const || iv->rank != 4) continue;
+        if (iv->is_const || iv->rank != 4 || (iv->dims[2] <= 1 && iv->dims[3] <= 1)) continue;
         int pool = is_global_pool(g, n);
-        int flat = !strcmp(n->op_type, "Flatten") || !strcmp(n->op_type, "Reshape");
-        if ((pool && (iv->dims[2] > 1 || iv->dims[3] > 1)) || (flat && (iv->dims[2] > 1 || iv->dims[3] > 1)))
+        int flat = (!strcmp(n->op_type, "Flatten") || !strcmp(n->op_type, "Reshape")) && nout(g, n)->rank == 2;
+        if (pool || flat) {
             best = n->in[0];
+            flat_head = flat;
+        }
+    }
+    /* A flatten that reads average pooling reads a pooled map: AdaptiveAvgPool2d((7,7)) in VGG,
+     * ((6,6)) in AlexNet (exported as AveragePool, kernel 1 at 224), ((2,2)) heads. The feature
+     * map is the pooling's input (what pytorch-grad-cam users pick: model.features[-1]). */
+    while (flat_head && best >= 0) {
+        int p = g->values[best].producer;
+        if (p < 0) break;
+        const node_t *n = &g->nodes[p];
+        if (strcmp(n->op_type, "AveragePool") || n->n_in < 1 || n->in[0] < 0) break;
+        const value_t *iv = nin(g, n, 0);
+        if (iv->is_const || iv->rank != 4) break;
+        best = n->in[0];
     }
     return best;
+}
+
+/* ---- layer names as users write them ---------------------------------------------------------------- */
+#define MAX_SCOPE 32
+
+/* Split "/a/b/c/Op" into its components; returns the count (the last one is the op's own name). */
+static int name_parts(const char *name, const char **part, size_t *len, int max)
+{
+    int k = 0;
+    const char *p = name;
+    while (*p && k < max) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        const char *e = p;
+        while (*e && *e != '/') e++;
+        part[k] = p;
+        len[k] = (size_t)(e - p);
+        k++;
+        p = e;
+    }
+    return k;
+}
+
+/* A scope component written by the exporter equals the module's component, or is it followed by
+ * "_<n>": the n-th extra call of a module used more than once (relu_1). */
+static int comp_match(const char *s, size_t sl, const char *m, size_t ml)
+{
+    if (sl < ml || strncmp(s, m, ml)) return 0;
+    if (sl == ml) return 1;
+    if (s[ml] != '_' || sl == ml + 1) return 0;
+    for (size_t i = ml + 1; i < sl; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    return 1;
+}
+
+static int all_digits(const char *s, size_t l)
+{
+    if (!l) return 0;
+    for (size_t i = 0; i < l; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    return 1;
+}
+
+/* "features.3.conv.0" -> scope components "features", "features.3", "conv", "conv.0" (torch names a
+ * child of a Sequential/ModuleList by its parent's component, a dot and its index). Components are
+ * written into buf; returns the count, -1 when it does not fit. */
+static int module_scope(const char *path, char *buf, size_t cap, const char **comp, size_t *clen, int max)
+{
+    int k = 0;
+    size_t used = 0;
+    const char *p = path;
+    while (*p) {
+        const char *e = strchr(p, '.');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (!l || k >= max) return -1;
+        size_t need = (all_digits(p, l) && k ? clen[k - 1] + 1 : 0) + l;
+        if (used + need + 1 > cap) return -1;
+        char *dst = buf + used;
+        if (all_digits(p, l) && k) {
+            memcpy(dst, comp[k - 1], clen[k - 1]);
+            dst[clen[k - 1]] = '.';
+            memcpy(dst + clen[k - 1] + 1, p, l);
+        } else {
+            memcpy(dst, p, l);
+        }
+        comp[k] = dst;
+        clen[k] = need;
+        used += need + 1;
+        k++;
+        if (!e) break;
+        p = e + 1;
+    }
+    return k;
+}
+
+/* Does node name `nm` lie inside the scope comp[0..k)? (its components before the op's own name
+ * start with them) */
+static int in_scope(const char *nm, const char *const *comp, const size_t *clen, int k)
+{
+    const char *part[MAX_SCOPE + 1];
+    size_t len[MAX_SCOPE + 1];
+    int n = name_parts(nm, part, len, MAX_SCOPE + 1);
+    if (n - 1 < k) return 0;
+    for (int i = 0; i < k; i++)
+        if (!comp_match(part[i], len[i], comp[i], clen[i])) return 0;
+    return 1;
+}
+
+/* The value of the last node (topological order) inside the scope; folded nodes count through
+ * their aliases. -1 if no node is. */
+static int last_in_scope(const graph_t *g, const char *const *comp, const size_t *clen, int k)
+{
+    int best_node = -1, best_value = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (in_scope(g->nodes[i].name, comp, clen, k)) {
+            best_node = i;
+            best_value = g->nodes[i].out[0];
+        }
+    for (int a = 0; a < g->n_aliases; a++) {
+        int v = g->aliases[a].value, p = v >= 0 ? g->values[v].producer : -1;
+        if (p > best_node && in_scope(g->aliases[a].name, comp, clen, k)) {
+            best_node = p;
+            best_value = v;
+        }
+    }
+    return best_value;
+}
+
+void graph_node_module_path(const graph_t *g, int node, char *out, size_t cap)
+{
+    const char *part[MAX_SCOPE + 1];
+    size_t len[MAX_SCOPE + 1];
+    out[0] = 0;
+    if (!cap || node < 0 || node >= g->n_nodes) return;
+    int n = name_parts(g->nodes[node].name, part, len, MAX_SCOPE + 1) - 1;
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        const char *s = part[i];
+        size_t l = len[i];
+        /* "features.7" after "features": the index */
+        if (i && l > len[i - 1] + 1 && !strncmp(s, part[i - 1], len[i - 1]) && s[len[i - 1]] == '.' &&
+            all_digits(s + len[i - 1] + 1, l - len[i - 1] - 1)) {
+            s += len[i - 1] + 1;
+            l -= len[i - 1] + 1;
+        } else {
+            /* "relu_1": the second call of module relu, when a sibling scope "relu" exists */
+            const char *us = NULL;
+            for (size_t q = 0; q < l; q++)
+                if (s[q] == '_') us = s + q;
+            if (us && all_digits(us + 1, (size_t)(s + l - us - 1))) {
+                size_t base = (size_t)(us - s);
+                int sibling = 0;
+                for (int j = 0; j < g->n_nodes && !sibling; j++) {
+                    const char *q[MAX_SCOPE + 1];
+                    size_t ql[MAX_SCOPE + 1];
+                    int qn = name_parts(g->nodes[j].name, q, ql, MAX_SCOPE + 1) - 1;
+                    if (qn <= i) continue;
+                    int same = ql[i] == base && !strncmp(q[i], s, base);
+                    for (int t = 0; same && t < i; t++) same = ql[t] == len[t] && !strncmp(q[t], part[t], len[t]);
+                    sibling = same;
+                }
+                if (sibling) l = base;
+            }
+        }
+        int w = snprintf(out + used, cap - used, "%s%.*s", i ? "." : "", (int)l, s);
+        if (w < 0 || (size_t)w >= cap - used) {
+            out[used] = 0;
+            return;
+        }
+        used += (size_t)w;
+    }
+}
+
+/* Levenshtein distance, case-insensitive, on at most the first 255 characters of each. */
+static int edit_distance(const char *a, const char *b)
+{
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 255) la = 255;
+    if (lb > 255) lb = 255;
+    int row[256], prev[256];
+    for (int j = 0; j <= lb; j++) prev[j] = j;
+    for (int i = 1; i <= la; i++) {
+        row[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int c = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            int x = prev[j - 1] + c, y = prev[j] + 1, z = row[j - 1] + 1;
+            row[j] = x < y ? (x < z ? x : z) : (y < z ? y : z);
+        }
+        memcpy(prev, row, sizeof(int) * (size_t)(lb + 1));
+    }
+    return prev[lb];
+}
+
+static int contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    if (!n) return 0;
+    for (const char *p = hay; *p; p++)
+        if (!strncasecmp(p, needle, n)) return 1;
+    return 0;
+}
+
+typedef struct {
+    char name[256];
+    int contains, dist;
+} cand_t;
+
+static int cand_better(const cand_t *a, const cand_t *b)
+{
+    if (a->contains != b->contains) return a->contains > b->contains;
+    if (a->dist != b->dist) return a->dist < b->dist;
+    size_t la = strlen(a->name), lb = strlen(b->name);
+    if (la != lb) return la < lb;
+    return strcmp(a->name, b->name) < 0;
+}
+
+static void cand_offer(cand_t *top, int *n, const char *query, const char *name)
+{
+    if (!*name || strlen(name) >= sizeof top[0].name) return;
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(top[i].name, name)) return;
+    cand_t c;
+    snprintf(c.name, sizeof c.name, "%s", name);
+    c.contains = contains_ci(name, query);
+    c.dist = edit_distance(query, name);
+    int pos = *n;
+    while (pos > 0 && cand_better(&c, &top[pos - 1])) pos--;
+    if (pos >= 5) return;
+    int last = *n < 5 ? *n : 4;
+    for (int i = last; i > pos; i--) top[i] = top[i - 1];
+    top[pos] = c;
+    if (*n < 5) (*n)++;
+}
+
+int graph_resolve_layer(const graph_t *g, const char *name, char *suggest, size_t suggest_len)
+{
+    if (suggest && suggest_len) suggest[0] = 0;
+    if (!name || !*name) return -1;
+    int v = graph_find_value(g, name);
+    if (v >= 0) return v;
+    char buf[1024];
+    const char *comp[MAX_SCOPE];
+    size_t clen[MAX_SCOPE];
+    int k = -1;
+    if (name[0] == '/') { /* a scope as the exporter writes it: "/layer4" or "/layer4/layer4.1/" */
+        const char *part[MAX_SCOPE + 1];
+        size_t len[MAX_SCOPE + 1];
+        k = name_parts(name, part, len, MAX_SCOPE + 1);
+        if (k > MAX_SCOPE) k = -1;
+        for (int i = 0; i < k; i++) {
+            comp[i] = part[i];
+            clen[i] = len[i];
+        }
+    } else if (strlen(name) < sizeof buf) {
+        k = module_scope(name, buf, sizeof buf, comp, clen, MAX_SCOPE);
+    }
+    if (k > 0 && (v = last_in_scope(g, comp, clen, k)) >= 0) return v;
+    if (!suggest || !suggest_len) return -1;
+    /* the closest names: node names and the module paths of every scope prefix */
+    cand_t top[5];
+    int nt = 0;
+    char path[1024];
+    for (int i = 0; i < g->n_nodes; i++) {
+        cand_offer(top, &nt, name, g->nodes[i].name);
+        graph_node_module_path(g, i, path, sizeof path);
+        for (;;) { /* "layer4.1.conv1", "layer4.1", "layer4" */
+            cand_offer(top, &nt, name, path);
+            char *d = strrchr(path, '.');
+            if (!d) break;
+            *d = 0;
+        }
+    }
+    size_t used = 0;
+    for (int i = 0; i < nt && used < suggest_len; i++) {
+        int w = snprintf(suggest + used, suggest_len - used, "%s'%s'", i ? ", " : "", top[i].name);
+        if (w < 0 || (size_t)w >= suggest_len - used) {
+            suggest[used] = 0;
+            break;
+        }
+        used += (size_t)w;
+    }
+    return -1;
 }
 
 const char *graph_value_user_name(const graph_t *g, int v)

@@ -383,8 +383,13 @@ static int input_shape(const Onnx__ValueInfoProto *vi, value_t *v, const graph_o
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
         int64_t val = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ? d->dim_value : -1;
         if (i == 0) val = 1; /* the batch: symbolic or 1, planned as 1 */
-        else if (r == 4 && i == 2 && opts && opts->input_h > 0) val = opts->input_h;
-        else if (r == 4 && i == 3 && opts && opts->input_w > 0) val = opts->input_w;
+        else if (r == 4 && i >= 2 && opts && (i == 2 ? opts->input_h : opts->input_w) > 0) {
+            int want = i == 2 ? opts->input_h : opts->input_w; /* the sidecar's: fills a symbolic size only */
+            if (val > 0 && val != want)
+                return eng_errf(err, ENG_EFORMAT, "sidecar: input.%s is %d but the graph input '%s' is %lld %s",
+                                i == 2 ? "height" : "width", want, vi->name, (long long)val, i == 2 ? "high" : "wide");
+            val = want;
+        }
         if (val <= 0)
             return eng_errf(err, ENG_EUNSUPPORTED,
                             "graph input '%s': dimension %zu is symbolic; give the input size in the sidecar", vi->name, i);

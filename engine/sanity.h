@@ -19,7 +19,7 @@
 
 enum { SANITY_CHECK_MODEL = 1, SANITY_CHECK_LABEL = 2, SANITY_CHECK_RANDOM_LOGIT = 4 };
 enum { SANITY_ORDER_TOP_DOWN, SANITY_ORDER_BOTTOM_UP, SANITY_ORDER_INDEPENDENT };
-enum { SANITY_LAYERS_ALL, SANITY_LAYERS_BLOCKS, SANITY_LAYERS_LIST, SANITY_LAYERS_GROUPS };
+enum { SANITY_LAYERS_ALL, SANITY_LAYERS_BLOCKS, SANITY_LAYERS_LIST, SANITY_LAYERS_GROUPS, SANITY_LAYERS_AUTO };
 enum { SANITY_INIT_DEFAULT, SANITY_INIT_NORMAL };
 enum { SANITY_TARGET_FIXED, SANITY_TARGET_ARGMAX };
 
@@ -35,6 +35,15 @@ typedef struct {
 /* mode: SANITY_LAYERS_*; list: comma names for SANITY_LAYERS_LIST. blocks: name scopes ("/layer3/..."
  * -> "layer3"), split again where one scope holds more than half of the layers. */
 int sanity_make_groups(const model_t *m, int mode, const char *list, sanity_groups_t *out, eng_err_t *err);
+
+/* ---- sanity_layers=auto (budget.c) ---------------------------------------------------------------- */
+enum { SANITY_AUTO_ALL = 1, SANITY_AUTO_BLOCKS, SANITY_AUTO_BLOCKS_CUT };
+typedef struct {
+    int chose;                /* SANITY_AUTO_* */
+    int steps;                /* steps run */
+    int all_steps, block_steps; /* steps of `all` and of `blocks` (0: not considered) */
+    double est_flops, budget_flops;
+} sanity_auto_t;
 
 /* ---- overlays --------------------------------------------------------------------------------- */
 typedef struct sanity_cache sanity_cache_t;
@@ -62,6 +71,8 @@ typedef struct {
     double spearman_threshold, ssim_threshold;
     int full_recompute;      /* 1: every pass from the input, no reuse of the unrandomized prefix
                               * (the naive reference the tests compare the prefix reuse with) */
+    double auto_budget_flops; /* SANITY_LAYERS_AUTO: the request's FLOP budget (budget.c; 0: 300e9) */
+    int n_images;             /* images the request checks (the budget is shared); 0 = 1 */
 } sanity_params_t;
 
 typedef struct {
@@ -99,6 +110,7 @@ typedef struct {
     /* random logit */
     int has_random_logit, other_class;
     sanity_method_t random_logit[M_COUNT];
+    sanity_auto_t auto_info;      /* SANITY_LAYERS_AUTO: what was chosen and why */
     int forward_passes, backward_passes, nodes_recomputed, nodes_total;
     double ms;
 } sanity_result_t;
@@ -114,6 +126,15 @@ typedef struct {
      * workspace. The numbers are the same either way. The caller sets its deadline. */
     ws_t *helper_ws;
 } sanity_env_t;
+
+/* sanity_layers=auto: `all`, else `blocks`, else the first steps of `blocks` in sp->order, whichever
+ * first fits sp->auto_budget_flops by sanity_estimate_flops (see budget.c for the rule). */
+int sanity_auto_groups(const model_t *m, const explain_params_t *ep, const sanity_params_t *sp, sanity_groups_t *out,
+                       sanity_auto_t *info, eng_err_t *err);
+/* Estimated FLOPs of one image's sanity request: the original explanation, label / random logit
+ * explanations, and the first n_steps model-randomization steps over the groups G (NULL: none). */
+double sanity_estimate_flops(const model_t *m, const explain_params_t *ep, const sanity_params_t *sp,
+                             const sanity_groups_t *G, int n_steps);
 
 /* Run the checks for the methods of `ep` on the preprocessed image x, whose ordinary explanation
  * `orig` was computed with `ep` (the request's own result, reused). */

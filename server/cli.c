@@ -68,7 +68,8 @@ int cli_inspect(int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: explaind inspect MODEL.onnx [--json]\n"
                    "For every node: name, op, output shape and parameter count; then totals (parameters,\n"
-                   "FLOPs per image: multiply-add = 2) and the auto-detected CAM layer.\n");
+                   "FLOPs per image: multiply-add = 2), the CAM layer (the sidecar's or auto-detected) and the\n"
+                   "whole preprocessing (the sidecar's input keys, docs/MODELS.md), naming the defaults.\n");
             return 0;
         }
         if (!strcmp(argv[i], "--json")) as_json = 1;
@@ -111,10 +112,22 @@ int cli_inspect(int argc, char **argv)
     shape_str(&in, ins, sizeof ins);
     shape_str(&out, outs, sizeof outs);
     const char *cam = m->cam_value >= 0 ? doc_value_display_name(m, m->cam_value) : NULL;
+    char cam_module[512] = "", note[1024] = "";
+    if (m->cam_value >= 0) {
+        value_info_t cv;
+        graph_value_info(g, m->cam_value, &cv);
+        graph_node_module_path(g, cv.producer, cam_module, sizeof cam_module);
+    }
+    model_defaults_note(m, note, sizeof note);
+    json_t *pre = doc_model_input(m);
     if (as_json) {
-        json_t *doc = json_pack("{s:s, s:i, s:o, s:I, s:f, s:s?, s:s, s:s, s:i}", "model", m->name, "opset", graph_opset(g),
+        json_t *doc = json_pack("{s:s, s:i, s:o, s:I, s:f, s:s?, s:s, s:s, s:i, s:o}", "model", m->name, "opset", graph_opset(g),
                                 "nodes", nodes, "params", (json_int_t)graph_total_params(g), "flops_per_image",
-                                graph_total_flops(g), "cam_layer", cam, "input", ins, "output", outs, "classes", m->n_labels);
+                                graph_total_flops(g), "cam_layer", cam, "input", ins, "output", outs, "classes", m->n_labels,
+                                "preprocessing", pre);
+        json_object_set_new(doc, "cam_layer_module", cam_module[0] ? json_string(cam_module) : json_null());
+        json_object_set_new(doc, "cam_layer_from", json_string(m->sidecar_json && json_object_get(m->sidecar_json, "cam_layer") ? "sidecar" : "auto"));
+        json_object_set_new(doc, "defaults_note", note[0] ? json_string(note) : json_null());
         char *s = json_dumps(doc, JSON_INDENT(2));
         puts(s);
         free(s);
@@ -125,7 +138,27 @@ int cli_inspect(int argc, char **argv)
         printf("output       %s %s, %d classes\n", out.name, outs, m->n_labels);
         printf("parameters   %lld\n", (long long)graph_total_params(g));
         printf("FLOPs/image  %.6g (%.3f GFLOPs; multiply-add = 2)\n", graph_total_flops(g), graph_total_flops(g) / 1e9);
-        printf("CAM layer    %s%s\n", cam ? cam : "(none found)", m->has_sidecar ? "" : " (auto-detected)");
+        int cam_auto = !(m->sidecar_json && json_object_get(m->sidecar_json, "cam_layer"));
+        printf("CAM layer    %s%s%s%s%s\n", cam ? cam : "(none found)", cam_module[0] ? " (module " : "", cam_module,
+               cam_module[0] ? ")" : "", cam_auto ? ", auto-detected" : "");
+        const input_spec_t *sp = &m->input;
+        int has_order = sp->color == COLOR_RGB || sp->color == COLOR_RGBA;
+        printf("preprocess   color %s, %d channel%s%s%s, invert %s\n", input_color_name(sp->color), sp->channels,
+               sp->channels == 1 ? "" : "s", has_order ? ", channel_order " : "", has_order ? (sp->bgr ? "bgr" : "rgb") : "",
+               sp->invert ? "true" : "false");
+        if (sp->resize == RESIZE_SHORTER)
+            printf("             resize: shorter side to %d, then center crop %dx%d (torchvision Resize(%d), CenterCrop((%d, %d)))\n",
+                   sp->resize_short, sp->height, sp->width, sp->resize_short, sp->height, sp->width);
+        else if (sp->resize == RESIZE_EXACT)
+            printf("             resize: to %dx%d, then center crop %dx%d\n", sp->resize_h, sp->resize_w, sp->height, sp->width);
+        else printf("             resize: %s to %dx%d\n", input_resize_name(sp->resize), sp->height, sp->width);
+        printf("             tensor = (pixel / %g - mean) / std, mean [", (double)sp->scale);
+        for (int c = 0; c < sp->channels; c++) printf("%s%g", c ? ", " : "", (double)sp->mean[c]);
+        printf("], std [");
+        for (int c = 0; c < sp->channels; c++) printf("%s%g", c ? ", " : "", (double)sp->std[c]);
+        printf("]\n");
+        if (note[0]) printf("warning      %s\n", note);
+        json_decref(pre);
         for (int i = 0; i < m->n_attention; i++) printf("attention    %s\n", doc_value_display_name(m, m->attention_values[i]));
         if (m->twin) printf("twin         %s (label-randomized)\n", m->twin);
     }
@@ -236,7 +269,8 @@ static int run_doc(int route, int argc, char **argv)
                        "a worker is idle (the same numbers; the passes count one more forward).\n");
             else
                 printf("usage: explaind %s --model MODEL.onnx --image IMAGE [--compact] [--PARAM VALUE ...]\n"
-                       "Prints the JSON document of POST /v1/models/{model}/%s (shared/API.md).\n", cmd, cmd);
+                       "Prints the JSON document of POST /v1/models/{model}/%s (openapi.yaml). MODEL.json next to the\n"
+                       "model is its sidecar (docs/MODELS.md).\n", cmd, cmd);
             printf("Parameters (dashes or underscores):\n");
             params_print_help(stdout, route);
             return 0;

@@ -30,6 +30,7 @@ void cli_env_free(cli_env_t *e);
 int cli_env_parallel_steps(cli_env_t *e, const char *cmd);
 
 int cli_inspect(int argc, char **argv);
+int cli_init(int argc, char **argv); /* cli_init.c: write a model's sidecar */
 int cli_predict(int argc, char **argv);
 int cli_explain(int argc, char **argv);
 int cli_sanity(int argc, char **argv);

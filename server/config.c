@@ -45,7 +45,7 @@ static const key_t_ keys[] = {
     {"max_progressive_scans", K_INT, F(max_progressive_scans), "64", 1, 100000, "JPEG scans before a file is rejected (progressive-JPEG DoS defence)"},
     {"max_decoder_memory", K_I64, F(max_decoder_memory), "268435456", 1 << 16, BIG, "memory the PNG/JPEG decoders may use"},
     {"sanity_images_max", K_INT, F(sanity_images_max), "256", 1, 100000, "images in one /sanity request"},
-    {"models_dir", K_STR, F(models_dir), "models", 0, 0, "directory of NAME.onnx models and NAME.json sidecars, all loaded at start"},
+    {"models_dir", K_STR, F(models_dir), "models", 0, 0, "directory of NAME.onnx models and NAME.json sidecars (docs/MODELS.md), all loaded at start"},
     {"allow_partial", K_BOOL, F(allow_partial), "false", 0, 1, "start even if some models fail to load (they are logged and left out)"},
     {"api_keys_file", K_STR, F(api_keys_file), "", 0, 0, "file of API keys, one per line; empty = no authentication"},
     {"cors_origins", K_STR, F(cors_origins), "", 0, 0, "comma list of allowed CORS origins, or * for any; empty = no CORS headers"},
@@ -63,6 +63,7 @@ static const key_t_ keys[] = {
     {"image_size_max", K_INT, F(image_size_max), "4096", 1, 16384, "largest PNG side returned (size=input is clamped to it, keeping the aspect)"},
     {"sanity_spearman_threshold", K_DBL, F(sanity_spearman_threshold), "0.5", 0, 1, "sanity verdict: spearman_abs at the last step must be below this"},
     {"sanity_ssim_threshold", K_DBL, F(sanity_ssim_threshold), "0.5", 0, 1, "sanity verdict: ssim at the last step must be below this"},
+    {"sanity_auto_gflop", K_DBL, F(sanity_auto_gflop), "300", 0.001, 1e9, "sanity_layers=auto (the default): the estimated work, in GFLOP, a request's model-randomization steps may take: every layer when it fits, else blocks, else the first blocks of the cascade (docs/MODELS.md)"},
     {"sanity_helper_max_bytes", K_I64, F(sanity_helper_max_bytes), "268435456", 0, BIG, "a worker with a sanity request runs half of its randomization steps on a second thread when another worker is idle; that thread needs a second workspace of the model, kept by the worker if the workspace is at most this many bytes (0 = never)"},
     {"sanity_cache_bytes", K_I64, F(sanity_cache_bytes), "268435456", 0, BIG, "memory for cached randomized-weight overlays (LRU)"},
 };

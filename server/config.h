@@ -59,6 +59,7 @@ typedef struct {
     /* sanity checks */
     double sanity_spearman_threshold;
     double sanity_ssim_threshold;
+    double sanity_auto_gflop; /* sanity_layers=auto: the FLOP budget of a request's checks */
     int64_t sanity_helper_max_bytes;
     int64_t sanity_cache_bytes;
 } config_t;

@@ -196,7 +196,7 @@ static int image_apply_orientation(image_t *img, int orientation, eng_err_t *err
         if (C == 1) {
             for (ptrdiff_t ox = 0; ox < ow; ox++, s += dx) *d++ = src[s];
         } else {
-            for (ptrdiff_t ox = 0; ox < ow; ox++, s += dx, d += 3) memcpy(d, src + s * 3, 3);
+            for (ptrdiff_t ox = 0; ox < ow; ox++, s += dx, d += C) memcpy(d, src + s * C, (size_t)C);
         }
     }
     free(img->data);
@@ -218,6 +218,7 @@ typedef struct {
     uint8_t *pixels;          /* ours: freed by decode_png on error */
     png_bytep *rows;          /* ours: always freed by decode_png */
     int orientation;
+    int keep_alpha;           /* RGBA output (PIL convert('RGBA')) instead of dropping alpha */
     const decode_limits_t *lim;
     eng_err_t *err;
 } decode_png_ctx_t;
@@ -324,12 +325,20 @@ static int decode_png_run(png_structp png, png_infop info, decode_png_ctx_t *c, 
     png_uint_32 exif_len = 0;
     if (png_get_eXIf_1(png, info, &exif_len, &exif) && exif) c->orientation = decode_exif_orientation(exif, exif_len);
 
-    int want = (color & PNG_COLOR_MASK_COLOR) ? 3 : 1; /* palette has the color bit too */
+    int want = c->keep_alpha ? 4 : (color & PNG_COLOR_MASK_COLOR) ? 3 : 1; /* palette has the color bit too */
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth == 16) png_set_strip_16(png);
-    /* palette_to_rgb also expands tRNS into alpha; strip_alpha removes it again with the rest. */
-    png_set_strip_alpha(png);
+    if (c->keep_alpha) {
+        /* PIL convert('RGBA'): gray replicated, tRNS turned into alpha, opaque alpha added when none */
+        if (!(color & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+        if (color != PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+        else if (!(color & PNG_COLOR_MASK_ALPHA) && !(color == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS)))
+            png_set_add_alpha(png, 0xff, PNG_FILLER_AFTER);
+    } else {
+        /* palette_to_rgb also expands tRNS into alpha; strip_alpha removes it again with the rest. */
+        png_set_strip_alpha(png);
+    }
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
@@ -354,7 +363,8 @@ static int decode_png_run(png_structp png, png_infop info, decode_png_ctx_t *c, 
     return ENG_OK;
 }
 
-static int decode_png(const uint8_t *buf, size_t len, const decode_limits_t *lim, image_t *out, eng_err_t *err)
+static int decode_png(const uint8_t *buf, size_t len, const decode_limits_t *lim, int keep_alpha, image_t *out,
+                      eng_err_t *err)
 {
     /* The raw IHDR (signature, length, "IHDR", width, height) first: a huge claim is refused
      * before libpng allocates anything or reads a byte beyond the header. */
@@ -362,7 +372,8 @@ static int decode_png(const uint8_t *buf, size_t len, const decode_limits_t *lim
         int st = decode_check_size(rd32be(buf + 16), rd32be(buf + 20), lim, err);
         if (st != ENG_OK) return st;
     }
-    decode_png_ctx_t c = {.buf = buf, .len = len, .mem_cap = lim->max_decoder_memory, .orientation = 1, .lim = lim, .err = err};
+    decode_png_ctx_t c = {.buf = buf, .len = len, .mem_cap = lim->max_decoder_memory, .orientation = 1, .keep_alpha = keep_alpha,
+                          .lim = lim, .err = err};
     png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &c, decode_png_on_error, decode_png_on_warning, &c,
                                                decode_png_alloc, decode_png_free);
     if (!png) return c.mem_refused ? decode_png_status(&c) : eng_errf(err, ENG_ENOMEM, "out of memory decoding PNG");
@@ -576,6 +587,12 @@ static int decode_jpeg(const uint8_t *buf, size_t len, const decode_limits_t *li
 int image_decode(const uint8_t *buf, size_t len, const decode_limits_t *lim, image_t *out,
                  const char **format_out, eng_err_t *err)
 {
+    return image_decode_alpha(buf, len, lim, 0, out, format_out, err);
+}
+
+int image_decode_alpha(const uint8_t *buf, size_t len, const decode_limits_t *lim, int keep_alpha, image_t *out,
+                       const char **format_out, eng_err_t *err)
+{
     decode_limits_t def = decode_limits_default();
     if (!lim) lim = &def;
     memset(out, 0, sizeof *out);
@@ -589,10 +606,109 @@ int image_decode(const uint8_t *buf, size_t len, const decode_limits_t *lim, ima
     format_name_t f = decode_sniff(buf, len);
     if (format_out) *format_out = f.name;
     int st;
-    if (!strcmp(f.name, "png")) st = decode_png(buf, len, lim, out, err);
+    if (!strcmp(f.name, "png")) st = decode_png(buf, len, lim, keep_alpha, out, err);
     else if (!strcmp(f.name, "jpeg")) st = decode_jpeg(buf, len, lim, out, err);
     else if (f.label) return eng_errf(err, ENG_EUNSUPPORTED, "%s images are not supported; send PNG or JPEG", f.label);
     else return eng_errf(err, ENG_EFORMAT, "not a PNG or JPEG image");
     if (st != ENG_OK) image_free(out); /* an orientation failure leaves pixels behind */
     return st;
+}
+
+/* ---- tensor uploads (.npy) ----------------------------------------------------------------------- */
+
+int upload_is_npy(const uint8_t *buf, size_t len) { return bytes_at(buf, len, 0, "\x93NUMPY", 6); }
+
+void tensor_upload_free(tensor_upload_t *t)
+{
+    if (!t) return;
+    free(t->data);
+    memset(t, 0, sizeof *t);
+}
+
+/* the value after 'key': in the header dict (a Python literal), or NULL */
+static const char *npy_field(const char *h, size_t hl, const char *key)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + kl + 2 <= hl; i++) {
+        if ((h[i] != '\'' && h[i] != '"') || strncmp(h + i + 1, key, kl) || h[i + 1 + kl] != h[i]) continue;
+        const char *p = h + i + kl + 2, *e = h + hl;
+        while (p < e && (*p == ' ' || *p == ':')) p++;
+        return p < e ? p : NULL;
+    }
+    return NULL;
+}
+
+int tensor_decode_npy(const uint8_t *buf, size_t len, size_t max_elems, tensor_upload_t *out, eng_err_t *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!upload_is_npy(buf, len) || len < 10) return eng_errf(err, ENG_EFORMAT, "not a NumPy .npy file");
+    int major = buf[6];
+    size_t hl, off;
+    if (major == 1) {
+        hl = (size_t)buf[8] | (size_t)buf[9] << 8;
+        off = 10;
+    } else if ((major == 2 || major == 3) && len >= 12) {
+        hl = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
+        off = 12;
+    } else {
+        return eng_errf(err, ENG_EFORMAT, ".npy format version %d is not supported (1, 2 or 3)", major);
+    }
+    if (hl > 65536 || hl > len - off) return eng_errf(err, ENG_EFORMAT, ".npy header is truncated or over 64 KiB");
+    const char *h = (const char *)buf + off;
+    const char *d = npy_field(h, hl, "descr"), *f = npy_field(h, hl, "fortran_order"), *sh = npy_field(h, hl, "shape");
+    if (!d || !f || !sh) return eng_errf(err, ENG_EFORMAT, ".npy header lacks descr, fortran_order or shape");
+    int swap;
+    if (!strncmp(d, "'<f4'", 5) || !strncmp(d, "\"<f4\"", 5)) swap = 0;
+    else if (!strncmp(d, "'>f4'", 5) || !strncmp(d, "\">f4\"", 5)) swap = 1;
+    else {
+        int l = 0;
+        while (l < 16 && d + l < h + hl && d[l] != ',' && d[l] != '}') l++;
+        return eng_errf(err, ENG_EINVAL, "the tensor's dtype is %.*s; send float32 ('<f4': numpy.save(f, x.astype(numpy.float32)))", l, d);
+    }
+    if (!strncmp(f, "True", 4)) return eng_errf(err, ENG_EINVAL, "the tensor is in Fortran order; send a C-ordered array");
+    if (strncmp(f, "False", 5)) return eng_errf(err, ENG_EFORMAT, ".npy header: fortran_order is not True or False");
+    if (*sh != '(') return eng_errf(err, ENG_EFORMAT, ".npy header: shape is not a tuple");
+    const char *p = sh + 1, *e = h + hl;
+    size_t count = 1;
+    for (;;) {
+        while (p < e && *p == ' ') p++;
+        if (p < e && *p == ')') break;
+        if (p >= e || *p < '0' || *p > '9') return eng_errf(err, ENG_EFORMAT, ".npy header: malformed shape");
+        int64_t v = 0;
+        while (p < e && *p >= '0' && *p <= '9' && v < ((int64_t)1 << 40)) v = v * 10 + (*p++ - '0');
+        if (p < e && *p >= '0' && *p <= '9') return eng_errf(err, ENG_ETOOBIG, "the tensor is too large");
+        if (out->rank == 4) return eng_errf(err, ENG_EINVAL, "the tensor has more than 4 dimensions; send (C, H, W) or (1, C, H, W)");
+        out->dims[out->rank++] = v;
+        if (v && count > SIZE_MAX / (size_t)v) return eng_errf(err, ENG_ETOOBIG, "the tensor is too large");
+        count *= (size_t)v;
+        while (p < e && *p == ' ') p++;
+        if (p < e && *p == ',') p++;
+    }
+    if (!out->rank) return eng_errf(err, ENG_EINVAL, "the tensor is a scalar; send (C, H, W) or (1, C, H, W)");
+    if (count > max_elems) {
+        int rank = out->rank;
+        memset(out, 0, sizeof *out);
+        return eng_errf(err, ENG_ETOOBIG, "the tensor has %zu elements (rank %d); the model takes %zu", count, rank, max_elems);
+    }
+    size_t data_off = off + hl;
+    if (len - data_off != count * 4) {
+        memset(out, 0, sizeof *out);
+        return eng_errf(err, ENG_EFORMAT, "the .npy data is %zu bytes; its header's shape needs %zu", len - data_off, count * 4);
+    }
+    out->data = malloc(count ? count * 4 : 4);
+    if (!out->data) {
+        memset(out, 0, sizeof *out);
+        return eng_errf(err, ENG_ENOMEM, "out of memory");
+    }
+    memcpy(out->data, buf + data_off, count * 4);
+    if (swap)
+        for (size_t i = 0; i < count; i++) {
+            uint8_t *b = (uint8_t *)(out->data + i), t0 = b[0], t1 = b[1];
+            b[0] = b[3];
+            b[1] = b[2];
+            b[2] = t1;
+            b[3] = t0;
+        }
+    out->count = count;
+    return ENG_OK;
 }

@@ -8,7 +8,8 @@
  *
  * Output (image_t, engine.h): 8 bits per sample, row-major, interleaved.
  *   - grayscale sources (gray PNG, gray+alpha PNG, grayscale JPEG) give 1 channel;
- *   - everything else (RGB, RGBA, palette PNG, YCbCr/RGB/CMYK/YCCK JPEG) gives 3 channels (RGB).
+ *   - everything else (RGB, RGBA, palette PNG, YCbCr/RGB/CMYK/YCCK JPEG) gives 3 channels (RGB);
+ *   - image_decode_alpha gives every PNG as 4 channels (RGBA), for models that take RGBA.
  * The pixels are meant to equal what PIL gives for Image.open(f) then convert('L') or
  * convert('RGB') then ImageOps.exif_transpose (see decode.c for the one deliberate exception,
  * 16-bit grayscale PNG):
@@ -63,7 +64,7 @@ typedef struct {
                                 * buffers, the big allocations of progressive and multi-scan
                                 * files; its per-row buffers are not counted), and every libpng
                                 * allocation (counted by our allocator). The output image is bounded by
-                                * max_pixels instead: at most max_pixels * 3 bytes, twice that
+                                * max_pixels instead: at most max_pixels * 4 bytes, twice that
                                 * while an EXIF orientation is applied. */
 } decode_limits_t;
 
@@ -80,5 +81,31 @@ int image_sniff(const uint8_t *buf, size_t len, const char **format_out);
  * error. err may be NULL. Returns ENG_OK or a status above. */
 int image_decode(const uint8_t *buf, size_t len, const decode_limits_t *lim, image_t *out,
                  const char **format_out, eng_err_t *err);
+
+/* As image_decode, but with keep_alpha != 0 a PNG comes out RGBA (4 channels) as PIL's
+ * convert('RGBA') makes it: gray replicated, tRNS transparency turned into alpha, opaque alpha
+ * added when the file has none. JPEGs still give 1 or 3 channels. For models whose input color is
+ * rgba. */
+int image_decode_alpha(const uint8_t *buf, size_t len, const decode_limits_t *lim, int keep_alpha, image_t *out,
+                       const char **format_out, eng_err_t *err);
+
+/* ---- tensor uploads ------------------------------------------------------------------------------
+ * A NumPy .npy file (format 1.0, 2.0 or 3.0; numpy.save of a float32 array) is taken as the
+ * model's input tensor itself, after preprocessing: no resize, no scale/mean/std. Recognised by its
+ * magic bytes "\x93NUMPY" in any upload path (raw body, multipart 'image', JSON base64). */
+typedef struct {
+    int rank;
+    int64_t dims[4];
+    float *data; /* malloc'd, rank-product floats, host order */
+    size_t count;
+} tensor_upload_t;
+
+int upload_is_npy(const uint8_t *buf, size_t len);
+/* Parse an .npy upload of at most max_elems elements. Statuses: ENG_EFORMAT a malformed header or
+ * a data length that does not match the header's shape (400); ENG_EINVAL a dtype other than
+ * float32 ('<f4' or '>f4'), Fortran order, or a rank outside 1..4 (422); ENG_ETOOBIG more than
+ * max_elems elements (413); ENG_ENOMEM. On error *out is zeroed. */
+int tensor_decode_npy(const uint8_t *buf, size_t len, size_t max_elems, tensor_upload_t *out, eng_err_t *err);
+void tensor_upload_free(tensor_upload_t *t);
 
 #endif

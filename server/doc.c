@@ -1,7 +1,7 @@
 /* doc.c — explain / predict documents (shared/API.md, "Explain response").
  *
  * PNG sizes: size=model renders at the model's input size over what the model saw
- * (model_view_image). size=input renders at the uploaded image's size over the upload itself
+ * (model_view_image; for a tensor upload, the tensor's view, model_tensor_view). size=input renders at the uploaded image's size over the upload itself
  * when the model stretches its input; for center_crop and letterbox models the model's frame is not
  * the upload's, so size=input renders the model's view scaled to the upload's size instead (it
  * never draws a heatmap over pixels the model did not see). Either side is capped at
@@ -19,6 +19,32 @@
 static double ms_between(int64_t a, int64_t b) { return (double)(b - a) / 1e6; }
 
 const char *doc_value_display_name(const model_t *m, int v) { return graph_value_user_name(m->graph, v); }
+
+json_t *doc_model_input(const model_t *m)
+{
+    const input_spec_t *s = &m->input;
+    json_t *mean = json_array(), *std = json_array(), *defaults = json_array();
+    for (int c = 0; c < s->channels; c++) {
+        json_array_append_new(mean, json_real(s->mean[c]));
+        json_array_append_new(std, json_real(s->std[c]));
+    }
+    json_t *rs = json_null(), *crop = json_null();
+    if (s->resize == RESIZE_SHORTER) rs = json_integer(s->resize_short);
+    if (s->resize == RESIZE_EXACT) rs = json_pack("[i,i]", s->resize_h, s->resize_w);
+    if (s->resize == RESIZE_SHORTER || s->resize == RESIZE_EXACT) crop = json_pack("[i,i]", s->height, s->width);
+    static const struct {
+        unsigned bit;
+        const char *key;
+    } keys[] = {{INPUT_GIVEN_COLOR, "color"}, {INPUT_GIVEN_ORDER, "channel_order"}, {INPUT_GIVEN_SIZE, "height"},
+                {INPUT_GIVEN_SIZE, "width"}, {INPUT_GIVEN_RESIZE, "resize"}, {INPUT_GIVEN_SCALE, "scale"},
+                {INPUT_GIVEN_MEAN, "mean"}, {INPUT_GIVEN_STD, "std"}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!m->has_sidecar || !(s->given & keys[i].bit)) json_array_append_new(defaults, json_string(keys[i].key));
+    return json_pack("{s:s, s:i, s:s, s:i, s:i, s:s, s:o, s:o, s:f, s:o, s:o, s:b, s:b, s:o}", "color", input_color_name(s->color),
+                     "channels", s->channels, "channel_order", s->bgr ? "bgr" : "rgb", "height", s->height, "width", s->width,
+                     "resize", input_resize_name(s->resize), "resize_size", rs, "crop", crop, "scale", (double)s->scale, "mean",
+                     mean, "std", std, "invert", s->invert, "sidecar", m->has_sidecar, "defaults", defaults);
+}
 
 json_t *doc_raw(const float *data, int rank, const int *dims)
 {
@@ -127,7 +153,7 @@ static int make_canvas(const doc_ctx_t *d, canvas_t *cv)
     cv->h = h;
     if (!d->image || !d->image->data) return 0;
     eng_err_t err;
-    if (use_upload && m->input.resize == RESIZE_STRETCH) {
+    if ((use_upload && m->input.resize == RESIZE_STRETCH) || d->image_is_model_view) { /* the upload is the model's frame */
         if (d->image->width == w && d->image->height == h) {
             cv->base = *d->image; /* borrowed */
             cv->have_base = 1;

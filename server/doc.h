@@ -12,8 +12,9 @@ typedef struct {
     const char *request_id;
     const model_t *model;
     const request_t *rq;
-    const image_t *image;    /* the decoded upload (for size=input overlays) */
-    const char *format;      /* "png" / "jpeg" */
+    const image_t *image;    /* the decoded upload (for size=input overlays); 1 or 3 channels */
+    const char *format;      /* "png" / "jpeg" / "npy" */
+    int image_is_model_view; /* image is already in the model's frame (a tensor upload's view) */
     double decode_ms, preprocess_ms, sanity_ms;
     int image_size_max;
 } doc_ctx_t;
@@ -28,6 +29,10 @@ void doc_set_timing(json_t *doc, const doc_ctx_t *d, const explain_out_t *out, d
 const char *doc_value_display_name(const model_t *m, int value);
 /* {"index":..., "label":..., "score":..., "logit":...} list of the top k. */
 json_t *doc_predictions(const model_t *m, const explain_out_t *out, int k);
+/* The model's whole preprocessing, in the sidecar's terms (docs/MODELS.md): color, channels,
+ * channel_order, height, width, resize (mode), resize_size, crop, scale, mean, std, invert, and
+ * which of them are defaults ("defaults": key names; "sidecar": whether the model has one). */
+json_t *doc_model_input(const model_t *m);
 /* A float array as {"shape": [...], "dtype": "float32", "data": "<base64 LE>"} */
 json_t *doc_raw(const float *data, int rank, const int *dims);
 

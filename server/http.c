@@ -622,9 +622,7 @@ static int authorized(struct MHD_Connection *c)
 static json_t *model_summary(const model_t *m)
 {
     const graph_t *g = m->graph;
-    json_t *o = json_pack("{s:s, s:i, s:{s:s, s:i, s:i, s:s}}", "name", m->name, "classes", m->n_labels, "input", "color",
-                          m->input.channels == 1 ? "gray" : "rgb", "height", m->input.height, "width", m->input.width,
-                          "resize", m->input.resize == RESIZE_STRETCH ? "stretch" : m->input.resize == RESIZE_CENTER_CROP ? "center_crop" : "letterbox");
+    json_t *o = json_pack("{s:s, s:i, s:o}", "name", m->name, "classes", m->n_labels, "input", doc_model_input(m));
     if (m->cam_value >= 0) json_object_set_new(o, "cam_layer", json_string(doc_value_display_name(m, m->cam_value)));
     else json_object_set_new(o, "cam_layer", json_null());
     json_object_set_new(o, "label_randomized_twin", m->twin ? json_string(m->twin) : json_null());
@@ -666,8 +664,8 @@ static json_t *model_info(const service_model_t *sm)
     json_object_set_new(o, "opset", json_integer(graph_opset(g)));
     json_object_set_new(o, "max_batch", json_integer(sm->max_batch));
     json_object_set_new(o, "probe_images", json_integer(sm->n_probes));
-    json_object_set_new(o, "input_mean", json_pack("[f,f,f]", (double)m->input.mean[0], (double)m->input.mean[1], (double)m->input.mean[2]));
-    json_object_set_new(o, "input_std", json_pack("[f,f,f]", (double)m->input.std[0], (double)m->input.std[1], (double)m->input.std[2]));
+    json_object_set_new(o, "input_mean", json_incref(json_object_get(json_object_get(o, "input"), "mean")));
+    json_object_set_new(o, "input_std", json_incref(json_object_get(json_object_get(o, "input"), "std")));
     return o;
 }
 
@@ -772,8 +770,10 @@ static void job_run(void *arg, worker_ctx_t *w)
     service_env_t env = {.cfg = &S.cfg, .models = S.models, .n_models = S.n_models, .ws = st->ws, .cache = S.cache};
     if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
     if (r->t_compute > r->deadline) {
-        set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d)",
-                    ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms);
+        char hint[512];
+        service_deadline_hint(&r->rq, S.models[r->model_idx].model, &S.cfg, hint, sizeof hint);
+        set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d). "
+                            "To shorten the work: %s", ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms, hint);
     } else {
         /* the deadline holds for every workspace the request may use (the twin's too) */
         for (int i = 0; i < S.n_models; i++) {
@@ -958,8 +958,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->rq.outputs = OUT_HEATMAP;
         } else if (r->route == RT_FILTER) {
             const model_t *m = S.models[r->model_idx].model;
-            int v = graph_find_value(m->graph, r->layer);
-            if (v < 0 && strcmp(r->layer, "logits")) return answer_problem(r, 404, "layer '%.200s' is not in model '%s'", r->layer, m->name);
+            char sug[600]; /* node, value or module path (docs/MODELS.md, "Layer names") */
+            int v = strcmp(r->layer, "logits") ? graph_resolve_layer(m->graph, r->layer, sug, sizeof sug) : -1;
+            if (v < 0 && strcmp(r->layer, "logits"))
+                return answer_problem(r, 404, "layer '%.200s' is not in model '%s'; closest: %s", r->layer, m->name, sug);
             r->rq.fv.layer = v < 0 ? -1 : v;
             r->rq.fv.index = r->filter_index;
             value_info_t vi;
@@ -980,13 +982,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->body_kind = BODY_JSON;
         } else if (!ct || content_type_is(ct, "image/png") || content_type_is(ct, "image/jpeg") ||
                    content_type_is(ct, "application/octet-stream") || content_type_is(ct, "image/jpg") ||
-                   content_type_is(ct, "application/x-www-form-urlencoded") || !strncasecmp(ct, "image/", 6)) {
+                   content_type_is(ct, "application/x-www-form-urlencoded") || !strncasecmp(ct, "image/", 6) ||
+                   content_type_is(ct, "application/x-npy")) { /* a float32 tensor (.npy), docs/MODELS.md */
             /* x-www-form-urlencoded is what `curl --data-binary @img` sends without -H: the bytes are
              * sniffed, so an image still works; anything else is answered 415 after sniffing */
             r->body_kind = BODY_RAW;
         } else {
             return answer_problem(r, 415, "unsupported Content-Type '%.100s': send image/png, image/jpeg, "
-                                          "application/octet-stream, multipart/form-data or application/json", ct);
+                                          "application/x-npy, application/octet-stream, multipart/form-data or "
+                                          "application/json", ct);
         }
         return MHD_YES;
     }
@@ -1135,6 +1139,8 @@ static int load_models(void)
             free(names[i]);
             continue;
         }
+        char note[1024];
+        if (model_defaults_note(m, note, sizeof note)) log_event(LOG_WARN, "model %s: %s", m->name, note);
         service_model_t *sm = &S.models[S.n_models++];
         memset(sm, 0, sizeof *sm);
         sm->model = m;
@@ -1172,7 +1178,9 @@ static int load_models(void)
 static void serve_usage(FILE *f)
 {
     fprintf(f, "usage: explaind serve [--config FILE] [--KEY VALUE ...]\n"
-               "Serves the models in models_dir over HTTP (shared/API.md). Every key can also be set in the\n"
+               "Serves the models in models_dir over HTTP (the API: openapi.yaml, also at GET /openapi.yaml). A model\n"
+               "is NAME.onnx with an optional NAME.json sidecar: labels, preprocessing, cam_layer (docs/MODELS.md;\n"
+               "`explaind init NAME.onnx` writes one). Every key can also be set in the\n"
                "config file or as EXPLAIND_<KEY> in the environment.\n\n");
     config_print_help(f);
 }

@@ -9,8 +9,9 @@ static int usage(FILE *f)
     fprintf(f,
             "usage: explaind <command> [options]\n"
             "commands:\n"
-            "  serve      run the HTTP service (shared/API.md)\n"
-            "  inspect    print a model's graph, parameters, FLOPs and CAM layer\n"
+            "  serve      run the HTTP service (the API: openapi.yaml; models and sidecars: docs/MODELS.md)\n"
+            "  inspect    print a model's graph, parameters, FLOPs, CAM layer and preprocessing\n"
+            "  init       write a model's sidecar (MODEL.json, docs/MODELS.md) from its graph and a preset\n"
             "  predict    class scores for an image (the predict JSON document)\n"
             "  explain    explanations for an image (the explain JSON document)\n"
             "  sanity     sanity checks of explanation methods over images (the sanity report)\n"
@@ -28,6 +29,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) return usage(stdout);
     if (!strcmp(c, "serve")) return cli_serve(argc - 2, argv + 2);
     if (!strcmp(c, "inspect")) return cli_inspect(argc - 2, argv + 2);
+    if (!strcmp(c, "init")) return cli_init(argc - 2, argv + 2);
     if (!strcmp(c, "predict")) return cli_predict(argc - 2, argv + 2);
     if (!strcmp(c, "explain")) return cli_explain(argc - 2, argv + 2);
     if (!strcmp(c, "sanity")) return cli_sanity(argc - 2, argv + 2);

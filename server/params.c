@@ -71,7 +71,7 @@ static const prow_t rows[] = {
     {"seed", P_U64, ALLX | R_FILTER, NULL, 0, NOCF, 0, 0, RQ(ep.seed), "seed of every random choice"},
     {"sanity", P_LIST, ALLX, c_sanity, 0, NOCF, 0, 0, RQ(sanity), "model, label, random_logit or all"},
     {"sanity_order", P_ENUM, ALLX, c_order, 0, NOCF, 0, 0, RQ(sanity_order), "randomization order"},
-    {"sanity_layers", P_STR, ALLX, NULL, 0, NOCF, 0, 0, RQ(sanity_layers), "all, blocks, groups or a comma list of layer names"},
+    {"sanity_layers", P_STR, ALLX, NULL, 0, NOCF, 0, 0, RQ(sanity_layers), "auto (every layer, or blocks, within sanity_auto_gflop), all, blocks, groups or a comma list of layer names"},
     {"sanity_init", P_ENUM, ALLX, c_init, 0, NOCF, 0, 0, RQ(sanity_init), "re-initialization: default or normal"},
     {"sanity_init_std", P_DBL, ALLX, NULL, 0, NOCF, 0, 10, RQ(sanity_init_std), "stdev for sanity_init=normal"},
     {"sanity_target", P_ENUM, ALLX, c_starget, 0, NOCF, 0, 0, RQ(sanity_target), "fixed or argmax"},
@@ -106,7 +106,7 @@ void params_init(request_t *r, int route)
     strcpy(r->colormap, "jet");
     r->alpha = 0.5;
     r->clip_percentile = 99.5;
-    strcpy(r->sanity_layers, "all");
+    strcpy(r->sanity_layers, "auto");
     r->sanity_init_std = 0.01;
 }
 
@@ -373,10 +373,11 @@ int params_resolve(request_t *r, const model_t *m, char *d, size_t dl)
     }
     r->ep.layer = -1;
     if (r->layer[0]) {
-        r->ep.layer = graph_find_value(g, r->layer);
-        if (r->ep.layer < 0) {
-            snprintf(d, dl, "layer '%.200s' is not a node or value of model '%s'", r->layer, m->name);
-            return 404;
+        char sug[600];
+        r->ep.layer = graph_resolve_layer(g, r->layer, sug, sizeof sug);
+        if (r->ep.layer < 0) { /* the layer parameter: 422; the path of /layers/{layer}/activations: 404 */
+            snprintf(d, dl, "layer '%.200s' is not a node, value or module of model '%s'; closest: %s", r->layer, m->name, sug);
+            return r->route == R_ACTIVATIONS ? 404 : 422;
         }
     }
     if (r->top_k > m->n_labels) r->top_k = m->n_labels;

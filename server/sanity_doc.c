@@ -32,7 +32,10 @@ void sanity_params_from_request(const request_t *rq, const config_t *cfg, sanity
     sp->checks = (rq->sanity & SANITY_MODEL ? SANITY_CHECK_MODEL : 0) | (rq->sanity & SANITY_LABEL ? SANITY_CHECK_LABEL : 0) |
                  (rq->sanity & SANITY_RANDOM_LOGIT ? SANITY_CHECK_RANDOM_LOGIT : 0);
     sp->order = rq->sanity_order;
-    if (!strcmp(rq->sanity_layers, "all")) sp->layers = SANITY_LAYERS_ALL;
+    sp->auto_budget_flops = cfg->sanity_auto_gflop * 1e9;
+    sp->n_images = 1;
+    if (!strcmp(rq->sanity_layers, "auto")) sp->layers = SANITY_LAYERS_AUTO;
+    else if (!strcmp(rq->sanity_layers, "all")) sp->layers = SANITY_LAYERS_ALL;
     else if (!strcmp(rq->sanity_layers, "blocks")) sp->layers = SANITY_LAYERS_BLOCKS;
     else if (!strcmp(rq->sanity_layers, "groups")) sp->layers = SANITY_LAYERS_GROUPS;
     else {
@@ -65,6 +68,15 @@ static json_t *sim_json(const sanity_sim_t *s, int with_hog_cell)
         json_decref(undef);
     }
     return o;
+}
+
+/* what sanity_layers=auto chose: {"chose": "all"|"blocks"|"blocks_cut", "steps", "all_steps",
+ * "block_steps", "estimated_gflop", "budget_gflop"} */
+static json_t *sanity_auto_json(const sanity_auto_t *a)
+{
+    const char *what = a->chose == SANITY_AUTO_ALL ? "all" : a->chose == SANITY_AUTO_BLOCKS ? "blocks" : "blocks_cut";
+    return json_pack("{s:s, s:i, s:i, s:i, s:f, s:f}", "chose", what, "steps", a->steps, "all_steps", a->all_steps,
+                     "block_steps", a->block_steps, "estimated_gflop", a->est_flops / 1e9, "budget_gflop", a->budget_flops / 1e9);
 }
 
 static json_t *passed_json(int passed) { return passed < 0 ? json_null() : json_boolean(passed); }
@@ -117,6 +129,7 @@ json_t *sanity_doc(const model_t *m, const request_t *rq, const sanity_params_t 
                                "layers", rq->sanity_layers, "init", sp->init == SANITY_INIT_NORMAL ? "normal" : "default",
                                "target", sp->target == SANITY_TARGET_FIXED ? "fixed" : "argmax");
         if (sp->init == SANITY_INIT_NORMAL) json_object_set_new(mr, "init_std", json_real(sp->init_std));
+        if (sp->layers == SANITY_LAYERS_AUTO) json_object_set_new(mr, "layers_auto", sanity_auto_json(&r->auto_info));
         json_t *steps = json_array();
         for (int k = 0; k < r->n_steps; k++) json_array_append_new(steps, json_pack("{s:o}", "randomized", step_names(r, k)));
         json_object_set_new(mr, "steps", steps);
@@ -171,6 +184,7 @@ struct sanity_agg {
     int has_model, has_label, has_rlogit, label_available;
     char twin[MODEL_MAX_NAME], label_reason[256];
     json_t *steps_doc;
+    sanity_auto_t auto_info; /* sanity_layers=auto: the first image's choice (the same for all) */
 };
 
 sanity_agg_t *sanity_agg_create(void) { return calloc(1, sizeof(sanity_agg_t)); }
@@ -199,6 +213,7 @@ void sanity_agg_add(sanity_agg_t *a, const sanity_result_t *r)
     if (r->has_model) {
         a->has_model = 1;
         if (!a->steps_doc) {
+            a->auto_info = r->auto_info;
             a->n_steps = r->n_steps < SANITY_MAX_GROUPS ? r->n_steps : SANITY_MAX_GROUPS;
             a->steps_doc = json_array();
             for (int k = 0; k < a->n_steps; k++) json_array_append_new(a->steps_doc, json_pack("{s:o}", "randomized", step_names(r, k)));
@@ -297,6 +312,7 @@ json_t *sanity_agg_doc(const sanity_agg_t *a, const model_t *m, const request_t 
                                "layers", rq->sanity_layers, "init", sp->init == SANITY_INIT_NORMAL ? "normal" : "default",
                                "target", sp->target == SANITY_TARGET_FIXED ? "fixed" : "argmax", "steps",
                                a->steps_doc ? a->steps_doc : json_array());
+        if (sp->layers == SANITY_LAYERS_AUTO) json_object_set_new(mr, "layers_auto", sanity_auto_json(&a->auto_info));
         json_t *ms = json_object();
         for (int mm = 0; mm < M_COUNT; mm++) {
             if (!a->present[0][mm]) continue;

@@ -2,6 +2,7 @@
 #include "service.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,18 +155,79 @@ int service_find_model(const service_env_t *env, const char *name)
     return -1;
 }
 
-/* decode + preprocess one upload; x gets model_input_size floats. 0 or an HTTP status in oc. */
-static int prepare_image(const config_t *cfg, const model_t *m, const blob_t *b, image_t *img, const char **fmt, float *x,
-                         double *decode_ms, double *pre_ms, outcome_t *oc)
+/* A tensor upload (.npy): the model input itself, shape (C, H, W), (1, C, H, W) or, for one channel,
+ * (H, W); finite float32. *img becomes its view (model_tensor_view) for the overlays. */
+static int prepare_tensor(const model_t *m, const blob_t *b, image_t *img, float *x, outcome_t *oc)
 {
     eng_err_t err = {0};
+    tensor_upload_t t;
+    const input_spec_t *s = &m->input;
+    size_t S = model_input_size(m);
+    int rc = tensor_decode_npy(b->data, b->len, S, &t, &err);
+    if (rc && rc != ENG_ETOOBIG) {
+        fail(oc, service_status_for(rc), err.msg);
+        return oc->status;
+    }
+    int ok = !rc && t.count == S &&
+             ((t.rank == 3 && t.dims[0] == s->channels && t.dims[1] == s->height && t.dims[2] == s->width) ||
+              (t.rank == 4 && t.dims[0] == 1 && t.dims[1] == s->channels && t.dims[2] == s->height && t.dims[3] == s->width) ||
+              (t.rank == 2 && s->channels == 1 && t.dims[0] == s->height && t.dims[1] == s->width));
+    if (!ok) {
+        char got[96] = "more elements than the model takes";
+        if (!rc) {
+            size_t l = (size_t)snprintf(got, sizeof got, "(");
+            for (int i = 0; i < t.rank && l < sizeof got; i++)
+                l += (size_t)snprintf(got + l, sizeof got - l, "%s%lld", i ? ", " : "", (long long)t.dims[i]);
+            if (l < sizeof got) snprintf(got + l, sizeof got - l, ")");
+        }
+        char d[400];
+        snprintf(d, sizeof d, "the tensor's shape is %s; model '%s' takes float32 (1, %d, %d, %d) or (%d, %d, %d)", got, m->name,
+                 s->channels, s->height, s->width, s->channels, s->height, s->width);
+        tensor_upload_free(&t);
+        fail(oc, 422, d);
+        return oc->status;
+    }
+    for (size_t i = 0; i < S; i++)
+        if (!isfinite(t.data[i])) {
+            char d[160];
+            snprintf(d, sizeof d, "the tensor holds a non-finite value (NaN or infinity) at element %zu", i);
+            tensor_upload_free(&t);
+            fail(oc, 422, d);
+            return oc->status;
+        }
+    memcpy(x, t.data, sizeof(float) * S);
+    tensor_upload_free(&t);
+    if ((rc = model_tensor_view(m, x, img, &err))) {
+        fail(oc, service_status_for(rc), err.msg);
+        return oc->status;
+    }
+    return 0;
+}
+
+/* decode + preprocess one upload; x gets model_input_size floats. 0 or an HTTP status in oc.
+ * *fmt names the upload's format; *is_view says img is already in the model's frame (tensors).
+ * img comes back with 1 or 3 channels, as the renderer takes (an RGBA upload loses its alpha). */
+static int prepare_image(const config_t *cfg, const model_t *m, const blob_t *b, image_t *img, const char **fmt, float *x,
+                         int *is_view, double *decode_ms, double *pre_ms, outcome_t *oc)
+{
+    eng_err_t err = {0};
+    *is_view = 0;
+    if (upload_is_npy(b->data, b->len)) {
+        int64_t t0 = eng_now_ns();
+        *fmt = "npy";
+        *is_view = 1;
+        int st = prepare_tensor(m, b, img, x, oc);
+        *decode_ms = ms_since(t0);
+        *pre_ms = 0;
+        return st;
+    }
     decode_limits_t lim = decode_limits_default();
     lim.max_pixels = cfg->max_pixels;
     lim.max_side = cfg->max_image_side;
     lim.max_progressive_scans = cfg->max_progressive_scans;
     lim.max_decoder_memory = (size_t)cfg->max_decoder_memory;
     int64_t t0 = eng_now_ns();
-    int rc = image_decode(b->data, b->len, &lim, img, fmt, &err);
+    int rc = image_decode_alpha(b->data, b->len, &lim, m->input.color == COLOR_RGBA, img, fmt, &err);
     *decode_ms = ms_since(t0);
     if (rc) {
         fail(oc, service_status_for(rc), err.msg);
@@ -178,6 +240,11 @@ static int prepare_image(const config_t *cfg, const model_t *m, const blob_t *b,
         image_free(img);
         fail(oc, service_status_for(rc), err.msg);
         return oc->status;
+    }
+    if (img->channels == 4) { /* the overlays show the upload without its alpha */
+        size_t n = (size_t)img->width * img->height;
+        for (size_t i = 0; i < n; i++) memmove(img->data + 3 * i, img->data + 4 * i, 3);
+        img->channels = 3;
     }
     return 0;
 }
@@ -221,6 +288,7 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
     if (!rq->sanity) rq->sanity = SANITY_MODEL | SANITY_LABEL; /* the report's point: default to both tests */
     sanity_params_t sp;
     sanity_params_from_request(rq, env->cfg, &sp);
+    sp.n_images = n; /* sanity_layers=auto shares its budget between the images */
     sanity_env_t se = sanity_env_for(env, mi);
     sanity_agg_t *agg = sanity_agg_create();
     json_t *per = rq->per_image ? json_array() : NULL;
@@ -238,7 +306,8 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
         image_t img;
         const char *fmt;
         double dm, pm;
-        if (prepare_image(env->cfg, m, &images[i], &img, &fmt, x, &dm, &pm, oc)) {
+        int is_view;
+        if (prepare_image(env->cfg, m, &images[i], &img, &fmt, x, &is_view, &dm, &pm, oc)) {
             char d[sizeof oc->detail + 32];
             snprintf(d, sizeof d, "image %d: %s", i, oc->detail);
             snprintf(oc->detail, sizeof oc->detail, "%.700s", d);
@@ -306,8 +375,8 @@ out:
     return doc;
 }
 
-json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
-                    const char *request_id, outcome_t *oc)
+static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
+                   const char *request_id, outcome_t *oc)
 {
     const config_t *cfg = env->cfg;
     const model_t *m = env->models[mi].model;
@@ -352,7 +421,8 @@ json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_
         /* tensor -> pixels: undo the normalization, then stretch the values to 0..255 for display */
         const input_spec_t *s = &m->input;
         size_t hw = (size_t)s->height * s->width;
-        image_t vis = {.width = s->width, .height = s->height, .channels = s->channels, .data = malloc(S)};
+        const int D = s->color == COLOR_RGB || s->color == COLOR_RGBA ? 3 : 1; /* displayed bands */
+        image_t vis = {.width = s->width, .height = s->height, .channels = D, .data = malloc(hw * D)};
         float lo = 1e30f, hi = -1e30f;
         for (size_t i = 0; i < S; i++) {
             int ch = (int)(i / hw);
@@ -362,9 +432,13 @@ json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_
             hi = v > hi ? v : hi;
         }
         for (size_t i = 0; vis.data && i < hw; i++)
-            for (int ch = 0; ch < s->channels; ch++) {
-                float v = hi > lo ? (x[ch * hw + i] - lo) / (hi - lo) * 255.f : 0.f;
-                vis.data[i * s->channels + ch] = (uint8_t)(v + 0.5f);
+            for (int d = 0; d < D; d++) {
+                float a = 0; /* RGB from the color channels (BGR models reversed); else the channel mean */
+                if (D == 3) a = x[(s->bgr ? 2 - d : d) * hw + i];
+                else
+                    for (int ch = 0; ch < s->channels; ch++) a += x[ch * hw + i] / s->channels;
+                float v = hi > lo ? (a - lo) / (hi - lo) * 255.f : 0.f;
+                vis.data[i * D + d] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
             }
         doc = json_object();
         json_object_set_new(doc, "request_id", json_string(request_id));
@@ -408,7 +482,7 @@ json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_
     if (n_images < 1) return fail(oc, 400, "no image was sent");
     x = malloc(sizeof(float) * model_input_size(m));
     if (!x) return fail(oc, 503, "out of memory");
-    if (prepare_image(cfg, m, &images[0], &img, &fmt, x, &d.decode_ms, &d.preprocess_ms, oc)) {
+    if (prepare_image(cfg, m, &images[0], &img, &fmt, x, &d.image_is_model_view, &d.decode_ms, &d.preprocess_ms, oc)) {
         free(x);
         return NULL;
     }
@@ -459,5 +533,50 @@ done:
     explain_out_free(&out);
     free(x);
     image_free(&img);
+    return doc;
+}
+
+/* ---- 504: what shortens the work ------------------------------------------------------------------ */
+int service_deadline_hint(const request_t *rq, const model_t *m, const config_t *cfg, char *buf, size_t len)
+{
+    size_t w = 0;
+    buf[0] = 0;
+#define ADD(...)                                                                                                        \
+    do {                                                                                                                \
+        if (w < len) w += (size_t)snprintf(buf + w, len - w, "%s", w ? "; " : "");                                      \
+        if (w < len) w += (size_t)snprintf(buf + w, len - w, __VA_ARGS__);                                              \
+    } while (0)
+    const explain_params_t *ep = &rq->ep;
+    unsigned ms = rq->route == R_PREDICT ? 0 : ep->methods;
+    if (rq->route == R_FILTER) ADD("steps (now %d)", rq->fv.steps);
+    if (ms & (1u << M_INTEGRATED_GRADIENTS)) ADD("integrated_gradients: ig_steps (now %d)", ep->ig_steps);
+    if (ms & (1u << M_SMOOTHGRAD))
+        ADD("smoothgrad: smoothgrad_samples (now %d)%s", ep->smoothgrad_samples,
+            ep->smoothgrad_base == M_INTEGRATED_GRADIENTS ? ", and ig_steps: it averages integrated gradients" : "");
+    if (ms & (1u << M_SCORECAM)) ADD("scorecam: scorecam_channels (now %d%s)", ep->scorecam_channels, ep->scorecam_channels ? "" : " = every channel of the layer");
+    if (ms & (1u << M_OCCLUSION)) ADD("occlusion: a larger occlusion_stride or occlusion_window (fewer windows)");
+    if (ep->faithfulness) ADD("faithfulness_steps (now %d), or faithfulness=false", ep->faithfulness_steps);
+    if (rq->route != R_PREDICT && rq->route != R_FILTER && (rq->sanity & SANITY_MODEL || (rq->route == R_SANITY && !rq->sanity))) {
+        ADD("sanity=model: sanity_layers (now %s; 'blocks' or a short comma list of layers run fewer steps%s)", rq->sanity_layers,
+            !strcmp(rq->sanity_layers, "auto") ? ", and a smaller sanity_auto_gflop makes auto choose fewer" : "");
+        if (rq->sanity_noise_samples) ADD("sanity_noise_samples (now %d)", rq->sanity_noise_samples);
+        if (rq->route == R_SANITY) ADD("fewer images per /sanity request");
+    }
+    ADD("or a longer request_timeout_ms (now %d; a server setting)", cfg->request_timeout_ms);
+#undef ADD
+    (void)m;
+    return (int)w;
+}
+
+json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
+                    const char *request_id, outcome_t *oc)
+{
+    json_t *doc = run(env, mi, rq, images, n_images, request_id, oc);
+    if (!doc && oc->status == 504) { /* say which parameters shorten the work */
+        char hint[512], d[sizeof oc->detail];
+        service_deadline_hint(rq, env->models[mi].model, env->cfg, hint, sizeof hint);
+        snprintf(d, sizeof d, "%.240s. To shorten the work: %.500s", oc->detail, hint);
+        snprintf(oc->detail, sizeof oc->detail, "%s", d);
+    }
     return doc;
 }

@@ -65,6 +65,11 @@ int service_find_model(const service_env_t *env, const char *name);
 json_t *service_run(const service_env_t *env, int model, request_t *rq, const blob_t *images, int n_images,
                     const char *request_id, outcome_t *oc);
 
+/* For a 504: the parameters of rq that shorten its work, per method (ig_steps, smoothgrad_samples,
+ * scorecam_channels, occlusion_*, faithfulness_steps, sanity_layers, ...) and the server's
+ * request_timeout_ms, as one sentence; returns its length. service_run appends it to its 504s. */
+int service_deadline_hint(const request_t *rq, const model_t *m, const config_t *cfg, char *buf, size_t len);
+
 /* A fresh request id: 32 hex characters. */
 void service_new_request_id(char out[33]);
 /* HTTP status for an engine status (ENG_EINVAL -> 422, ...). */

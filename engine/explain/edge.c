@@ -38,7 +38,8 @@ void ex_input_gray(const model_t *m, const float *x, float *gray)
         double v = 0;
         for (int ch = 0; ch < s->channels; ch++) {
             double px = (double)x[ch * hw + i] * s->std[ch] + s->mean[ch]; /* pixel / scale */
-            v += s->channels == 3 ? wrgb[ch] * px : px;
+            int color = s->color == COLOR_RGB || s->color == COLOR_RGBA; /* luminance of R, G, B; alpha ignored */
+            v += color ? (ch < 3 ? wrgb[s->bgr ? 2 - ch : ch] : 0.0) * px : px / s->channels;
         }
         gray[i] = (float)v;
     }

@@ -129,7 +129,8 @@ int ex_make_baseline(ectx_t *c, int kind, uint64_t seed, float *out, eng_err_t *
     case BASELINE_ZERO: memset(out, 0, sizeof(float) * c->in_size); break;
     case BASELINE_BLACK:
         for (int ch = 0; ch < c->C; ch++) {
-            float px = s->invert ? 255.f : 0.f, v = (px / s->scale - s->mean[ch]) / s->std[ch];
+            int alpha = s->color == COLOR_RGBA && ch == 3; /* a black image is opaque */
+            float px = s->invert != alpha ? 255.f : 0.f, v = (px / s->scale - s->mean[ch]) / s->std[ch];
             for (size_t i = 0; i < hw; i++) out[ch * hw + i] = v;
         }
         break;

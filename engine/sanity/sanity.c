@@ -298,7 +298,8 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
     const sanity_params_t *sp = c->sp;
     out->groups = calloc(1, sizeof(sanity_groups_t));
     if (!out->groups) return eng_errf(err, ENG_ENOMEM, "out of memory");
-    int rc = sanity_make_groups(m, sp->layers, sp->layer_list, out->groups, err);
+    int rc = sp->layers == SANITY_LAYERS_AUTO ? sanity_auto_groups(m, c->ep0, sp, out->groups, &out->auto_info, err)
+                                              : sanity_make_groups(m, sp->layers, sp->layer_list, out->groups, err);
     if (rc) return rc;
     const sanity_groups_t *G = out->groups;
     const int n = G->n;
@@ -384,16 +385,7 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
 }
 
 /* ---- label randomization and random logit ----------------------------------------------------------- */
-static int same_input(const model_t *a, const model_t *b)
-{
-    const input_spec_t *x = &a->input, *y = &b->input;
-    if (x->channels != y->channels || x->height != y->height || x->width != y->width || x->scale != y->scale ||
-        x->resize != y->resize || x->invert != y->invert)
-        return 0;
-    for (int i = 0; i < x->channels; i++)
-        if (x->mean[i] != y->mean[i] || x->std[i] != y->std[i]) return 0;
-    return 1;
-}
+static int same_input(const model_t *a, const model_t *b) { return model_same_input(a, b); }
 
 static int run_single(sctx_t *c, const model_t *m, ws_t *ws, int target, sanity_method_t *res, const char *what,
                       eng_err_t *err)

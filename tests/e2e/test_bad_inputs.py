@@ -242,7 +242,8 @@ ROWS = [
     ("path-traversal model name (raw)", raw(b"POST /v1/models/../../etc/passwd/explain HTTP/1.1\r\nHost: x\r\n"
                                            b"Content-Length: 0\r\nConnection: close\r\n\r\n",
                                            path="/v1/models/../../etc/passwd/explain"), 404, "not-found", ""),
-    ("unknown layer", send(path=EXPLAIN + "?layer=/no/such/Relu", data=fixture("gray8.png")), 404, "not-found", "/no/such/Relu"),
+    ("unknown layer", send(path=EXPLAIN + "?layer=/no/such/Relu", data=fixture("gray8.png")), 422, "unprocessable-parameters",
+     "/no/such/Relu"),
     ("method that does not apply: cam on an fc head", send(path="/v1/models/fc-head/explain?methods=cam", data=fixture("gray8.png")),
      422, "unprocessable-parameters", "cam"),
     ("method that does not apply: attention without attention layers",

@@ -79,7 +79,8 @@ def test_two_images_on_a_one_image_route_is_422(client, boot_png):
 # ---- 404 ---------------------------------------------------------------------------------------
 def test_unknown_model_layer_and_filter_are_404(client, boot_png):
     assert "no-such" in problem(client.post("/v1/models/no-such/explain", data=boot_png), 404)["detail"]
-    assert "nope" in problem(client.post(EXPLAIN + "?layer=nope", data=boot_png), 404)["detail"]
+    # the layer parameter is a value that does not fit the model: 422 (the path form below is a resource: 404)
+    assert "nope" in problem(client.post(EXPLAIN + "?layer=nope", data=boot_png), 422)["detail"]
     problem(client.post("/v1/models/fashion-cnn/layers/nope/activations", data=boot_png), 404)
     problem(client.post("/v1/models/fashion-cnn/layers/%2Fconv4%2FRelu/filters/100000/visualize"), 404)
     problem(client.get("/no/such/route"), 404)

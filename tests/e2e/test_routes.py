@@ -73,7 +73,10 @@ def test_models_list(client, models):
     ms = {m["name"]: m for m in r.json()["models"]}
     assert list(ms) == models.names
     fc = ms["fashion-cnn"]
-    assert fc["classes"] == 10 and fc["input"] == {"color": "gray", "height": 28, "width": 28, "resize": "stretch"}
+    assert fc["classes"] == 10 and fc["input"] == {
+        "color": "gray", "channels": 1, "channel_order": "rgb", "height": 28, "width": 28, "resize": "stretch",
+        "resize_size": None, "crop": None, "scale": 255, "mean": [pytest.approx(0.286)], "std": [pytest.approx(0.353)],
+        "invert": False, "sidecar": True, "defaults": ["channel_order"]}
     assert fc["cam_layer"] == "/conv4/Relu"
     mb = ms["mobilenet"]  # no sidecar: rgb, input size from the graph, cam layer auto-detected
     assert mb["input"]["color"] == "rgb" and mb["input"]["height"] == 64 and mb["cam_layer"]

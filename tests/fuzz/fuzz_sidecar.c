@@ -30,7 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     model_t *m = calloc(1, sizeof *m);
     m->cam_value = -1;
     m->input.scale = 255.f;
-    for (int i = 0; i < 3; i++) m->input.std[i] = 1.f;
     eng_err_t err = {0};
     int st = model_parse_sidecar(m, (const char *)data, size, fuzz_models_dir(), &err);
     if (st != ENG_OK) {
@@ -38,10 +37,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         model_free(m);
         return 0;
     }
-    FUZZ_CHECK(m->input.channels == 0 || m->input.channels == 1 || m->input.channels == 3);
-    FUZZ_CHECK(m->input.resize >= RESIZE_STRETCH && m->input.resize <= RESIZE_LETTERBOX);
+    FUZZ_CHECK(m->input.channels >= 0 && m->input.channels <= ENG_MAX_CHANNELS);
+    FUZZ_CHECK(m->input.color >= COLOR_GRAY && m->input.color <= COLOR_NONE);
+    FUZZ_CHECK(m->input.resize >= RESIZE_STRETCH && m->input.resize <= RESIZE_EXACT);
+    FUZZ_CHECK(m->input.resize != RESIZE_SHORTER || (m->input.resize_short >= 1 && m->input.resize_short <= 8192));
+    FUZZ_CHECK(m->input.resize != RESIZE_EXACT || (m->input.resize_h >= 1 && m->input.resize_w >= 1));
     FUZZ_CHECK(isfinite(m->input.scale) && m->input.scale > 0);
-    for (int c = 0; c < 3; c++) FUZZ_CHECK(isfinite(m->input.std[c]) && m->input.std[c] > 0 && isfinite(m->input.mean[c]));
+    FUZZ_CHECK(m->input.n_mean >= 0 && m->input.n_mean <= ENG_MAX_CHANNELS && m->input.n_std >= 0 && m->input.n_std <= ENG_MAX_CHANNELS);
+    for (int c = 0; c < m->input.n_std; c++) FUZZ_CHECK(isfinite(m->input.std[c]) && m->input.std[c] > 0);
+    for (int c = 0; c < m->input.n_mean; c++) FUZZ_CHECK(isfinite(m->input.mean[c]));
     for (int k = 0; k < m->n_labels; k++) FUZZ_CHECK(m->labels[k] != NULL);
     model_free(m);
 
