@@ -61,8 +61,8 @@ static const key_t_ keys[] = {
     {"sanity_noise_samples_max", K_INT, F(sanity_noise_samples_max), "64", 0, 100000, "largest sanity_noise_samples"},
     {"filter_steps_max", K_INT, F(filter_steps_max), "1024", 1, 100000, "largest steps of filter visualization"},
     {"image_size_max", K_INT, F(image_size_max), "4096", 1, 16384, "largest PNG side returned (size=input is clamped to it, keeping the aspect)"},
-    {"sanity_spearman_threshold", K_DBL, F(sanity_spearman_threshold), "0.5", 0, 1, "sanity verdict: spearman_abs at the last step must be below this"},
-    {"sanity_ssim_threshold", K_DBL, F(sanity_ssim_threshold), "0.5", 0, 1, "sanity verdict: ssim at the last step must be below this"},
+    {"sanity_spearman_threshold", K_DBL, F(sanity_spearman_threshold), "0.5", 0, 1, "sanity verdict: spearman_abs must be below this at the last step (at every step with sanity_order=independent)"},
+    {"sanity_ssim_threshold", K_DBL, F(sanity_ssim_threshold), "0.5", 0, 1, "sanity verdict: ssim must be below this at the last step (at every step with sanity_order=independent)"},
     {"sanity_helper_max_bytes", K_I64, F(sanity_helper_max_bytes), "268435456", 0, BIG, "a worker with a sanity request runs half of its randomization steps on a second thread when another worker is idle; that thread needs a second workspace of the model, kept by the worker if the workspace is at most this many bytes (0 = never)"},
     {"sanity_cache_bytes", K_I64, F(sanity_cache_bytes), "268435456", 0, BIG, "memory for cached randomized-weight overlays (LRU)"},
 };
