@@ -287,6 +287,23 @@ static json_t *agg_verdict(const acc_t *last, const sanity_params_t *sp, int pas
     return o;
 }
 
+/* independent order: the criterion on the means of every step (engine/sanity/sanity.c,
+ * verdict_every_step): failed if one step's mean is at or above a threshold, else undecided if one
+ * is undefined, else passed */
+static json_t *agg_verdict_every_step(const acc_t *steps, int n_steps, const sanity_params_t *sp, int passed, int decided,
+                                      int images)
+{
+    json_t *o = agg_verdict(&steps[n_steps - 1], sp, passed, decided, images, "at every step (each group randomized alone)");
+    int fail = 0, undef = 0;
+    for (int k = 0; k < n_steps; k++) {
+        double sa = steps[k].n[1] ? steps[k].sum[1] / steps[k].n[1] : NAN, ss = steps[k].n[2] ? steps[k].sum[2] / steps[k].n[2] : NAN;
+        if (isnan(sa) || isnan(ss)) undef = 1;
+        else if (sa >= sp->spearman_threshold || ss >= sp->ssim_threshold) fail = 1;
+    }
+    json_object_set_new(o, "passed", fail ? json_false() : undef ? json_null() : json_true());
+    return o;
+}
+
 /* label randomization and random logit: one comparison per image, aggregated per method */
 static json_t *agg_single_section(const sanity_agg_t *a, int check, const acc_t *acc, const sanity_params_t *sp,
                                   const char *what)
@@ -319,8 +336,10 @@ json_t *sanity_agg_doc(const sanity_agg_t *a, const model_t *m, const request_t 
             json_t *steps = json_array();
             for (int k = 0; k < a->n_steps; k++) json_array_append_new(steps, acc_json(&a->model[mm][k]));
             double em = a->erise_n[mm] ? a->erise_sum[mm] / a->erise_n[mm] : NAN;
-            json_t *o = agg_verdict(&a->model[mm][a->n_steps - 1], sp, a->passed[0][mm], a->decided[0][mm], a->images,
-                                    "at the last randomization step");
+            json_t *o = sp->order == SANITY_ORDER_INDEPENDENT
+                            ? agg_verdict_every_step(a->model[mm], a->n_steps, sp, a->passed[0][mm], a->decided[0][mm], a->images)
+                            : agg_verdict(&a->model[mm][a->n_steps - 1], sp, a->passed[0][mm], a->decided[0][mm], a->images,
+                                          "at the last randomization step");
             json_object_set_new(o, "steps", steps);
             json_object_set_new(o, "floor", acc_json(&a->floor[mm]));
             json_t *oe = acc_json(&a->original_edge[mm]), *oe2 = json_object();

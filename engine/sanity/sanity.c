@@ -8,6 +8,10 @@
  * At each step every requested method explains the image again — for the original target
  * (sanity_target=fixed, as Quantus) or for the randomized model's own top class (argmax, as the
  * authors' code) — and its map is compared with the original map.
+ * Verdict (thresholds t1, t2 from the config): cascading orders pass when spearman_abs < t1 and
+ * ssim < t2 at the last step (every group randomized); independent order when they hold at every
+ * step (whichever group alone is randomized, the map changes), failing on the first step that
+ * does not.
  * Label randomization (§3.2): the same methods, image and target on the model's twin trained on
  * permuted labels. Random logit (Sixt et al. 2020): the original target's map against the map of a
  * seeded random other class.
@@ -216,6 +220,53 @@ static void verdict(const sctx_t *c, sanity_method_t *sm, const char *what, int 
                  last->edge_spearman, sm->original_edge.edge_spearman);
 }
 
+/* Independent order: each step randomizes one group alone, so no step stands for "the model
+ * randomized" and the last step (the input-side group) is no better a witness than the others.
+ * Passed iff the map changes whichever group is randomized: spearman_abs < t1 and ssim < t2 at
+ * every step. Failed as soon as one step is at or above a threshold (the first such step is named);
+ * undetermined when none failed but a similarity is undefined at some step. */
+static void verdict_every_step(const sctx_t *c, sanity_method_t *sm)
+{
+    const double t1 = c->sp->spearman_threshold, t2 = c->sp->ssim_threshold;
+    const sanity_result_t *r = c->out;
+    snprintf(sm->criterion, sizeof sm->criterion, "spearman_abs < %g and ssim < %g at every step (each group randomized alone)",
+             t1, t2);
+    int fail = -1, undef = -1, n_fail = 0, hi_sa = -1, hi_ss = -1;
+    for (int k = 0; k < sm->n_steps; k++) {
+        const sanity_sim_t *s = &sm->steps[k];
+        if (isnan(s->spearman_abs) || isnan(s->ssim)) {
+            if (undef < 0) undef = k;
+            continue;
+        }
+        if (s->spearman_abs >= t1 || s->ssim >= t2) {
+            n_fail++;
+            if (fail < 0) fail = k;
+        }
+        if (hi_sa < 0 || s->spearman_abs > sm->steps[hi_sa].spearman_abs) hi_sa = k;
+        if (hi_ss < 0 || s->ssim > sm->steps[hi_ss].ssim) hi_ss = k;
+    }
+#define GROUP(k) (r->groups->name[r->order[r->step_first[k]]])
+    if (fail >= 0) {
+        sm->passed = 0;
+        snprintf(sm->verdict, sizeof sm->verdict,
+                 "failed: with only '%.80s' randomized (step %d of %d) the map keeps spearman_abs %.3f, ssim %.3f; "
+                 "%d of %d steps at or above a threshold",
+                 GROUP(fail), fail + 1, sm->n_steps, sm->steps[fail].spearman_abs, sm->steps[fail].ssim, n_fail, sm->n_steps);
+    } else if (undef >= 0) {
+        sm->passed = -1;
+        snprintf(sm->verdict, sizeof sm->verdict,
+                 "undetermined: a similarity is undefined (a constant map) with only '%.80s' randomized (step %d of %d), "
+                 "and no step failed",
+                 GROUP(undef), undef + 1, sm->n_steps);
+    } else {
+        sm->passed = 1;
+        snprintf(sm->verdict, sizeof sm->verdict,
+                 "passed: below the thresholds at every step; highest spearman_abs %.3f ('%.80s'), highest ssim %.3f ('%.80s')",
+                 sm->steps[hi_sa].spearman_abs, GROUP(hi_sa), sm->steps[hi_ss].ssim, GROUP(hi_ss));
+    }
+#undef GROUP
+}
+
 static int alloc_method(sanity_method_t *sm, int steps)
 {
     sm->present = 1;
@@ -377,7 +428,8 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
             sm->entropy_randomized = last[mm] ? map_entropy(last[mm], len, &why) : NAN;
             sm->entropy_rise = metric_entropy_rise(sm->entropy_original, sm->entropy_randomized, &why);
             if (why) sm->entropy_rise = NAN;
-            verdict(c, sm, "at the last randomization step", 1);
+            if (sp->order == SANITY_ORDER_INDEPENDENT) verdict_every_step(c, sm);
+            else verdict(c, sm, "at the last randomization step", 1);
         }
     }
     for (int mm = 0; mm < M_COUNT; mm++) free(last[mm]);

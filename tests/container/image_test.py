@@ -22,10 +22,14 @@
              with the image's Env and WorkingDir, as PID 1: it serves an explanation and exits 0
              on SIGTERM. This is what `docker run --read-only` / readOnlyRootFilesystem: true give it.
 
-Exit status: 0 every check passed, 1 a check failed, 77 SKIPPED (this machine cannot build or run
-containers; the reason is printed). Environment: CONTAINER_STORAGE (default
+Exit status: 0 every check passed, 1 a check failed or the test cannot run here (not root,
+buildah or debootstrap missing, no bookworm source in this machine's apt sources, the mirror
+unreachable): the reason is printed, and the suite fails rather than passing untested.
+The Debian mirror is the one this machine's apt uses: the URI of the first apt source (one-line
+/etc/apt/sources.list or *.list, deb822 /etc/apt/sources.list.d/*.sources) that serves bookworm
+main; there is no built-in fallback host. Environment: CONTAINER_STORAGE (default
 /var/tmp/explaind-container), CONTAINER_STORAGE_DRIVER (overlay | vfs; default: overlay when it
-mounts here, else vfs), DEBIAN_MIRROR (default: the first Debian URI of this machine's apt sources).
+mounts here, else vfs).
 """
 import base64
 import glob
@@ -55,11 +59,11 @@ IMAGE = "localhost/explaind:test"
 BUILDER_IMAGE = "localhost/explaind-builder:test"
 CTR_PREFIX = "explaind-ctest-"
 UID = 10001
-SKIP = 77
+SUITE = "bookworm"
 
 
-class Skipped(Exception):
-    pass
+class CannotRun(Exception):
+    """This machine cannot build or run the image: the suite fails with this reason."""
 
 
 class Failed(Exception):
@@ -142,10 +146,10 @@ def ensure_tools():
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
         missing = [t for t in missing if not shutil.which(t)]
     if missing:
-        raise Skipped(f"{' and '.join(missing)} not installed and cannot be installed here "
+        raise CannotRun(f"{' and '.join(missing)} not installed and cannot be installed here "
                       f"({'apt-get failed' if os.geteuid() == 0 else 'not root'})")
     if os.geteuid() != 0:
-        raise Skipped("needs root: buildah storage, debootstrap and the read-only mount namespace "
+        raise CannotRun("needs root: buildah storage, debootstrap and the read-only mount namespace "
                       "(rootless buildah needs subuid/subgid ranges this test does not set up)")
 
 
@@ -159,7 +163,7 @@ def choose_driver():
             DRIVER = d
             return
         errors[d] = err
-    raise Skipped("buildah cannot create a container here: " +
+    raise CannotRun("buildah cannot create a container here: " +
                   "; ".join(f"{d}: {e.splitlines()[-1] if e else '?'}" for d, e in errors.items()))
 
 
@@ -175,17 +179,62 @@ def cleanup_containers():
 
 
 # ---- 1. base image -----------------------------------------------------------------------------------
-def debian_mirror():
-    if os.environ.get("DEBIAN_MIRROR"):
-        return os.environ["DEBIAN_MIRROR"]
-    for f in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*"))]:
+def apt_sources(paths=None):
+    """Every apt source of this machine as dicts {types, uris, suites, components}: the one-line
+    format of sources.list(5) (/etc/apt/sources.list, sources.list.d/*.list) and its deb822 format
+    (sources.list.d/*.sources; a stanza with Enabled: no is left out). apt reads no other file."""
+    if paths is None:
+        paths = ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list")),
+                 *sorted(glob.glob("/etc/apt/sources.list.d/*.sources"))]
+    out = []
+    for path in paths:
         try:
-            text = open(f).read()
+            text = open(path).read()
         except OSError:
             continue
-        for m in re.finditer(r"(?:^URIs:\s*|^deb\s+(?:\[[^]]*\]\s+)?)(\S+/debian)/?\s", text, re.M):
-            return m.group(1)
-    return "http://deb.debian.org/debian"
+        if path.endswith(".sources"):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields, key = {}, None
+                for line in stanza.splitlines():
+                    if not line.strip() or line.lstrip().startswith("#"):
+                        continue
+                    if line[0] in " \t" and key:
+                        fields[key] += " " + line.strip()
+                        continue
+                    key, _, value = line.partition(":")
+                    key = key.strip().lower()
+                    fields[key] = value.strip()
+                if fields.get("enabled", "yes").lower() == "no" or "uris" not in fields:
+                    continue
+                out.append({"types": fields.get("types", "").split(), "uris": fields["uris"].split(),
+                            "suites": fields.get("suites", "").split(),
+                            "components": fields.get("components", "").split(), "file": path})
+        else:
+            for line in text.splitlines():
+                line = line.split("#", 1)[0].strip()
+                m = re.match(r"^(deb|deb-src)\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$", line)
+                if m:
+                    out.append({"types": [m.group(1)], "uris": [m.group(2)], "suites": [m.group(3)],
+                                "components": m.group(4).split(), "file": path})
+    return out
+
+
+def debian_mirror(sources=None):
+    """(mirror, security mirror or None) for SUITE from this machine's apt sources; CannotRun when
+    none serves SUITE main (there is no fallback host: the image is built from what apt uses here)."""
+    sources = apt_sources() if sources is None else sources
+
+    def find(suite):
+        for s in sources:
+            if "deb" in s["types"] and suite in s["suites"] and "main" in s["components"]:
+                return s["uris"][0].rstrip("/")
+        return None
+    mirror = find(SUITE)
+    if not mirror:
+        listed = "; ".join(f"{s['file']}: {' '.join(s['uris'])} {' '.join(s['suites'])}" for s in sources) or "none"
+        raise CannotRun(f"no apt source of this machine serves `{SUITE} main` (debootstrap needs one; apt sources: "
+                        f"{listed}). Add one to /etc/apt/sources.list.d/ and run again.")
+    return mirror, find(SUITE + "-security")
 
 
 SLIM_DPKG = """# as in the official debian:*-slim images: no documentation, man pages or translations
@@ -210,21 +259,21 @@ Apt::AutoRemove::SuggestsImportant "false";
 
 
 def make_base():
-    mirror = debian_mirror()
-    security = re.sub(r"/debian$", "/debian-security", mirror)
+    mirror, security = debian_mirror()
     work = os.path.join(STORAGE, "debootstrap")
     rootfs = os.path.join(work, "rootfs")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     log = os.path.join(BUILD, "debootstrap.log")
     print(f"debootstrap --variant=minbase bookworm from {mirror} (log: {log})", flush=True)
-    p = sh(["nice", "-n", "10", "debootstrap", "--variant=minbase", "bookworm", rootfs, mirror],
+    p = sh(["nice", "-n", "10", "debootstrap", "--variant=minbase", SUITE, rootfs, mirror],
            check_rc=False, log=log)
     if p.returncode:
         tail = open(log, errors="replace").read()[-1500:]
         if re.search(r"Failed getting release file|Couldn't download|Temporary failure resolving|"
                      r"Could not resolve|unable to fetch", tail, re.I):
-            raise Skipped(f"the Debian mirror {mirror} cannot be reached: debootstrap says\n{tail}")
+            raise CannotRun(f"the Debian mirror {mirror} (from this machine's apt sources) cannot be reached: "
+                            f"debootstrap says\n{tail}")
         raise Failed(f"debootstrap exited {p.returncode}:\n{tail}")
     # slim it like debian:bookworm-slim
     for pat in ["usr/share/doc/*", "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*",
@@ -248,10 +297,11 @@ def make_base():
     with open(os.path.join(rootfs, "etc/apt/apt.conf.d/docker-slim"), "w") as f:
         f.write(SLIM_APT)
     with open(os.path.join(rootfs, "etc/apt/sources.list.d/debian.sources"), "w") as f:
-        f.write(f"Types: deb\nURIs: {mirror}\nSuites: bookworm bookworm-updates\nComponents: main\n"
-                f"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-                f"Types: deb\nURIs: {security}\nSuites: bookworm-security\nComponents: main\n"
+        f.write(f"Types: deb\nURIs: {mirror}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n"
                 f"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+        if security:
+            f.write(f"\nTypes: deb\nURIs: {security}\nSuites: {SUITE}-security\nComponents: main\n"
+                    f"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
     for f in ("etc/resolv.conf", "etc/hostname"):
         if os.path.lexists(os.path.join(rootfs, f)):
             os.remove(os.path.join(rootfs, f))
@@ -623,9 +673,8 @@ def main():
             run_with_buildah(cfg, kind)
         with step("read-only root filesystem"):
             run_read_only(cfg, kind)
-    except Skipped as e:
-        print(f"\ncontainer-test: SKIPPED: {e}")
-        return SKIP
+    except CannotRun as e:
+        check("container-test can run on this machine", False, str(e))
     except Failed as e:
         check("container-test step", False, str(e))
     finally:

@@ -86,6 +86,37 @@ def test_dockerignore_keeps_build_outputs_and_git_out():
         assert p not in ignored, "make and make unit need it"
 
 
+def dockerignored(path, patterns):
+    """Docker's rule: the last pattern matching the path or one of its parent directories decides;
+    a pattern starting with ! keeps the path."""
+    import fnmatch
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    out = False
+    for pat in patterns:
+        keep = pat.startswith("!")
+        pat = pat[1:] if keep else pat
+        if any(fnmatch.fnmatchcase(p, pat) or (pat.startswith("**/") and fnmatch.fnmatchcase(p.split("/")[-1], pat[3:]))
+               for p in prefixes):
+            out = not keep
+    return out
+
+
+def test_dockerignore_keeps_every_file_make_unit_reads():
+    """The builder stage runs `make unit` in the image: a file a unit test opens (../../PATH from
+    tests/unit) must be in the build context (docs/OPS.md was not, and the image build failed)."""
+    patterns = [l.strip() for l in read(".dockerignore").splitlines() if l.strip() and not l.startswith("#")]
+    read_by_unit = set()
+    for name in os.listdir(os.path.join(REPO, "tests", "unit")):
+        if name.endswith(".c"):
+            read_by_unit |= set(re.findall(r'"\.\./\.\./([^"]+)"', read("tests", "unit", name)))
+    assert "docs/OPS.md" in read_by_unit
+    for path in sorted(read_by_unit):
+        assert os.path.exists(os.path.join(REPO, path)), path
+        assert not dockerignored(path, patterns), f".dockerignore leaves out {path}, which make unit reads"
+    assert dockerignored("docs/METHODS.md", patterns) and dockerignored("a/build/x.o", patterns)
+
+
 # ---- compose ---------------------------------------------------------------------------------------
 def test_compose_three_replicas_behind_nginx_on_8080(compose):
     svcs = compose["services"]
@@ -120,8 +151,8 @@ def test_compose_upload_limit_matches_nginx(compose, config):
 
 def test_compose_file_validates_against_the_compose_schema():
     """docker-compose 1.29 (Debian's) checks the file against the Compose schema without an engine."""
-    if not shutil.which("docker-compose"):
-        pytest.skip("docker-compose (Debian package) not installed: the file was only parsed as YAML")
+    assert shutil.which("docker-compose"), \
+        "docker-compose (Debian package) is not installed (make test installs it): the schema check cannot run"
     p = subprocess.run(["docker-compose", "-f", os.path.join(REPO, "docker-compose.yml"), "config", "-q"],
                        capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 0, p.stderr

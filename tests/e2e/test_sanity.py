@@ -81,7 +81,7 @@ def probe_files(models):
 
 def test_model_info_tells_the_probe_set_size(client, models):
     if not probe_files(models):
-        pytest.skip("no probe set for fashion-cnn in this checkout")
+        pytest.fail("no probe set for fashion-cnn: models/probes/fashion-cnn/ ships with the repository")
     assert client.get("/v1/models/fashion-cnn").json()["probe_images"] == len(probe_files(models)) == 20
     assert client.get("/v1/models/fc-head").json()["probe_images"] == 0
 
@@ -89,7 +89,7 @@ def test_model_info_tells_the_probe_set_size(client, models):
 def test_sanity_without_an_image_runs_the_probe_set(client, models):
     files = probe_files(models)
     if not files:
-        pytest.skip("no probe set for fashion-cnn in this checkout")
+        pytest.fail("no probe set for fashion-cnn: models/probes/fashion-cnn/ ships with the repository")
     for kw in ({"data": b""}, {"json": {}}, {"json": {"images": []}}):
         r = client.post(SANITY + "?methods=gradcam&sanity=random_logit", **kw)
         assert r.status_code == 200, (kw, r.text)
@@ -100,7 +100,7 @@ def test_sanity_without_an_image_runs_the_probe_set(client, models):
 
 def test_sanity_multipart_with_only_parameters_runs_the_probe_set(server, models):
     if not probe_files(models):
-        pytest.skip("no probe set for fashion-cnn in this checkout")
+        pytest.fail("no probe set for fashion-cnn: models/probes/fashion-cnn/ ships with the repository")
     r = curl(server, "POST", SANITY, "-F", "methods=saliency", "-F", "sanity=random_logit")
     assert r.status_code == 200, r.text
     assert r.json()["images_from"] == "probe_set"
@@ -110,7 +110,7 @@ def test_probe_set_report_equals_sending_the_same_images(client, models):
     import os
     files = probe_files(models)
     if not files:
-        pytest.skip("no probe set for fashion-cnn in this checkout")
+        pytest.fail("no probe set for fashion-cnn: models/probes/fashion-cnn/ ships with the repository")
     q = "?methods=gradcam,saliency&sanity=random_logit&seed=3"
     probe = client.post(SANITY + q, data=b"").json()
     imgs = [base64.b64encode(open(os.path.join(models.dir, PROBES, f), "rb").read()).decode() for f in files]

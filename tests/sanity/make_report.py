@@ -416,6 +416,13 @@ def write_doc(args, staged, index, runs, costs, t_total, cpu_total, started, fig
       "`spearman` (of the signed, diverging-normalized maps), `ssim` (of min-max-normalized maps) and `hog` "
       "(Spearman of HOG vectors). Each value is the mean ± sample std over the images. `passed` applies the "
       f"service's criterion to the means: spearman_abs < {THRESHOLD} and ssim < {THRESHOLD} at the last step.")
+    w("- **Verdict rule** (the service's; `sanity_order` in openapi.yaml): with the cascading orders a method "
+      "passes when spearman_abs and ssim are below the thresholds at the last step, where every group is "
+      "randomized. With `sanity_order=independent` each step randomizes one group alone, so the method passes "
+      "only when both are below the thresholds at every step; it fails on the first step at or above one (its "
+      "map did not change when that group alone was re-initialized; the verdict names the group), and is "
+      "undecided when no step failed but a similarity was undefined. The `/sanity` report applies the rule to "
+      "the mean similarities of each step. This page runs the cascading orders.")
     w("")
     w("### Models")
     w("")

@@ -1,8 +1,8 @@
 """Properties of the stochastic methods, and the fusion of passes.
 
-SmoothGrad/VarGrad, the uniform baseline and every other random choice draw from the request seed;
-they cannot be compared number for number with PyTorch, so these tests check what must hold whatever
-the numbers:
+SmoothGrad/VarGrad, the uniform baseline and every other random choice draw from the request seed
+(test_seeded_methods.py draws the same numbers again and compares with PyTorch number for number);
+these tests check what must hold whatever the numbers:
   - SmoothGrad with smoothgrad_noise 0 equals its base method (saliency, grad_x_input,
     guided_backprop, integrated_gradients): every sample is the input itself (to the rounding of a
     batched vs a single-image pass, relative L2 <= 1e-5);
