@@ -13,6 +13,7 @@
 #include "graph.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,9 @@ static int ct_alloc(ct_t *c, int rank, const int64_t *dims, int dtype)
 static void ct_set(ct_t *c, size_t k, double x)
 {
     if (c->dtype == DT_FLOAT) c->f[k] = (float)x;
+    else if (x != x) c->i[k] = 0; /* NaN, infinities and out-of-range values: no undefined conversion */
+    else if (x >= 9223372036854775807.0) c->i[k] = INT64_MAX;
+    else if (x <= -9223372036854775808.0) c->i[k] = INT64_MIN;
     else c->i[k] = (int64_t)x;
 }
 
@@ -86,6 +90,22 @@ static void strides_of(int rank, const int64_t *dims, int64_t *st)
     }
 }
 
+/* Inputs of the element-wise ops folded below: 1, 2, 3, -1 for variadic; 0 for any other op. */
+#define FOLD_MAX_INPUTS 16
+static int fold_elementwise_arity(const node_t *n)
+{
+    static const char *const unary[] = {"Sqrt", "Neg", "Abs", "Exp", "Log", "Reciprocal", "Erf"};
+    static const char *const binary[] = {"Add", "Sub", "Mul", "Div", "Pow", "Equal"};
+    static const char *const variadic[] = {"Max", "Min", "Sum", "Mean"};
+    for (size_t k = 0; k < sizeof unary / sizeof *unary; k++)
+        if (is_op(n, unary[k])) return 1;
+    for (size_t k = 0; k < sizeof binary / sizeof *binary; k++)
+        if (is_op(n, binary[k])) return 2;
+    for (size_t k = 0; k < sizeof variadic / sizeof *variadic; k++)
+        if (is_op(n, variadic[k])) return -1;
+    return is_op(n, "Where") ? 3 : 0;
+}
+
 int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
 {
     ct_t c;
@@ -94,6 +114,8 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
     int cnt = 0;
     const value_t *x = n->n_in > 0 && n->in[0] >= 0 ? nin(g, n, 0) : NULL;
     const char *t = n->op_type;
+    if (!x && !is_op(n, "Constant"))
+        return node_err(g, n, err, ENG_EFORMAT, "input 0 is missing");
 
     if (is_op(n, "Constant")) {
         const attr_t *a = attr_get(n, "value");
@@ -193,10 +215,18 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
                 for (size_t j = 0; j < blk; j++) ct_set(&c, kk++, ct_get(v, o * blk + j));
             }
     } else if (is_op(n, "Cast")) {
-        int to = (int)attr_int(n, "to", 1);
-        int dt = (to == 1 || to == 11 || to == 10) ? DT_FLOAT : DT_INT64;
-        if (ct_alloc(&c, x->rank, x->dims, dt)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        /* float types stay float (half/double/bfloat16 rounding is not modelled), integer types
+         * truncate toward zero, BOOL is x != 0; strings and complex numbers are refused */
+        int64_t to = attr_int(n, "to", 1);
+        int is_f = to == 1 || to == 10 || to == 11 || to == 16, is_bool = to == 9;
+        int is_i = to == 2 || to == 3 || to == 4 || to == 5 || to == 6 || to == 7 || to == 12 || to == 13;
+        if (!is_f && !is_bool && !is_i)
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "cast of a constant to data type %lld", (long long)to);
+        if (ct_alloc(&c, x->rank, x->dims, is_f ? DT_FLOAT : DT_INT64)) goto oom;
+        for (size_t k = 0; k < c.n; k++) {
+            double v = ct_get(x, k);
+            ct_set(&c, k, is_bool ? (double)(v != 0) : is_i ? trunc(v) : v);
+        }
     } else if (is_op(n, "Reshape")) {
         if (read_ints_input(g, n, 1, tmp, 64, &cnt) || cnt > ENG_MAX_RANK)
             return node_err(g, n, err, ENG_EUNSUPPORTED, "shape input must be a small constant");
@@ -265,8 +295,14 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         }
     } else if (is_op(n, "Transpose")) {
         int64_t perm[ENG_MAX_RANK], od[ENG_MAX_RANK], xs[ENG_MAX_RANK], idx[ENG_MAX_RANK] = {0};
-        if (attr_ints(n, "perm", perm, ENG_MAX_RANK) != x->rank)
+        int np = attr_ints(n, "perm", perm, ENG_MAX_RANK), seen[ENG_MAX_RANK] = {0};
+        if (np < 0)
             for (int i = 0; i < x->rank; i++) perm[i] = x->rank - 1 - i;
+        else if (np != x->rank)
+            return node_err(g, n, err, ENG_EFORMAT, "perm has %d entries for rank %d", np, x->rank);
+        for (int i = 0; i < x->rank; i++)
+            if (perm[i] < 0 || perm[i] >= x->rank || seen[perm[i]]++)
+                return node_err(g, n, err, ENG_EFORMAT, "perm is not a permutation");
         for (int i = 0; i < x->rank; i++) od[i] = x->dims[perm[i]];
         if (ct_alloc(&c, x->rank, od, x->dtype)) goto oom;
         strides_of(x->rank, x->dims, xs);
@@ -279,13 +315,49 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
                 idx[i] = 0;
             }
         }
-    } else if (is_op(n, "Add") || is_op(n, "Sub") || is_op(n, "Mul") || is_op(n, "Div") || is_op(n, "Pow") ||
-               is_op(n, "Sqrt") || is_op(n, "Neg") || is_op(n, "Equal") || is_op(n, "Where")) {
+    } else if (is_op(n, "Expand") || is_op(n, "Tile")) {
+        /* Expand: numpy broadcasting of x to `shape` (either may be longer); Tile: dims · repeats */
+        int tile = is_op(n, "Tile");
+        if (read_ints_input(g, n, 1, tmp, ENG_MAX_RANK, &cnt))
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "%s must be a small constant", tile ? "repeats" : "shape");
+        if (tile && cnt != x->rank) return node_err(g, n, err, ENG_EFORMAT, "repeats has %d values for rank %d", cnt, x->rank);
+        int rank = cnt > x->rank ? cnt : x->rank;
+        int64_t od[ENG_MAX_RANK] = {0}, xd[ENG_MAX_RANK], xs[ENG_MAX_RANK], idx[ENG_MAX_RANK] = {0};
+        size_t total = 1;
+        for (int i = 0; i < rank; i++) {
+            int xi = i - (rank - x->rank), si = i - (rank - cnt);
+            xd[i] = xi < 0 ? 1 : x->dims[xi];
+            int64_t w = si < 0 ? 1 : tmp[si];
+            if (w < 0 || w > ((int64_t)1 << 30) || (!tile && w != 1 && xd[i] != 1 && w != xd[i]))
+                return node_err(g, n, err, ENG_EFORMAT, "cannot %s dimension %d (%lld) by %lld", tile ? "tile" : "expand", i,
+                                (long long)xd[i], (long long)w);
+            od[i] = tile ? xd[i] * w : xd[i] == 1 ? w : xd[i];
+            if (od[i] && total > ((size_t)1 << 30) / (size_t)od[i])
+                return node_err(g, n, err, ENG_EUNSUPPORTED, "the result is too large to fold");
+            total *= (size_t)od[i];
+        }
+        if (ct_alloc(&c, rank, od, x->dtype)) goto oom;
+        strides_of(rank, xd, xs);
+        for (size_t k = 0; k < c.n; k++) {
+            int64_t off = 0;
+            for (int i = 0; i < rank; i++) off += (idx[i] % xd[i]) * xs[i];
+            ct_set(&c, k, ct_get(x, (size_t)off));
+            for (int i = rank - 1; i >= 0; i--) {
+                if (++idx[i] < od[i]) break;
+                idx[i] = 0;
+            }
+        }
+    } else if (fold_elementwise_arity(n) != 0) {
         /* element-wise with numpy broadcasting (small tensors only) */
-        int nin_ = is_op(n, "Sqrt") || is_op(n, "Neg") ? 1 : is_op(n, "Where") ? 3 : 2;
+        int nin_ = fold_elementwise_arity(n);
+        if (nin_ < 0) nin_ = n->n_in; /* variadic */
+        if (n->n_in != nin_ || nin_ < 1 || nin_ > FOLD_MAX_INPUTS)
+            return node_err(g, n, err, ENG_EFORMAT, "%d inputs", n->n_in);
+        for (int k = 0; k < nin_; k++)
+            if (n->in[k] < 0) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing", k);
         int rank = 0;
         for (int k = 0; k < nin_; k++) rank = nin(g, n, k)->rank > rank ? nin(g, n, k)->rank : rank;
-        int64_t od[ENG_MAX_RANK], st[3][ENG_MAX_RANK];
+        int64_t od[ENG_MAX_RANK], st[FOLD_MAX_INPUTS][ENG_MAX_RANK];
         for (int i = 0; i < rank; i++) od[i] = 1;
         for (int k = 0; k < nin_; k++) {
             const value_t *v = nin(g, n, k);
@@ -314,13 +386,13 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (ct_alloc(&c, rank, od, dt)) goto oom;
         int64_t idx[ENG_MAX_RANK] = {0};
         for (size_t k = 0; k < c.n; k++) {
-            double a[3] = {0, 0, 0};
+            double a[FOLD_MAX_INPUTS];
             for (int q = 0; q < nin_; q++) {
                 int64_t off = 0;
                 for (int i = 0; i < rank; i++) off += idx[i] * st[q][i];
                 a[q] = ct_get(nin(g, n, q), (size_t)off);
             }
-            double r;
+            double r = a[0];
             if (is_op(n, "Add")) r = a[0] + a[1];
             else if (is_op(n, "Sub")) r = a[0] - a[1];
             else if (is_op(n, "Mul")) r = a[0] * a[1];
@@ -328,8 +400,20 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
             else if (is_op(n, "Pow")) r = pow(a[0], a[1]);
             else if (is_op(n, "Sqrt")) r = sqrt(a[0]);
             else if (is_op(n, "Neg")) r = -a[0];
+            else if (is_op(n, "Abs")) r = fabs(a[0]);
+            else if (is_op(n, "Exp")) r = exp(a[0]);
+            else if (is_op(n, "Log")) r = log(a[0]);
+            else if (is_op(n, "Reciprocal")) r = 1.0 / a[0];
+            else if (is_op(n, "Erf")) r = erf(a[0]);
             else if (is_op(n, "Equal")) r = a[0] == a[1];
-            else r = a[0] != 0 ? a[1] : a[2];
+            else if (is_op(n, "Where")) r = a[0] != 0 ? a[1] : a[2];
+            else /* Max, Min, Sum, Mean */
+                for (int q = 1; q < nin_; q++) {
+                    if (is_op(n, "Max")) r = (a[q] > r || a[q] != a[q]) ? a[q] : r;
+                    else if (is_op(n, "Min")) r = (a[q] < r || a[q] != a[q]) ? a[q] : r;
+                    else r += a[q];
+                }
+            if (is_op(n, "Mean")) r /= nin_;
             ct_set(&c, k, r);
             for (int i = rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
@@ -385,6 +469,12 @@ int graph_fold_constants(graph_t *g, eng_err_t *err)
     for (int i = 0; i < g->n_nodes; i++) {
         node_t *n = &g->nodes[i];
         if (n->dead) continue;
+        if (is_op(n, "Split")) { /* one node per output: Slices, inserted here (split.c) */
+            rc = graph_split_to_slices(g, i, err);
+            if (rc) return rc;
+            n = &g->nodes[i];
+            if (n->dead) continue;
+        }
         if (n->out[0] < 0) return node_err(g, n, err, ENG_EFORMAT, "first output is empty");
         if (is_op(n, "Identity") || is_op(n, "Dropout")) {
             if (n->n_in < 1 || n->in[0] < 0) return node_err(g, n, err, ENG_EFORMAT, "input missing");

@@ -6,7 +6,8 @@
 extern const op_def_t op_conv, op_batchnorm, op_relu, op_leakyrelu, op_clip, op_sigmoid, op_tanh, op_hardsigmoid,
     op_hardswish, op_add, op_sub, op_mul, op_div, op_maxpool, op_avgpool, op_gmaxpool, op_gavgpool, op_reducemean,
     op_reducemax, op_reducesum, op_concat, op_flatten, op_reshape, op_squeeze, op_unsqueeze, op_pad, op_gemm, op_matmul,
-    op_softmax;
+    op_softmax, op_transpose, op_slice, op_gather, op_expand, op_tile, op_depthtospace, op_spacetodepth, op_cast,
+    op_pow, op_sqrt, op_reciprocal, op_exp, op_log, op_neg, op_abs, op_erf, op_max, op_min, op_sum, op_mean, op_where;
 
 static const op_def_t *const table[] = {
     &op_conv,      &op_batchnorm, &op_relu,      &op_leakyrelu, &op_clip,    &op_sigmoid,   &op_tanh,
@@ -14,6 +15,9 @@ static const op_def_t *const table[] = {
     &op_avgpool,   &op_gmaxpool,  &op_gavgpool,  &op_reducemean, &op_reducemax, &op_reducesum, &op_concat,
     &op_flatten,   &op_reshape,   &op_squeeze,   &op_unsqueeze, &op_pad,     &op_gemm,      &op_matmul,
     &op_softmax,
+    &op_transpose, &op_slice, &op_gather, &op_expand, &op_tile, &op_depthtospace, &op_spacetodepth, &op_cast,
+    &op_pow, &op_sqrt, &op_reciprocal, &op_exp, &op_log, &op_neg, &op_abs, &op_erf,
+    &op_max, &op_min, &op_sum, &op_mean, &op_where,
 };
 
 const op_def_t *op_find(const char *op_type)
