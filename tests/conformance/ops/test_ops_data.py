@@ -124,6 +124,7 @@ def test_slice_onnx_forms():
         ([0, 1, 4], [1 << 40, -1, -100], None, [1, 2, -2]),
         ([-1, 1], [INT64_MIN, INT64_MAX], [-1, -3], [-3, 1]),
         ([0, 5, 0], [INT64_MAX, INT64_MIN, 3], [0, 2, 3], [1, -1, 1]),
+        ([INT64_MAX, 2], [-100, INT64_MAX], [3, 1], [-2, 1]),   # a start past the end with a negative step
     ]
     for k, (s, e, a, st) in enumerate(cases):
         def build(opset, s=s, e=e, a=a, st=st):
@@ -308,6 +309,9 @@ def test_expand_torch():
     opcase.check_module("expand_channel", Lambda(lambda x: x[:, :1].expand(-1, 3, -1, -1) * x), (3, 4, 5),
                         opsets=(9, 13, 17))
     opcase.check_module("expand_as", Lambda(lambda x: x.mean(1, keepdim=True).expand_as(x) - x), (3, 4, 5),
+                        opsets=(13,))
+    # broadcast along C and W with H between them: the gradient sums C runs of W copies into each element
+    opcase.check_module("expand_two_axes", Lambda(lambda x: x[:, :1, :, :1].expand(-1, 3, -1, 5)), (3, 4, 5),
                         opsets=(13,))
 
 

@@ -211,3 +211,41 @@ def test_where_refuses_a_batch_sized_condition():
     cond = numpy_helper.from_array(np.ones((2, 3, 4, 4), dtype=bool), "cond")
     m = model_of([helper.make_node("Where", ["cond", "input", "input"], ["y"])], [cond], (3, 4, 4), 13)
     opcase.check_refused("where_cond_batch", m, (3, 4, 4), r"Where.*leading dimension 2 over the batch")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# constant-only versions, evaluated at load (engine/fold.c)
+# ---------------------------------------------------------------------------------------------------------------
+def test_constant_subgraphs_fold():
+    """A constant subgraph through every op of this group (and Expand, Tile, Transpose, Cast to BOOL) is evaluated at
+    load; only Mul with the input runs. Reference: the same ONNX definitions in torch float64."""
+    c = np.array([[0.5, -1.5, 2.0]], np.float32)            # (1, 3)
+
+    def build(opset):
+        n = helper.make_node
+        return [n("Abs", ["c"], ["a"]), n("Exp", ["a"], ["e"]), n("Log", ["e"], ["l"]),    # |c|
+                n("Sqrt", ["l"], ["s"]), n("Reciprocal", ["s"], ["r"]), n("Neg", ["r"], ["ng"]),
+                n("Erf", ["c"], ["ef"]), n("Pow", ["c", "two"], ["p"]),
+                n("Max", ["ng", "ef", "c"], ["mx"]), n("Min", ["ng", "ef"], ["mn"]),
+                n("Sum", ["mx", "mn", "p"], ["sm"]), n("Mean", ["sm", "c"], ["mean"]),
+                n("Cast", ["c"], ["cb"], to=TensorProto.BOOL), n("Where", ["cb", "mean", "c"], ["w"]),  # all true
+                n("Tile", ["w", "rep"], ["t"]),                     # (1, 3) -> (2, 6)
+                n("Transpose", ["t"], ["tt"], perm=[1, 0]),          # (6, 2)
+                n("Reshape", ["tt", "r3"], ["t3"]),                  # (3, 1, 4)
+                n("Expand", ["t3", "shape"], ["k"]),                 # (1, 3, 4, 4): a new axis in front, 1 -> 4
+                n("Mul", ["input", "k"], ["y"])], \
+            [f32("c", c), f32("two", 2.0), numpy_helper.from_array(np.array([2, 2], np.int64), "rep"),
+             numpy_helper.from_array(np.array([1, 3, 4, 1], np.int64), "shape"),
+             numpy_helper.from_array(np.array([3, 1, 4], np.int64), "r3")]
+
+    def ref(x, opset):
+        t = torch.tensor(c, dtype=torch.float64)
+        ng = -1 / torch.sqrt(torch.log(torch.exp(t.abs())))
+        ef = torch.erf(t)
+        mx = torch.maximum(torch.maximum(ng, ef), t)
+        mn = torch.minimum(ng, ef)
+        mean = (mx + mn + t ** 2 + t) / 2
+        k = torch.where(t != 0, mean, t).repeat(2, 2).t().reshape(3, 1, 4).expand(1, 3, 4, 4)
+        return x * k
+
+    opcase.check_onnx("constant_fold_math", build, ref, (3, 4, 4), opsets=(13,))
