@@ -249,3 +249,21 @@ def test_constant_subgraphs_fold():
         return x * k
 
     opcase.check_onnx("constant_fold_math", build, ref, (3, 4, 4), opsets=(13,))
+
+
+def test_pow_exponent_tensor_broadcast():
+    """Pow-15 with a constant exponent tensor broadcast over the input (per channel, per column): y = x^p
+    elementwise (ONNX Pow, numpy broadcasting); positive inputs so fractional exponents stay real."""
+    pc = np.array([2.0, 0.5, -1.0], np.float32).reshape(3, 1, 1)
+    pw = np.array([1.0, 3.0, 0.0, 2.5, -0.5], np.float32)
+
+    def build(opset):
+        return [helper.make_node("Pow", ["input", "pc"], ["a"]), helper.make_node("Pow", ["input", "pw"], ["b"]),
+                helper.make_node("Add", ["a", "b"], ["y"])], [f32("pc", pc), f32("pw", pw)]
+
+    def ref(x, opset):
+        return x ** torch.tensor(pc, dtype=torch.float64) + x ** torch.tensor(pw, dtype=torch.float64)
+
+    opcase.check_onnx("pow_tensor_exponent", build, ref, (3, 4, 5), opsets=(13, 15), input_range=(0.3, 2.0))
+    m = model_of([helper.make_node("Pow", ["input", "p"], ["y"])], [f32("p", np.ones((2, 3, 4, 4)))], (3, 4, 4), 13)
+    opcase.check_refused("pow_exponent_batch", m, (3, 4, 4), r"Pow.*exponent.*batch")
