@@ -6,6 +6,7 @@
  *   - a node whose inputs are all constant is evaluated now (this is how the Shape -> Gather ->
  *     Unsqueeze -> Concat -> Reshape chains that exporters emit for flattening disappear: Shape of an
  *     activation is known once the shapes before it are inferred, with the batch planned as 1);
+ *   - a Split becomes one Slice per output (engine/split.c: the executor has one output per node);
  *   - every other node gets its op's init (shape inference), so later Shapes can fold.
  * graph_fold_batchnorm folds inference BatchNormalization into the Conv before it when that Conv
  * feeds only the BN: w' = w * s, b' = (b - mean) * s + beta, with s = gamma / sqrt(var + eps).
@@ -352,7 +353,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         int nin_ = fold_elementwise_arity(n);
         if (nin_ < 0) nin_ = n->n_in; /* variadic */
         if (n->n_in != nin_ || nin_ < 1 || nin_ > FOLD_MAX_INPUTS)
-            return node_err(g, n, err, ENG_EFORMAT, "%d inputs", n->n_in);
+            return node_err(g, n, err, ENG_EFORMAT, "%d inputs: not a valid %s (at most %d fold)", n->n_in, t, FOLD_MAX_INPUTS);
         for (int k = 0; k < nin_; k++)
             if (n->in[k] < 0) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing", k);
         int rank = 0;

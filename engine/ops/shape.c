@@ -76,6 +76,9 @@ static int reshape_init(graph_t *g, node_t *n, eng_err_t *err)
         } else if (od[i] < 0) {
             return node_err(g, n, err, ENG_EFORMAT, "negative dimension %lld in the target shape", (long long)od[i]);
         } else {
+            if (od[i] > 0 && known > (int64_t)x->size / od[i]) /* also keeps the product from overflowing */
+                return node_err(g, n, err, ENG_EFORMAT, "the target shape has more elements than the input's %zu per image",
+                                x->size);
             known *= od[i];
         }
     }
