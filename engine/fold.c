@@ -45,6 +45,15 @@ typedef struct {
 
 static double ct_get(const value_t *v, size_t k) { return v->dtype == DT_FLOAT ? (double)v->f[k] : (double)v->i64[k]; }
 
+/* An element as int64: int64 as is (through a double, INT64_MAX would not survive), floats truncated
+ * and saturated (NaN -> 0) so no conversion is undefined. */
+static int64_t ct_get_i64(const value_t *v, size_t k)
+{
+    if (v->dtype == DT_INT64) return v->i64[k];
+    double f = (double)v->f[k];
+    return f != f ? 0 : f >= 9.2e18 ? INT64_MAX : f <= -9.2e18 ? INT64_MIN : (int64_t)f;
+}
+
 static int ct_alloc(ct_t *c, int rank, const int64_t *dims, int dtype)
 {
     c->rank = rank;
@@ -77,7 +86,7 @@ static int read_ints_input(const graph_t *g, const node_t *n, int idx, int64_t *
     if (idx >= n->n_in || n->in[idx] < 0) return -1;
     const value_t *v = nin(g, n, idx);
     if (!v->is_const || v->size > (size_t)max) return -2;
-    for (size_t k = 0; k < v->size; k++) out[k] = (int64_t)ct_get(v, k);
+    for (size_t k = 0; k < v->size; k++) out[k] = ct_get_i64(v, k);
     *cnt = (int)v->size;
     return 0;
 }
@@ -152,6 +161,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (ct_alloc(&c, 1, &d, DT_INT64)) goto oom;
         for (int64_t k = 0; k < d; k++) c.i[k] = x->dims[s + k];
     } else if (is_op(n, "Gather")) {
+        if (n->n_in < 2 || n->in[1] < 0) return node_err(g, n, err, ENG_EFORMAT, "the indices input is missing");
         const value_t *idx = nin(g, n, 1);
         int axis = norm_axis(attr_int(n, "axis", 0), x->rank);
         if (axis < 0 || axis >= x->rank) return node_err(g, n, err, ENG_EFORMAT, "axis out of range");
@@ -167,7 +177,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         size_t k = 0;
         for (size_t o = 0; o < outer; o++)
             for (size_t j = 0; j < idx->size; j++) {
-                int64_t id = (int64_t)ct_get(idx, j);
+                int64_t id = ct_get_i64(idx, j);
                 if (id < 0) id += ax;
                 if (id < 0 || id >= ax) {
                     free(c.f); free(c.i);
@@ -202,11 +212,20 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (ct_alloc(&c, orank, od, x->dtype)) goto oom;
         for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
     } else if (is_op(n, "Concat")) {
-        int axis = norm_axis(attr_int(n, "axis", 0), x->rank);
+        int64_t a = attr_int(n, "axis", 0);
+        if (a < -x->rank || a >= x->rank) return node_err(g, n, err, ENG_EFORMAT, "axis out of range");
+        int axis = norm_axis(a, x->rank);
         int64_t od[ENG_MAX_RANK];
         memcpy(od, x->dims, sizeof od);
         od[axis] = 0;
-        for (int k = 0; k < n->n_in; k++) od[axis] += nin(g, n, k)->dims[axis];
+        for (int k = 0; k < n->n_in; k++) {
+            const value_t *v = n->in[k] >= 0 ? nin(g, n, k) : NULL;
+            if (!v || v->rank != x->rank) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing or of another rank", k);
+            for (int i = 0; i < x->rank; i++)
+                if (i != axis && v->dims[i] != x->dims[i])
+                    return node_err(g, n, err, ENG_EFORMAT, "input %d differs at dimension %d", k, i);
+            od[axis] += v->dims[axis];
+        }
         if (ct_alloc(&c, x->rank, od, x->dtype)) goto oom;
         size_t outer = shape_size(axis, x->dims), kk = 0;
         for (size_t o = 0; o < outer; o++)
@@ -249,38 +268,48 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         int ns;
         if (g->opset < 10) {
             ns = attr_ints(n, "starts", st, ENG_MAX_RANK);
-            if (attr_ints(n, "ends", en, ENG_MAX_RANK) != ns || ns < 0)
-                return node_err(g, n, err, ENG_EFORMAT, "starts/ends missing");
-            if (attr_ints(n, "axes", ax, ENG_MAX_RANK) < 0) for (int i = 0; i < ns; i++) ax[i] = i;
+            if (attr_ints(n, "ends", en, ENG_MAX_RANK) != ns || ns < 0 || ns > x->rank)
+                return node_err(g, n, err, ENG_EFORMAT, "starts/ends missing or longer than the rank");
+            int na = attr_ints(n, "axes", ax, ENG_MAX_RANK);
+            if (na < 0) for (int i = 0; i < ns; i++) ax[i] = i;
+            else if (na != ns) return node_err(g, n, err, ENG_EFORMAT, "axes and starts differ in length");
             for (int i = 0; i < ns; i++) sp[i] = 1;
         } else {
             int ne;
             if (read_ints_input(g, n, 1, st, ENG_MAX_RANK, &ns) || read_ints_input(g, n, 2, en, ENG_MAX_RANK, &ne) ||
-                ne != ns)
+                ne != ns || ns > x->rank)
                 return node_err(g, n, err, ENG_EFORMAT, "starts/ends must be constants of equal length");
-            int na2;
-            if (read_ints_input(g, n, 3, ax, ENG_MAX_RANK, &na2)) for (int i = 0; i < ns; i++) ax[i] = i;
-            if (read_ints_input(g, n, 4, sp, ENG_MAX_RANK, &na2)) for (int i = 0; i < ns; i++) sp[i] = 1;
+            int na2 = ns, rc3 = read_ints_input(g, n, 3, ax, ENG_MAX_RANK, &na2);
+            if (rc3 == -1) for (int i = 0; i < ns; i++) ax[i] = i;
+            if (rc3 == -2 || na2 != ns) return node_err(g, n, err, ENG_EFORMAT, "axes must be a constant as long as starts");
+            na2 = ns;
+            rc3 = read_ints_input(g, n, 4, sp, ENG_MAX_RANK, &na2);
+            if (rc3 == -1) for (int i = 0; i < ns; i++) sp[i] = 1;
+            if (rc3 == -2 || na2 != ns) return node_err(g, n, err, ENG_EFORMAT, "steps must be a constant as long as starts");
         }
         int64_t b[ENG_MAX_RANK], s[ENG_MAX_RANK], od[ENG_MAX_RANK];
         for (int i = 0; i < x->rank; i++) { b[i] = 0; s[i] = 1; od[i] = x->dims[i]; }
         for (int k = 0; k < ns; k++) {
             int a = norm_axis(ax[k], x->rank);
             if (a < 0 || a >= x->rank || sp[k] == 0) return node_err(g, n, err, ENG_EFORMAT, "bad axis or step");
-            int64_t d = x->dims[a], lo = st[k], hi = en[k];
+            /* ONNX Slice: clamp to [0, d] (step > 0) or start to [0, d-1], end to [-1, d-1] (step < 0);
+             * a step longer than the axis takes one element either way (and keeps the arithmetic in range) */
+            int64_t d = x->dims[a], lo = st[k], hi = en[k], step = sp[k];
+            if (step > d) step = d > 0 ? d : 1;
+            if (step < -d) step = d > 0 ? -d : -1;
             if (lo < 0) lo += d;
             if (hi < 0) hi += d;
-            if (sp[k] > 0) {
+            if (step > 0) {
                 lo = lo < 0 ? 0 : lo > d ? d : lo;
                 hi = hi < 0 ? 0 : hi > d ? d : hi;
-                od[a] = hi > lo ? (hi - lo + sp[k] - 1) / sp[k] : 0;
+                od[a] = hi > lo ? (hi - lo + step - 1) / step : 0;
             } else {
-                lo = lo < 0 ? -1 : lo > d - 1 ? d - 1 : lo;
+                lo = lo < 0 ? 0 : lo > d - 1 ? d - 1 : lo;
                 hi = hi < -1 ? -1 : hi > d - 1 ? d - 1 : hi;
-                od[a] = lo > hi ? (lo - hi - sp[k] - 1) / (-sp[k]) : 0;
+                od[a] = lo > hi ? (lo - hi - step - 1) / (-step) : 0;
             }
             b[a] = lo;
-            s[a] = sp[k];
+            s[a] = step;
         }
         if (ct_alloc(&c, x->rank, od, x->dtype)) goto oom;
         int64_t xs[ENG_MAX_RANK], idx[ENG_MAX_RANK] = {0};
@@ -430,6 +459,9 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         double fv = fill && fill->size ? ct_get(fill, 0) : 0;
         for (size_t k = 0; k < c.n; k++) ct_set(&c, k, fv);
     } else if (is_op(n, "Range")) {
+        if (n->n_in < 3 || n->in[1] < 0 || n->in[2] < 0 || !nin(g, n, 0)->size || !nin(g, n, 1)->size ||
+            !nin(g, n, 2)->size)
+            return node_err(g, n, err, ENG_EFORMAT, "start, limit and delta are required");
         const value_t *s0 = nin(g, n, 0), *l = nin(g, n, 1), *d = nin(g, n, 2);
         double a0 = ct_get(s0, 0), lim = ct_get(l, 0), dl = ct_get(d, 0);
         if (dl == 0) return node_err(g, n, err, ENG_EFORMAT, "delta is zero");
@@ -439,7 +471,9 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (ct_alloc(&c, 1, &len, s0->dtype)) goto oom;
         for (int64_t k = 0; k < len; k++) ct_set(&c, (size_t)k, a0 + (double)k * dl);
     } else if (is_op(n, "Flatten")) {
-        int axis = norm_axis(attr_int(n, "axis", 1), x->rank);
+        int64_t a = attr_int(n, "axis", 1);
+        if (a < -x->rank || a > x->rank) return node_err(g, n, err, ENG_EFORMAT, "axis out of range");
+        int axis = norm_axis(a, x->rank);
         int64_t od[2] = {(int64_t)shape_size(axis, x->dims), (int64_t)shape_size(x->rank - axis, x->dims + axis)};
         if (ct_alloc(&c, 2, od, x->dtype)) goto oom;
         for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
@@ -497,7 +531,7 @@ int graph_fold_constants(graph_t *g, eng_err_t *err)
             any = 1;
             all_const &= gval(g, n->in[k])->is_const;
         }
-        int shape_of_act = is_op(n, "Shape") && n->n_in == 1 && !gval(g, n->in[0])->is_const;
+        int shape_of_act = is_op(n, "Shape") && n->n_in == 1 && n->in[0] >= 0 && !gval(g, n->in[0])->is_const;
         if (is_op(n, "Constant") || (any && all_const) || shape_of_act) {
             if (shape_of_act && gval(g, n->in[0])->rank == 0)
                 return node_err(g, n, err, ENG_EFORMAT, "input shape unknown");

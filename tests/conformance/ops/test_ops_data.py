@@ -61,12 +61,18 @@ def check_onnx(case, build, ref, shape, opsets, **kw):
 
 
 def onnx_slice_ref(x, starts, ends, axes, steps):
-    """ONNX Slice (Operators.md, Slice-13): numpy slicing semantics per listed axis; Python's slice.indices
-    implements exactly that clamping (negative counts from the end, then clamp per step sign)."""
+    """ONNX Slice-13 (Operators.md), as its text says: negative starts/ends get dims[axis] added; then for
+    positive steps start and end are clamped to [0, d], for negative steps start to [0, d-1] and end to [-1, d-1];
+    the elements are start, start + step, ... up to (excluding) end."""
     for s, e, a, st in zip(starts, ends, axes, steps):
         a = a % x.dim()
-        idx = list(range(*slice(s, e, st).indices(x.shape[a])))
-        x = x.index_select(a, torch.tensor(idx, dtype=torch.long))
+        d = x.shape[a]
+        s, e = s + d if s < 0 else s, e + d if e < 0 else e
+        if st > 0:
+            s, e = min(max(s, 0), d), min(max(e, 0), d)
+        else:
+            s, e = min(max(s, 0), d - 1), min(max(e, -1), d - 1)
+        x = x.index_select(a, torch.tensor(list(range(s, e, st)), dtype=torch.long))
     return x
 
 
@@ -125,6 +131,7 @@ def test_slice_onnx_forms():
         ([-1, 1], [INT64_MIN, INT64_MAX], [-1, -3], [-3, 1]),
         ([0, 5, 0], [INT64_MAX, INT64_MIN, 3], [0, 2, 3], [1, -1, 1]),
         ([INT64_MAX, 2], [-100, INT64_MAX], [3, 1], [-2, 1]),   # a start past the end with a negative step
+        ([-100, 3], [INT64_MIN, -100], [2, 3], [-1, -1]),        # a start before the axis with a negative step: [0]
     ]
     for k, (s, e, a, st) in enumerate(cases):
         def build(opset, s=s, e=e, a=a, st=st):
@@ -147,6 +154,35 @@ def test_slice_onnx_forms():
             return onnx_slice_ref(x, *zip(*pairs))
 
         check_onnx(f"slice_onnx_{k}", build, ref, (3, 6, 7), opsets=(10, 13, 18))
+
+
+def test_slice_of_a_constant_folds():
+    """The same ONNX Slice semantics when the data is a constant (evaluated at load, engine/fold.c)."""
+    c = np.arange(5 * 6, dtype=np.float32).reshape(5, 6) / 10
+    cases = [([-100, 4], [INT64_MIN, 0], [0, 1], [-1, -2]), ([1, INT64_MAX], [INT64_MAX, -100], [0, 1], [2, -3])]
+
+    for k, (s, e, a, st) in enumerate(cases):
+        def build(opset, s=s, e=e, a=a, st=st):
+            return [helper.make_node("Slice", ["c", "s", "e", "a", "st"], ["cs"]),
+                    helper.make_node("Mul", ["input", "cs"], ["y"])], \
+                [numpy_helper.from_array(c, "c"), i64("s", s), i64("e", e), i64("a", a), i64("st", st)]
+
+        def ref(x, opset, s=s, e=e, a=a, st=st):
+            return x * onnx_slice_ref(torch.tensor(c, dtype=torch.float64), s, e, a, st)
+
+        cs = onnx_slice_ref(torch.tensor(c), s, e, a, st)
+        check_onnx(f"slice_const_{k}", build, ref, (2,) + tuple(cs.shape), opsets=(13,))
+
+
+def test_slice_of_a_shape_to_int64_max():
+    """Shape -> Slice(start 3, end INT64_MAX) -> Cast -> Mul: the folded end must stay INT64_MAX (as a double it
+    would not) so the slice is [W], not empty."""
+    def build(opset):
+        return [helper.make_node("Shape", ["input"], ["s"]), helper.make_node("Slice", ["s", "b", "e"], ["w"]),
+                helper.make_node("Cast", ["w"], ["wf"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", ["input", "wf"], ["y"])], [i64("b", [3]), i64("e", [INT64_MAX])]
+
+    check_onnx("slice_shape_int64_max", build, lambda x, o: x * x.shape[3], (2, 3, 5), opsets=(13,))
 
 
 def test_slice_opset9_attributes_with_axes():
@@ -344,6 +380,9 @@ def test_constant_of_shape_in_torch_graphs():
     the batch planned as 1) used in Add, Mul and Concat with the activation."""
     opcase.check_module("cos_like", Lambda(lambda x: (x + torch.zeros_like(x)) * torch.ones_like(x[:, :1])), (3, 4, 5),
                         opsets=(9, 13, 17))
+    # x.shape[2:]: Slice of a Shape with end INT64_MAX, folded (the end must stay INT64_MAX through the folding)
+    opcase.check_module("cos_shape_slice", Lambda(lambda x: x * torch.ones(x.shape[2:]) + torch.zeros(x.shape[1:2])[:, None, None]),
+                        (3, 4, 5), opsets=(9, 13))
     opcase.check_module("cos_concat", Lambda(lambda x: torch.cat([x, torch.full_like(x, 0.5),
                                                                   x.new_zeros(x.shape[0], 1, 4, 5)], 1)),
                         (3, 4, 5), opsets=(9, 17))
