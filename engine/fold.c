@@ -43,15 +43,25 @@ typedef struct {
     int64_t *i;
 } ct_t; /* a constant being computed */
 
+/* The largest constant computed at load (as large as a weight may be), and the largest one an op may
+ * generate beyond the size of its inputs (ConstantOfShape, Expand, Tile, broadcasting): a small file
+ * must not make the loader fill gigabytes element by element (16 Mi elements; a zeros_like of a
+ * 224 x 224 x 256 map is 12.8 Mi). */
+#define FOLD_MAX_ELEMS ((size_t)1 << 30)
+#define FOLD_MAX_GROWN ((size_t)1 << 24)
+
+static int grows_too_much(size_t out, size_t largest_in) { return out > FOLD_MAX_GROWN && out > largest_in; }
+
 static double ct_get(const value_t *v, size_t k) { return v->dtype == DT_FLOAT ? (double)v->f[k] : (double)v->i64[k]; }
+
+/* double -> int64 truncated toward zero, saturated, NaN -> 0: no conversion is undefined */
+static int64_t sat_i64(double f) { return f != f ? 0 : f >= 9.2e18 ? INT64_MAX : f <= -9.2e18 ? INT64_MIN : (int64_t)f; }
 
 /* An element as int64: int64 as is (through a double, INT64_MAX would not survive), floats truncated
  * and saturated (NaN -> 0) so no conversion is undefined. */
 static int64_t ct_get_i64(const value_t *v, size_t k)
 {
-    if (v->dtype == DT_INT64) return v->i64[k];
-    double f = (double)v->f[k];
-    return f != f ? 0 : f >= 9.2e18 ? INT64_MAX : f <= -9.2e18 ? INT64_MIN : (int64_t)f;
+    return v->dtype == DT_INT64 ? v->i64[k] : sat_i64((double)v->f[k]);
 }
 
 static int ct_alloc(ct_t *c, int rank, const int64_t *dims, int dtype)
@@ -59,11 +69,14 @@ static int ct_alloc(ct_t *c, int rank, const int64_t *dims, int dtype)
     c->rank = rank;
     memset(c->dims, 0, sizeof c->dims);
     for (int i = 0; i < rank; i++) c->dims[i] = dims[i];
-    c->n = shape_size(rank, dims);
     c->dtype = dtype;
     c->f = NULL;
     c->i = NULL;
-    if (c->n > ((size_t)1 << 30)) return -1;
+    c->n = 1;
+    for (int i = 0; i < rank; i++) { /* no negative dimension, no product past FOLD_MAX_ELEMS */
+        if (dims[i] < 0 || (dims[i] && c->n > FOLD_MAX_ELEMS / (size_t)dims[i])) return -1;
+        c->n *= (size_t)dims[i];
+    }
     if (dtype == DT_FLOAT) c->f = calloc(c->n ? c->n : 1, sizeof(float));
     else c->i = calloc(c->n ? c->n : 1, sizeof(int64_t));
     return (c->f || c->i) ? 0 : -1;
@@ -72,10 +85,7 @@ static int ct_alloc(ct_t *c, int rank, const int64_t *dims, int dtype)
 static void ct_set(ct_t *c, size_t k, double x)
 {
     if (c->dtype == DT_FLOAT) c->f[k] = (float)x;
-    else if (x != x) c->i[k] = 0; /* NaN, infinities and out-of-range values: no undefined conversion */
-    else if (x >= 9223372036854775807.0) c->i[k] = INT64_MAX;
-    else if (x <= -9223372036854775808.0) c->i[k] = INT64_MIN;
-    else c->i[k] = (int64_t)x;
+    else c->i[k] = sat_i64(x);
 }
 
 /* Copy a constant's data element by element through `map` (source index for each output index). */
@@ -100,21 +110,30 @@ static void strides_of(int rank, const int64_t *dims, int64_t *st)
     }
 }
 
-/* Inputs of the element-wise ops folded below: 1, 2, 3, -1 for variadic; 0 for any other op. */
+/* The element-wise ops folded below, with their input counts (-1: variadic). */
 #define FOLD_MAX_INPUTS 16
-static int fold_elementwise_arity(const node_t *n)
+enum { E_NONE, E_ADD, E_SUB, E_MUL, E_DIV, E_POW, E_EQUAL, E_SQRT, E_NEG, E_ABS, E_EXP, E_LOG, E_RECIP, E_ERF, E_WHERE,
+       E_MAX, E_MIN, E_SUM, E_MEAN };
+static const struct {
+    const char *name;
+    int code, arity;
+} elementwise[] = {
+    {"Add", E_ADD, 2},     {"Sub", E_SUB, 2},     {"Mul", E_MUL, 2},   {"Div", E_DIV, 2},   {"Pow", E_POW, 2},
+    {"Equal", E_EQUAL, 2}, {"Sqrt", E_SQRT, 1},   {"Neg", E_NEG, 1},   {"Abs", E_ABS, 1},   {"Exp", E_EXP, 1},
+    {"Log", E_LOG, 1},     {"Reciprocal", E_RECIP, 1}, {"Erf", E_ERF, 1}, {"Where", E_WHERE, 3}, {"Max", E_MAX, -1},
+    {"Min", E_MIN, -1},    {"Sum", E_SUM, -1},    {"Mean", E_MEAN, -1},
+};
+
+static int fold_elementwise_code(const node_t *n, int *arity)
 {
-    static const char *const unary[] = {"Sqrt", "Neg", "Abs", "Exp", "Log", "Reciprocal", "Erf"};
-    static const char *const binary[] = {"Add", "Sub", "Mul", "Div", "Pow", "Equal"};
-    static const char *const variadic[] = {"Max", "Min", "Sum", "Mean"};
-    for (size_t k = 0; k < sizeof unary / sizeof *unary; k++)
-        if (is_op(n, unary[k])) return 1;
-    for (size_t k = 0; k < sizeof binary / sizeof *binary; k++)
-        if (is_op(n, binary[k])) return 2;
-    for (size_t k = 0; k < sizeof variadic / sizeof *variadic; k++)
-        if (is_op(n, variadic[k])) return -1;
-    return is_op(n, "Where") ? 3 : 0;
+    for (size_t k = 0; k < sizeof elementwise / sizeof *elementwise; k++)
+        if (is_op(n, elementwise[k].name)) {
+            *arity = elementwise[k].arity;
+            return elementwise[k].code;
+        }
+    return E_NONE;
 }
+
 
 int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
 {
@@ -362,10 +381,12 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
                 return node_err(g, n, err, ENG_EFORMAT, "cannot %s dimension %d (%lld) by %lld", tile ? "tile" : "expand", i,
                                 (long long)xd[i], (long long)w);
             od[i] = tile ? xd[i] * w : xd[i] == 1 ? w : xd[i];
-            if (od[i] && total > ((size_t)1 << 30) / (size_t)od[i])
+            if (od[i] && total > FOLD_MAX_ELEMS / (size_t)od[i])
                 return node_err(g, n, err, ENG_EUNSUPPORTED, "the result is too large to fold");
             total *= (size_t)od[i];
         }
+        if (grows_too_much(total, x->size))
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "the result (%zu elements) is too large to fold", total);
         if (ct_alloc(&c, rank, od, x->dtype)) goto oom;
         strides_of(rank, xd, xs);
         for (size_t k = 0; k < c.n; k++) {
@@ -377,10 +398,10 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
                 idx[i] = 0;
             }
         }
-    } else if (fold_elementwise_arity(n) != 0) {
-        /* element-wise with numpy broadcasting (small tensors only) */
-        int nin_ = fold_elementwise_arity(n);
-        if (nin_ < 0) nin_ = n->n_in; /* variadic */
+    } else if (fold_elementwise_code(n, &cnt) != E_NONE) {
+        /* element-wise with numpy broadcasting */
+        const int code = fold_elementwise_code(n, &cnt);
+        int nin_ = cnt < 0 ? n->n_in : cnt; /* variadic: every input */
         if (n->n_in != nin_ || nin_ < 1 || nin_ > FOLD_MAX_INPUTS)
             return node_err(g, n, err, ENG_EFORMAT, "%d inputs: not a valid %s (at most %d fold)", n->n_in, t, FOLD_MAX_INPUTS);
         for (int k = 0; k < nin_; k++)
@@ -404,6 +425,15 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (int k = 0; k < nin_; k++)
             if (nin(g, n, k)->dtype == DT_FLOAT && !(is_op(n, "Where") && k == 0)) dt = DT_FLOAT;
         if (is_op(n, "Equal")) dt = DT_INT64;
+        size_t total = 1, largest = 0;
+        for (int i = 0; i < rank; i++) {
+            if (od[i] && total > FOLD_MAX_ELEMS / (size_t)od[i])
+                return node_err(g, n, err, ENG_EUNSUPPORTED, "the result is too large to fold");
+            total *= (size_t)od[i];
+        }
+        for (int k = 0; k < nin_; k++) largest = nin(g, n, k)->size > largest ? nin(g, n, k)->size : largest;
+        if (grows_too_much(total, largest))
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "the broadcast result (%zu elements) is too large to fold", total);
         for (int k = 0; k < nin_; k++) {
             const value_t *v = nin(g, n, k);
             int64_t vs[ENG_MAX_RANK];
@@ -423,27 +453,34 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
                 a[q] = ct_get(nin(g, n, q), (size_t)off);
             }
             double r = a[0];
-            if (is_op(n, "Add")) r = a[0] + a[1];
-            else if (is_op(n, "Sub")) r = a[0] - a[1];
-            else if (is_op(n, "Mul")) r = a[0] * a[1];
-            else if (is_op(n, "Div")) r = dt == DT_INT64 ? (a[1] != 0 ? (double)((int64_t)a[0] / (int64_t)a[1]) : 0) : a[0] / a[1];
-            else if (is_op(n, "Pow")) r = pow(a[0], a[1]);
-            else if (is_op(n, "Sqrt")) r = sqrt(a[0]);
-            else if (is_op(n, "Neg")) r = -a[0];
-            else if (is_op(n, "Abs")) r = fabs(a[0]);
-            else if (is_op(n, "Exp")) r = exp(a[0]);
-            else if (is_op(n, "Log")) r = log(a[0]);
-            else if (is_op(n, "Reciprocal")) r = 1.0 / a[0];
-            else if (is_op(n, "Erf")) r = erf(a[0]);
-            else if (is_op(n, "Equal")) r = a[0] == a[1];
-            else if (is_op(n, "Where")) r = a[0] != 0 ? a[1] : a[2];
-            else /* Max, Min, Sum, Mean */
-                for (int q = 1; q < nin_; q++) {
-                    if (is_op(n, "Max")) r = (a[q] > r || a[q] != a[q]) ? a[q] : r;
-                    else if (is_op(n, "Min")) r = (a[q] < r || a[q] != a[q]) ? a[q] : r;
-                    else r += a[q];
+            switch (code) {
+            case E_ADD: r = a[0] + a[1]; break;
+            case E_SUB: r = a[0] - a[1]; break;
+            case E_MUL: r = a[0] * a[1]; break;
+            case E_DIV:
+                if (dt != DT_INT64) r = a[0] / a[1];
+                else { /* integer division truncates; x / 0 -> 0 and INT64_MIN / -1 saturate instead of trapping */
+                    int64_t p = sat_i64(a[0]), q = sat_i64(a[1]);
+                    r = q == 0 ? 0 : (q == -1 && p == INT64_MIN) ? (double)INT64_MAX : (double)(p / q);
                 }
-            if (is_op(n, "Mean")) r /= nin_;
+                break;
+            case E_POW: r = pow(a[0], a[1]); break;
+            case E_SQRT: r = sqrt(a[0]); break;
+            case E_NEG: r = -a[0]; break;
+            case E_ABS: r = fabs(a[0]); break;
+            case E_EXP: r = exp(a[0]); break;
+            case E_LOG: r = log(a[0]); break;
+            case E_RECIP: r = 1.0 / a[0]; break;
+            case E_ERF: r = erf(a[0]); break;
+            case E_EQUAL: r = a[0] == a[1]; break;
+            case E_WHERE: r = a[0] != 0 ? a[1] : a[2]; break;
+            case E_MAX: for (int q = 1; q < nin_; q++) r = (a[q] > r || a[q] != a[q]) ? a[q] : r; break;
+            case E_MIN: for (int q = 1; q < nin_; q++) r = (a[q] < r || a[q] != a[q]) ? a[q] : r; break;
+            default: /* Sum, Mean */
+                for (int q = 1; q < nin_; q++) r += a[q];
+                if (code == E_MEAN) r /= nin_;
+                break;
+            }
             ct_set(&c, k, r);
             for (int i = rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
@@ -455,9 +492,16 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
             return node_err(g, n, err, ENG_EUNSUPPORTED, "shape must be a small constant");
         const attr_t *a = attr_get(n, "value");
         const value_t *fill = a && a->type == AT_TENSOR ? gval(g, a->tensor) : NULL;
+        size_t total = 1;
+        for (int i = 0; i < cnt; i++) {
+            if (tmp[i] < 0 || (tmp[i] && total > FOLD_MAX_GROWN / (size_t)tmp[i]))
+                return node_err(g, n, err, ENG_EUNSUPPORTED, "the shape has a negative or too large dimension");
+            total *= (size_t)tmp[i];
+        }
         if (ct_alloc(&c, cnt, tmp, fill ? fill->dtype : DT_FLOAT)) goto oom;
         double fv = fill && fill->size ? ct_get(fill, 0) : 0;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, fv);
+        if (c.f) for (size_t k = 0; k < c.n; k++) c.f[k] = (float)fv;
+        else for (size_t k = 0, iv = (size_t)sat_i64(fv); k < c.n; k++) c.i[k] = (int64_t)iv;
     } else if (is_op(n, "Range")) {
         if (n->n_in < 3 || n->in[1] < 0 || n->in[2] < 0 || !nin(g, n, 0)->size || !nin(g, n, 1)->size ||
             !nin(g, n, 2)->size)
@@ -494,7 +538,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
     n->dead = 1;
     return ENG_OK;
 oom:
-    return node_err(g, n, err, ENG_ENOMEM, "out of memory while folding constants");
+    return node_err(g, n, err, ENG_ENOMEM, "cannot fold this constant: a negative dimension, too many elements, or out of memory");
 }
 
 int graph_fold_constants(graph_t *g, eng_err_t *err)
