@@ -88,7 +88,13 @@ static void ct_set(ct_t *c, size_t k, double x)
     else c->i[k] = sat_i64(x);
 }
 
-/* Copy a constant's data element by element through `map` (source index for each output index). */
+/* c[k] = v[j], exact when the types match (int64 through a double would lose bits past 2^53) */
+static void ct_copy(ct_t *c, size_t k, const value_t *v, size_t j)
+{
+    if (c->dtype == DT_INT64 && v->dtype == DT_INT64) c->i[k] = v->i64[j];
+    else ct_set(c, k, ct_get(v, j));
+}
+
 static int norm_axis(int64_t a, int rank) { return (int)(a < 0 ? a + rank : a); }
 
 static int read_ints_input(const graph_t *g, const node_t *n, int idx, int64_t *out, int max, int *cnt)
@@ -151,7 +157,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (a && a->type == AT_TENSOR) {
             const value_t *src = gval(g, a->tensor);
             if (ct_alloc(&c, src->rank, src->dims, src->dtype)) goto oom;
-            for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(src, k));
+            for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, src, k);
         } else if ((a = attr_get(n, "value_float"))) {
             if (ct_alloc(&c, 0, NULL, DT_FLOAT)) goto oom;
             c.f[0] = a->f;
@@ -202,7 +208,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
                     free(c.f); free(c.i);
                     return node_err(g, n, err, ENG_EFORMAT, "index out of range");
                 }
-                for (size_t in = 0; in < inner; in++) ct_set(&c, k++, ct_get(x, (o * (size_t)ax + (size_t)id) * inner + in));
+                for (size_t in = 0; in < inner; in++) ct_copy(&c, k++, x, (o * (size_t)ax + (size_t)id) * inner + in);
             }
     } else if (is_op(n, "Unsqueeze") || is_op(n, "Squeeze")) {
         int squeeze = is_op(n, "Squeeze");
@@ -229,7 +235,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
             }
         }
         if (ct_alloc(&c, orank, od, x->dtype)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, x, k);
     } else if (is_op(n, "Concat")) {
         int64_t a = attr_int(n, "axis", 0);
         if (a < -x->rank || a >= x->rank) return node_err(g, n, err, ENG_EFORMAT, "axis out of range");
@@ -251,7 +257,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
             for (int k = 0; k < n->n_in; k++) {
                 const value_t *v = nin(g, n, k);
                 size_t blk = shape_size(v->rank - axis, v->dims + axis);
-                for (size_t j = 0; j < blk; j++) ct_set(&c, kk++, ct_get(v, o * blk + j));
+                for (size_t j = 0; j < blk; j++) ct_copy(&c, kk++, v, o * blk + j);
             }
     } else if (is_op(n, "Cast")) {
         /* float types stay float (half/double/bfloat16 rounding is not modelled), integer types
@@ -275,13 +281,15 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (int i = 0; i < cnt; i++) {
             od[i] = tmp[i];
             if (od[i] == 0 && !allowzero) od[i] = i < x->rank ? x->dims[i] : 0;
-            if (od[i] == -1) neg = i;
+            if (od[i] == -1 && neg < 0) neg = i;
+            else if (od[i] < 0 || (od[i] > 0 && known > (int64_t)x->size / od[i]))
+                return node_err(g, n, err, ENG_EFORMAT, "the target shape does not fit the %zu elements", x->size);
             else known *= od[i];
         }
         if (neg >= 0) od[neg] = known ? (int64_t)x->size / known : 0;
         if (shape_size(cnt, od) != x->size) return node_err(g, n, err, ENG_EFORMAT, "Reshape changes the element count");
         if (ct_alloc(&c, cnt, od, x->dtype)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, x, k);
     } else if (is_op(n, "Slice")) {
         int64_t st[ENG_MAX_RANK], en[ENG_MAX_RANK], ax[ENG_MAX_RANK], sp[ENG_MAX_RANK];
         int ns;
@@ -336,7 +344,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (size_t k = 0; k < c.n; k++) {
             int64_t off = 0;
             for (int i = 0; i < x->rank; i++) off += (b[i] + idx[i] * s[i]) * xs[i];
-            ct_set(&c, k, ct_get(x, (size_t)off));
+            ct_copy(&c, k, x, (size_t)off);
             for (int i = x->rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
                 idx[i] = 0;
@@ -358,7 +366,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (size_t k = 0; k < c.n; k++) {
             int64_t off = 0;
             for (int i = 0; i < x->rank; i++) off += idx[i] * xs[perm[i]];
-            ct_set(&c, k, ct_get(x, (size_t)off));
+            ct_copy(&c, k, x, (size_t)off);
             for (int i = x->rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
                 idx[i] = 0;
@@ -392,7 +400,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (size_t k = 0; k < c.n; k++) {
             int64_t off = 0;
             for (int i = 0; i < rank; i++) off += (idx[i] % xd[i]) * xs[i];
-            ct_set(&c, k, ct_get(x, (size_t)off));
+            ct_copy(&c, k, x, (size_t)off);
             for (int i = rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
                 idx[i] = 0;
@@ -520,7 +528,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         int axis = norm_axis(a, x->rank);
         int64_t od[2] = {(int64_t)shape_size(axis, x->dims), (int64_t)shape_size(x->rank - axis, x->dims + axis)};
         if (ct_alloc(&c, 2, od, x->dtype)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, x, k);
     } else {
         return node_err(g, n, err, ENG_EUNSUPPORTED, "cannot evaluate this op on constants at load time (op '%s')", t);
     }
