@@ -6,6 +6,7 @@
  *   - a node whose inputs are all constant is evaluated now (this is how the Shape -> Gather ->
  *     Unsqueeze -> Concat -> Reshape chains that exporters emit for flattening disappear: Shape of an
  *     activation is known once the shapes before it are inferred, with the batch planned as 1);
+ *   - a Split becomes one Slice per output (engine/split.c: the executor has one output per node);
  *   - every other node gets its op's init (shape inference), so later Shapes can fold.
  * graph_fold_batchnorm folds inference BatchNormalization into the Conv before it when that Conv
  * feeds only the BN: w' = w * s, b' = (b - mean) * s + beta, with s = gamma / sqrt(var + eps).
@@ -13,6 +14,7 @@
 #include "graph.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,12 @@ static const struct {
     {"Neg", FOLD_CONST, "element-wise"}, {"Equal", FOLD_CONST, "numpy broadcasting"},
     {"Where", FOLD_CONST, "numpy broadcasting"}, {"ConstantOfShape", FOLD_CONST, "value"},
     {"Range", FOLD_CONST, "start, limit, delta"}, {"Flatten", FOLD_CONST, ""},
+    {"Split", FOLD_ALWAYS, "rewritten into one Slice per output (split.c)"},
+    {"Abs", FOLD_CONST, "element-wise"}, {"Exp", FOLD_CONST, "element-wise"}, {"Log", FOLD_CONST, "element-wise"},
+    {"Reciprocal", FOLD_CONST, "element-wise"}, {"Erf", FOLD_CONST, "element-wise"},
+    {"Max", FOLD_CONST, "variadic, numpy broadcasting"}, {"Min", FOLD_CONST, "variadic, numpy broadcasting"},
+    {"Sum", FOLD_CONST, "variadic, numpy broadcasting"}, {"Mean", FOLD_CONST, "variadic, numpy broadcasting"},
+    {"Expand", FOLD_CONST, "numpy broadcasting to a constant shape"}, {"Tile", FOLD_CONST, "constant repeats"},
 };
 int fold_op_count(void) { return (int)(sizeof fold_ops / sizeof fold_ops[0]); }
 const char *fold_op_info(int i, int *when, const char **doc)
@@ -75,18 +83,40 @@ typedef struct {
     int64_t *i;
 } ct_t; /* a constant being computed */
 
+/* The largest constant computed at load (as large as a weight may be), and the largest one an op may
+ * generate beyond the size of its inputs (ConstantOfShape, Expand, Tile, broadcasting): a small file
+ * must not make the loader fill gigabytes element by element (16 Mi elements; a zeros_like of a
+ * 224 x 224 x 256 map is 12.8 Mi). */
+#define FOLD_MAX_ELEMS ((size_t)1 << 30)
+#define FOLD_MAX_GROWN ((size_t)1 << 24)
+
+static int grows_too_much(size_t out, size_t largest_in) { return out > FOLD_MAX_GROWN && out > largest_in; }
+
 static double ct_get(const value_t *v, size_t k) { return v->dtype == DT_FLOAT ? (double)v->f[k] : (double)v->i64[k]; }
+
+/* double -> int64 truncated toward zero, saturated, NaN -> 0: no conversion is undefined */
+static int64_t sat_i64(double f) { return f != f ? 0 : f >= 9.2e18 ? INT64_MAX : f <= -9.2e18 ? INT64_MIN : (int64_t)f; }
+
+/* An element as int64: int64 as is (through a double, INT64_MAX would not survive), floats truncated
+ * and saturated (NaN -> 0) so no conversion is undefined. */
+static int64_t ct_get_i64(const value_t *v, size_t k)
+{
+    return v->dtype == DT_INT64 ? v->i64[k] : sat_i64((double)v->f[k]);
+}
 
 static int ct_alloc(ct_t *c, int rank, const int64_t *dims, int dtype)
 {
     c->rank = rank;
     memset(c->dims, 0, sizeof c->dims);
     for (int i = 0; i < rank; i++) c->dims[i] = dims[i];
-    c->n = shape_size(rank, dims);
     c->dtype = dtype;
     c->f = NULL;
     c->i = NULL;
-    if (c->n > ((size_t)1 << 30)) return -1;
+    c->n = 1;
+    for (int i = 0; i < rank; i++) { /* no negative dimension, no product past FOLD_MAX_ELEMS */
+        if (dims[i] < 0 || (dims[i] && c->n > FOLD_MAX_ELEMS / (size_t)dims[i])) return -1;
+        c->n *= (size_t)dims[i];
+    }
     if (dtype == DT_FLOAT) c->f = calloc(c->n ? c->n : 1, sizeof(float));
     else c->i = calloc(c->n ? c->n : 1, sizeof(int64_t));
     return (c->f || c->i) ? 0 : -1;
@@ -95,10 +125,16 @@ static int ct_alloc(ct_t *c, int rank, const int64_t *dims, int dtype)
 static void ct_set(ct_t *c, size_t k, double x)
 {
     if (c->dtype == DT_FLOAT) c->f[k] = (float)x;
-    else c->i[k] = (int64_t)x;
+    else c->i[k] = sat_i64(x);
 }
 
-/* Copy a constant's data element by element through `map` (source index for each output index). */
+/* c[k] = v[j], exact when the types match (int64 through a double would lose bits past 2^53) */
+static void ct_copy(ct_t *c, size_t k, const value_t *v, size_t j)
+{
+    if (c->dtype == DT_INT64 && v->dtype == DT_INT64) c->i[k] = v->i64[j];
+    else ct_set(c, k, ct_get(v, j));
+}
+
 static int norm_axis(int64_t a, int rank) { return (int)(a < 0 ? a + rank : a); }
 
 static int read_ints_input(const graph_t *g, const node_t *n, int idx, int64_t *out, int max, int *cnt)
@@ -106,7 +142,7 @@ static int read_ints_input(const graph_t *g, const node_t *n, int idx, int64_t *
     if (idx >= n->n_in || n->in[idx] < 0) return -1;
     const value_t *v = nin(g, n, idx);
     if (!v->is_const || v->size > (size_t)max) return -2;
-    for (size_t k = 0; k < v->size; k++) out[k] = (int64_t)ct_get(v, k);
+    for (size_t k = 0; k < v->size; k++) out[k] = ct_get_i64(v, k);
     *cnt = (int)v->size;
     return 0;
 }
@@ -120,6 +156,31 @@ static void strides_of(int rank, const int64_t *dims, int64_t *st)
     }
 }
 
+/* The element-wise ops folded below, with their input counts (-1: variadic). */
+#define FOLD_MAX_INPUTS 16
+enum { E_NONE, E_ADD, E_SUB, E_MUL, E_DIV, E_POW, E_EQUAL, E_SQRT, E_NEG, E_ABS, E_EXP, E_LOG, E_RECIP, E_ERF, E_WHERE,
+       E_MAX, E_MIN, E_SUM, E_MEAN };
+static const struct {
+    const char *name;
+    int code, arity;
+} elementwise[] = {
+    {"Add", E_ADD, 2},     {"Sub", E_SUB, 2},     {"Mul", E_MUL, 2},   {"Div", E_DIV, 2},   {"Pow", E_POW, 2},
+    {"Equal", E_EQUAL, 2}, {"Sqrt", E_SQRT, 1},   {"Neg", E_NEG, 1},   {"Abs", E_ABS, 1},   {"Exp", E_EXP, 1},
+    {"Log", E_LOG, 1},     {"Reciprocal", E_RECIP, 1}, {"Erf", E_ERF, 1}, {"Where", E_WHERE, 3}, {"Max", E_MAX, -1},
+    {"Min", E_MIN, -1},    {"Sum", E_SUM, -1},    {"Mean", E_MEAN, -1},
+};
+
+static int fold_elementwise_code(const node_t *n, int *arity)
+{
+    for (size_t k = 0; k < sizeof elementwise / sizeof *elementwise; k++)
+        if (is_op(n, elementwise[k].name)) {
+            *arity = elementwise[k].arity;
+            return elementwise[k].code;
+        }
+    return E_NONE;
+}
+
+
 int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
 {
     ct_t c;
@@ -128,13 +189,15 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
     int cnt = 0;
     const value_t *x = n->n_in > 0 && n->in[0] >= 0 ? nin(g, n, 0) : NULL;
     const char *t = n->op_type;
+    if (!x && !is_op(n, "Constant"))
+        return node_err(g, n, err, ENG_EFORMAT, "input 0 is missing");
 
     if (is_op(n, "Constant")) {
         const attr_t *a = attr_get(n, "value");
         if (a && a->type == AT_TENSOR) {
             const value_t *src = gval(g, a->tensor);
             if (ct_alloc(&c, src->rank, src->dims, src->dtype)) goto oom;
-            for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(src, k));
+            for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, src, k);
         } else if ((a = attr_get(n, "value_float"))) {
             if (ct_alloc(&c, 0, NULL, DT_FLOAT)) goto oom;
             c.f[0] = a->f;
@@ -163,6 +226,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (ct_alloc(&c, 1, &d, DT_INT64)) goto oom;
         for (int64_t k = 0; k < d; k++) c.i[k] = x->dims[s + k];
     } else if (is_op(n, "Gather")) {
+        if (n->n_in < 2 || n->in[1] < 0) return node_err(g, n, err, ENG_EFORMAT, "the indices input is missing");
         const value_t *idx = nin(g, n, 1);
         int axis = norm_axis(attr_int(n, "axis", 0), x->rank);
         if (axis < 0 || axis >= x->rank) return node_err(g, n, err, ENG_EFORMAT, "axis out of range");
@@ -178,13 +242,13 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         size_t k = 0;
         for (size_t o = 0; o < outer; o++)
             for (size_t j = 0; j < idx->size; j++) {
-                int64_t id = (int64_t)ct_get(idx, j);
+                int64_t id = ct_get_i64(idx, j);
                 if (id < 0) id += ax;
                 if (id < 0 || id >= ax) {
                     free(c.f); free(c.i);
                     return node_err(g, n, err, ENG_EFORMAT, "index out of range");
                 }
-                for (size_t in = 0; in < inner; in++) ct_set(&c, k++, ct_get(x, (o * (size_t)ax + (size_t)id) * inner + in));
+                for (size_t in = 0; in < inner; in++) ct_copy(&c, k++, x, (o * (size_t)ax + (size_t)id) * inner + in);
             }
     } else if (is_op(n, "Unsqueeze") || is_op(n, "Squeeze")) {
         int squeeze = is_op(n, "Squeeze");
@@ -211,26 +275,43 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
             }
         }
         if (ct_alloc(&c, orank, od, x->dtype)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, x, k);
     } else if (is_op(n, "Concat")) {
-        int axis = norm_axis(attr_int(n, "axis", 0), x->rank);
+        int64_t a = attr_int(n, "axis", 0);
+        if (a < -x->rank || a >= x->rank) return node_err(g, n, err, ENG_EFORMAT, "axis out of range");
+        int axis = norm_axis(a, x->rank);
         int64_t od[ENG_MAX_RANK];
         memcpy(od, x->dims, sizeof od);
         od[axis] = 0;
-        for (int k = 0; k < n->n_in; k++) od[axis] += nin(g, n, k)->dims[axis];
+        for (int k = 0; k < n->n_in; k++) {
+            const value_t *v = n->in[k] >= 0 ? nin(g, n, k) : NULL;
+            if (!v || v->rank != x->rank) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing or of another rank", k);
+            for (int i = 0; i < x->rank; i++)
+                if (i != axis && v->dims[i] != x->dims[i])
+                    return node_err(g, n, err, ENG_EFORMAT, "input %d differs at dimension %d", k, i);
+            od[axis] += v->dims[axis];
+        }
         if (ct_alloc(&c, x->rank, od, x->dtype)) goto oom;
         size_t outer = shape_size(axis, x->dims), kk = 0;
         for (size_t o = 0; o < outer; o++)
             for (int k = 0; k < n->n_in; k++) {
                 const value_t *v = nin(g, n, k);
                 size_t blk = shape_size(v->rank - axis, v->dims + axis);
-                for (size_t j = 0; j < blk; j++) ct_set(&c, kk++, ct_get(v, o * blk + j));
+                for (size_t j = 0; j < blk; j++) ct_copy(&c, kk++, v, o * blk + j);
             }
     } else if (is_op(n, "Cast")) {
-        int to = (int)attr_int(n, "to", 1);
-        int dt = (to == 1 || to == 11 || to == 10) ? DT_FLOAT : DT_INT64;
-        if (ct_alloc(&c, x->rank, x->dims, dt)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        /* float types stay float (half/double/bfloat16 rounding is not modelled), integer types
+         * truncate toward zero, BOOL is x != 0; strings and complex numbers are refused */
+        int64_t to = attr_int(n, "to", 1);
+        int is_f = to == 1 || to == 10 || to == 11 || to == 16, is_bool = to == 9;
+        int is_i = to == 2 || to == 3 || to == 4 || to == 5 || to == 6 || to == 7 || to == 12 || to == 13;
+        if (!is_f && !is_bool && !is_i)
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "cast of a constant to data type %lld", (long long)to);
+        if (ct_alloc(&c, x->rank, x->dims, is_f ? DT_FLOAT : DT_INT64)) goto oom;
+        for (size_t k = 0; k < c.n; k++) {
+            double v = ct_get(x, k);
+            ct_set(&c, k, is_bool ? (double)(v != 0) : is_i ? trunc(v) : v);
+        }
     } else if (is_op(n, "Reshape")) {
         if (read_ints_input(g, n, 1, tmp, 64, &cnt) || cnt > ENG_MAX_RANK)
             return node_err(g, n, err, ENG_EUNSUPPORTED, "shape input must be a small constant");
@@ -240,50 +321,62 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (int i = 0; i < cnt; i++) {
             od[i] = tmp[i];
             if (od[i] == 0 && !allowzero) od[i] = i < x->rank ? x->dims[i] : 0;
-            if (od[i] == -1) neg = i;
+            if (od[i] == -1 && neg < 0) neg = i;
+            else if (od[i] < 0 || (od[i] > 0 && known > (int64_t)x->size / od[i]))
+                return node_err(g, n, err, ENG_EFORMAT, "the target shape does not fit the %zu elements", x->size);
             else known *= od[i];
         }
         if (neg >= 0) od[neg] = known ? (int64_t)x->size / known : 0;
         if (shape_size(cnt, od) != x->size) return node_err(g, n, err, ENG_EFORMAT, "Reshape changes the element count");
         if (ct_alloc(&c, cnt, od, x->dtype)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, x, k);
     } else if (is_op(n, "Slice")) {
         int64_t st[ENG_MAX_RANK], en[ENG_MAX_RANK], ax[ENG_MAX_RANK], sp[ENG_MAX_RANK];
         int ns;
         if (g->opset < 10) {
             ns = attr_ints(n, "starts", st, ENG_MAX_RANK);
-            if (attr_ints(n, "ends", en, ENG_MAX_RANK) != ns || ns < 0)
-                return node_err(g, n, err, ENG_EFORMAT, "starts/ends missing");
-            if (attr_ints(n, "axes", ax, ENG_MAX_RANK) < 0) for (int i = 0; i < ns; i++) ax[i] = i;
+            if (attr_ints(n, "ends", en, ENG_MAX_RANK) != ns || ns < 0 || ns > x->rank)
+                return node_err(g, n, err, ENG_EFORMAT, "starts/ends missing or longer than the rank");
+            int na = attr_ints(n, "axes", ax, ENG_MAX_RANK);
+            if (na < 0) for (int i = 0; i < ns; i++) ax[i] = i;
+            else if (na != ns) return node_err(g, n, err, ENG_EFORMAT, "axes and starts differ in length");
             for (int i = 0; i < ns; i++) sp[i] = 1;
         } else {
             int ne;
             if (read_ints_input(g, n, 1, st, ENG_MAX_RANK, &ns) || read_ints_input(g, n, 2, en, ENG_MAX_RANK, &ne) ||
-                ne != ns)
+                ne != ns || ns > x->rank)
                 return node_err(g, n, err, ENG_EFORMAT, "starts/ends must be constants of equal length");
-            int na2;
-            if (read_ints_input(g, n, 3, ax, ENG_MAX_RANK, &na2)) for (int i = 0; i < ns; i++) ax[i] = i;
-            if (read_ints_input(g, n, 4, sp, ENG_MAX_RANK, &na2)) for (int i = 0; i < ns; i++) sp[i] = 1;
+            int na2 = ns, rc3 = read_ints_input(g, n, 3, ax, ENG_MAX_RANK, &na2);
+            if (rc3 == -1) for (int i = 0; i < ns; i++) ax[i] = i;
+            if (rc3 == -2 || na2 != ns) return node_err(g, n, err, ENG_EFORMAT, "axes must be a constant as long as starts");
+            na2 = ns;
+            rc3 = read_ints_input(g, n, 4, sp, ENG_MAX_RANK, &na2);
+            if (rc3 == -1) for (int i = 0; i < ns; i++) sp[i] = 1;
+            if (rc3 == -2 || na2 != ns) return node_err(g, n, err, ENG_EFORMAT, "steps must be a constant as long as starts");
         }
         int64_t b[ENG_MAX_RANK], s[ENG_MAX_RANK], od[ENG_MAX_RANK];
         for (int i = 0; i < x->rank; i++) { b[i] = 0; s[i] = 1; od[i] = x->dims[i]; }
         for (int k = 0; k < ns; k++) {
             int a = norm_axis(ax[k], x->rank);
             if (a < 0 || a >= x->rank || sp[k] == 0) return node_err(g, n, err, ENG_EFORMAT, "bad axis or step");
-            int64_t d = x->dims[a], lo = st[k], hi = en[k];
+            /* ONNX Slice: clamp to [0, d] (step > 0) or start to [0, d-1], end to [-1, d-1] (step < 0);
+             * a step longer than the axis takes one element either way (and keeps the arithmetic in range) */
+            int64_t d = x->dims[a], lo = st[k], hi = en[k], step = sp[k];
+            if (step > d) step = d > 0 ? d : 1;
+            if (step < -d) step = d > 0 ? -d : -1;
             if (lo < 0) lo += d;
             if (hi < 0) hi += d;
-            if (sp[k] > 0) {
+            if (step > 0) {
                 lo = lo < 0 ? 0 : lo > d ? d : lo;
                 hi = hi < 0 ? 0 : hi > d ? d : hi;
-                od[a] = hi > lo ? (hi - lo + sp[k] - 1) / sp[k] : 0;
+                od[a] = hi > lo ? (hi - lo + step - 1) / step : 0;
             } else {
-                lo = lo < 0 ? -1 : lo > d - 1 ? d - 1 : lo;
+                lo = lo < 0 ? 0 : lo > d - 1 ? d - 1 : lo;
                 hi = hi < -1 ? -1 : hi > d - 1 ? d - 1 : hi;
-                od[a] = lo > hi ? (lo - hi - sp[k] - 1) / (-sp[k]) : 0;
+                od[a] = lo > hi ? (lo - hi - step - 1) / (-step) : 0;
             }
             b[a] = lo;
-            s[a] = sp[k];
+            s[a] = step;
         }
         if (ct_alloc(&c, x->rank, od, x->dtype)) goto oom;
         int64_t xs[ENG_MAX_RANK], idx[ENG_MAX_RANK] = {0};
@@ -291,7 +384,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (size_t k = 0; k < c.n; k++) {
             int64_t off = 0;
             for (int i = 0; i < x->rank; i++) off += (b[i] + idx[i] * s[i]) * xs[i];
-            ct_set(&c, k, ct_get(x, (size_t)off));
+            ct_copy(&c, k, x, (size_t)off);
             for (int i = x->rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
                 idx[i] = 0;
@@ -299,27 +392,71 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         }
     } else if (is_op(n, "Transpose")) {
         int64_t perm[ENG_MAX_RANK], od[ENG_MAX_RANK], xs[ENG_MAX_RANK], idx[ENG_MAX_RANK] = {0};
-        if (attr_ints(n, "perm", perm, ENG_MAX_RANK) != x->rank)
+        int np = attr_ints(n, "perm", perm, ENG_MAX_RANK), seen[ENG_MAX_RANK] = {0};
+        if (np < 0)
             for (int i = 0; i < x->rank; i++) perm[i] = x->rank - 1 - i;
+        else if (np != x->rank)
+            return node_err(g, n, err, ENG_EFORMAT, "perm has %d entries for rank %d", np, x->rank);
+        for (int i = 0; i < x->rank; i++)
+            if (perm[i] < 0 || perm[i] >= x->rank || seen[perm[i]]++)
+                return node_err(g, n, err, ENG_EFORMAT, "perm is not a permutation");
         for (int i = 0; i < x->rank; i++) od[i] = x->dims[perm[i]];
         if (ct_alloc(&c, x->rank, od, x->dtype)) goto oom;
         strides_of(x->rank, x->dims, xs);
         for (size_t k = 0; k < c.n; k++) {
             int64_t off = 0;
             for (int i = 0; i < x->rank; i++) off += idx[i] * xs[perm[i]];
-            ct_set(&c, k, ct_get(x, (size_t)off));
+            ct_copy(&c, k, x, (size_t)off);
             for (int i = x->rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
                 idx[i] = 0;
             }
         }
-    } else if (is_op(n, "Add") || is_op(n, "Sub") || is_op(n, "Mul") || is_op(n, "Div") || is_op(n, "Pow") ||
-               is_op(n, "Sqrt") || is_op(n, "Neg") || is_op(n, "Equal") || is_op(n, "Where")) {
-        /* element-wise with numpy broadcasting (small tensors only) */
-        int nin_ = is_op(n, "Sqrt") || is_op(n, "Neg") ? 1 : is_op(n, "Where") ? 3 : 2;
+    } else if (is_op(n, "Expand") || is_op(n, "Tile")) {
+        /* Expand: numpy broadcasting of x to `shape` (either may be longer); Tile: dims · repeats */
+        int tile = is_op(n, "Tile");
+        if (read_ints_input(g, n, 1, tmp, ENG_MAX_RANK, &cnt))
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "%s must be a small constant", tile ? "repeats" : "shape");
+        if (tile && cnt != x->rank) return node_err(g, n, err, ENG_EFORMAT, "repeats has %d values for rank %d", cnt, x->rank);
+        int rank = cnt > x->rank ? cnt : x->rank;
+        int64_t od[ENG_MAX_RANK] = {0}, xd[ENG_MAX_RANK], xs[ENG_MAX_RANK], idx[ENG_MAX_RANK] = {0};
+        size_t total = 1;
+        for (int i = 0; i < rank; i++) {
+            int xi = i - (rank - x->rank), si = i - (rank - cnt);
+            xd[i] = xi < 0 ? 1 : x->dims[xi];
+            int64_t w = si < 0 ? 1 : tmp[si];
+            if (w < 0 || w > ((int64_t)1 << 30) || (!tile && w != 1 && xd[i] != 1 && w != xd[i]))
+                return node_err(g, n, err, ENG_EFORMAT, "cannot %s dimension %d (%lld) by %lld", tile ? "tile" : "expand", i,
+                                (long long)xd[i], (long long)w);
+            od[i] = tile ? xd[i] * w : xd[i] == 1 ? w : xd[i];
+            if (od[i] && total > FOLD_MAX_ELEMS / (size_t)od[i])
+                return node_err(g, n, err, ENG_EUNSUPPORTED, "the result is too large to fold");
+            total *= (size_t)od[i];
+        }
+        if (grows_too_much(total, x->size))
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "the result (%zu elements) is too large to fold", total);
+        if (ct_alloc(&c, rank, od, x->dtype)) goto oom;
+        strides_of(rank, xd, xs);
+        for (size_t k = 0; k < c.n; k++) {
+            int64_t off = 0;
+            for (int i = 0; i < rank; i++) off += (idx[i] % xd[i]) * xs[i];
+            ct_copy(&c, k, x, (size_t)off);
+            for (int i = rank - 1; i >= 0; i--) {
+                if (++idx[i] < od[i]) break;
+                idx[i] = 0;
+            }
+        }
+    } else if (fold_elementwise_code(n, &cnt) != E_NONE) {
+        /* element-wise with numpy broadcasting */
+        const int code = fold_elementwise_code(n, &cnt);
+        int nin_ = cnt < 0 ? n->n_in : cnt; /* variadic: every input */
+        if (n->n_in != nin_ || nin_ < 1 || nin_ > FOLD_MAX_INPUTS)
+            return node_err(g, n, err, ENG_EFORMAT, "%d inputs: not a valid %s (at most %d fold)", n->n_in, t, FOLD_MAX_INPUTS);
+        for (int k = 0; k < nin_; k++)
+            if (n->in[k] < 0) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing", k);
         int rank = 0;
         for (int k = 0; k < nin_; k++) rank = nin(g, n, k)->rank > rank ? nin(g, n, k)->rank : rank;
-        int64_t od[ENG_MAX_RANK], st[3][ENG_MAX_RANK];
+        int64_t od[ENG_MAX_RANK], st[FOLD_MAX_INPUTS][ENG_MAX_RANK];
         for (int i = 0; i < rank; i++) od[i] = 1;
         for (int k = 0; k < nin_; k++) {
             const value_t *v = nin(g, n, k);
@@ -336,6 +473,15 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         for (int k = 0; k < nin_; k++)
             if (nin(g, n, k)->dtype == DT_FLOAT && !(is_op(n, "Where") && k == 0)) dt = DT_FLOAT;
         if (is_op(n, "Equal")) dt = DT_INT64;
+        size_t total = 1, largest = 0;
+        for (int i = 0; i < rank; i++) {
+            if (od[i] && total > FOLD_MAX_ELEMS / (size_t)od[i])
+                return node_err(g, n, err, ENG_EUNSUPPORTED, "the result is too large to fold");
+            total *= (size_t)od[i];
+        }
+        for (int k = 0; k < nin_; k++) largest = nin(g, n, k)->size > largest ? nin(g, n, k)->size : largest;
+        if (grows_too_much(total, largest))
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "the broadcast result (%zu elements) is too large to fold", total);
         for (int k = 0; k < nin_; k++) {
             const value_t *v = nin(g, n, k);
             int64_t vs[ENG_MAX_RANK];
@@ -348,22 +494,41 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (ct_alloc(&c, rank, od, dt)) goto oom;
         int64_t idx[ENG_MAX_RANK] = {0};
         for (size_t k = 0; k < c.n; k++) {
-            double a[3] = {0, 0, 0};
+            double a[FOLD_MAX_INPUTS];
             for (int q = 0; q < nin_; q++) {
                 int64_t off = 0;
                 for (int i = 0; i < rank; i++) off += idx[i] * st[q][i];
                 a[q] = ct_get(nin(g, n, q), (size_t)off);
             }
-            double r;
-            if (is_op(n, "Add")) r = a[0] + a[1];
-            else if (is_op(n, "Sub")) r = a[0] - a[1];
-            else if (is_op(n, "Mul")) r = a[0] * a[1];
-            else if (is_op(n, "Div")) r = dt == DT_INT64 ? (a[1] != 0 ? (double)((int64_t)a[0] / (int64_t)a[1]) : 0) : a[0] / a[1];
-            else if (is_op(n, "Pow")) r = pow(a[0], a[1]);
-            else if (is_op(n, "Sqrt")) r = sqrt(a[0]);
-            else if (is_op(n, "Neg")) r = -a[0];
-            else if (is_op(n, "Equal")) r = a[0] == a[1];
-            else r = a[0] != 0 ? a[1] : a[2];
+            double r = a[0];
+            switch (code) {
+            case E_ADD: r = a[0] + a[1]; break;
+            case E_SUB: r = a[0] - a[1]; break;
+            case E_MUL: r = a[0] * a[1]; break;
+            case E_DIV:
+                if (dt != DT_INT64) r = a[0] / a[1];
+                else { /* integer division truncates; x / 0 -> 0 and INT64_MIN / -1 saturate instead of trapping */
+                    int64_t p = sat_i64(a[0]), q = sat_i64(a[1]);
+                    r = q == 0 ? 0 : (q == -1 && p == INT64_MIN) ? (double)INT64_MAX : (double)(p / q);
+                }
+                break;
+            case E_POW: r = pow(a[0], a[1]); break;
+            case E_SQRT: r = sqrt(a[0]); break;
+            case E_NEG: r = -a[0]; break;
+            case E_ABS: r = fabs(a[0]); break;
+            case E_EXP: r = exp(a[0]); break;
+            case E_LOG: r = log(a[0]); break;
+            case E_RECIP: r = 1.0 / a[0]; break;
+            case E_ERF: r = erf(a[0]); break;
+            case E_EQUAL: r = a[0] == a[1]; break;
+            case E_WHERE: r = a[0] != 0 ? a[1] : a[2]; break;
+            case E_MAX: for (int q = 1; q < nin_; q++) r = (a[q] > r || a[q] != a[q]) ? a[q] : r; break;
+            case E_MIN: for (int q = 1; q < nin_; q++) r = (a[q] < r || a[q] != a[q]) ? a[q] : r; break;
+            default: /* Sum, Mean */
+                for (int q = 1; q < nin_; q++) r += a[q];
+                if (code == E_MEAN) r /= nin_;
+                break;
+            }
             ct_set(&c, k, r);
             for (int i = rank - 1; i >= 0; i--) {
                 if (++idx[i] < od[i]) break;
@@ -375,10 +540,20 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
             return node_err(g, n, err, ENG_EUNSUPPORTED, "shape must be a small constant");
         const attr_t *a = attr_get(n, "value");
         const value_t *fill = a && a->type == AT_TENSOR ? gval(g, a->tensor) : NULL;
+        size_t total = 1;
+        for (int i = 0; i < cnt; i++) {
+            if (tmp[i] < 0 || (tmp[i] && total > FOLD_MAX_GROWN / (size_t)tmp[i]))
+                return node_err(g, n, err, ENG_EUNSUPPORTED, "the shape has a negative or too large dimension");
+            total *= (size_t)tmp[i];
+        }
         if (ct_alloc(&c, cnt, tmp, fill ? fill->dtype : DT_FLOAT)) goto oom;
         double fv = fill && fill->size ? ct_get(fill, 0) : 0;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, fv);
+        if (c.f) for (size_t k = 0; k < c.n; k++) c.f[k] = (float)fv;
+        else for (size_t k = 0, iv = (size_t)sat_i64(fv); k < c.n; k++) c.i[k] = (int64_t)iv;
     } else if (is_op(n, "Range")) {
+        if (n->n_in < 3 || n->in[1] < 0 || n->in[2] < 0 || !nin(g, n, 0)->size || !nin(g, n, 1)->size ||
+            !nin(g, n, 2)->size)
+            return node_err(g, n, err, ENG_EFORMAT, "start, limit and delta are required");
         const value_t *s0 = nin(g, n, 0), *l = nin(g, n, 1), *d = nin(g, n, 2);
         double a0 = ct_get(s0, 0), lim = ct_get(l, 0), dl = ct_get(d, 0);
         if (dl == 0) return node_err(g, n, err, ENG_EFORMAT, "delta is zero");
@@ -388,10 +563,12 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
         if (ct_alloc(&c, 1, &len, s0->dtype)) goto oom;
         for (int64_t k = 0; k < len; k++) ct_set(&c, (size_t)k, a0 + (double)k * dl);
     } else if (is_op(n, "Flatten")) {
-        int axis = norm_axis(attr_int(n, "axis", 1), x->rank);
+        int64_t a = attr_int(n, "axis", 1);
+        if (a < -x->rank || a > x->rank) return node_err(g, n, err, ENG_EFORMAT, "axis out of range");
+        int axis = norm_axis(a, x->rank);
         int64_t od[2] = {(int64_t)shape_size(axis, x->dims), (int64_t)shape_size(x->rank - axis, x->dims + axis)};
         if (ct_alloc(&c, 2, od, x->dtype)) goto oom;
-        for (size_t k = 0; k < c.n; k++) ct_set(&c, k, ct_get(x, k));
+        for (size_t k = 0; k < c.n; k++) ct_copy(&c, k, x, k);
     } else {
         return node_err(g, n, err, ENG_EUNSUPPORTED, "cannot evaluate this op on constants at load time (op '%s')", t);
     }
@@ -409,7 +586,7 @@ int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err)
     n->dead = 1;
     return ENG_OK;
 oom:
-    return node_err(g, n, err, ENG_ENOMEM, "out of memory while folding constants");
+    return node_err(g, n, err, ENG_ENOMEM, "cannot fold this constant: a negative dimension, too many elements, or out of memory");
 }
 
 int graph_fold_constants(graph_t *g, eng_err_t *err)
@@ -419,6 +596,12 @@ int graph_fold_constants(graph_t *g, eng_err_t *err)
     for (int i = 0; i < g->n_nodes; i++) {
         node_t *n = &g->nodes[i];
         if (n->dead) continue;
+        if (is_op(n, "Split")) { /* one node per output: Slices, inserted here (split.c) */
+            rc = graph_split_to_slices(g, i, err);
+            if (rc) return rc;
+            n = &g->nodes[i];
+            if (n->dead) continue;
+        }
         if (n->out[0] < 0) return node_err(g, n, err, ENG_EFORMAT, "first output is empty");
         if (is_op(n, "Identity") || is_op(n, "Dropout")) {
             if (n->n_in < 1 || n->in[0] < 0) return node_err(g, n, err, ENG_EFORMAT, "input missing");
@@ -440,7 +623,7 @@ int graph_fold_constants(graph_t *g, eng_err_t *err)
             any = 1;
             all_const &= gval(g, n->in[k])->is_const;
         }
-        int shape_of_act = is_op(n, "Shape") && n->n_in == 1 && !gval(g, n->in[0])->is_const;
+        int shape_of_act = is_op(n, "Shape") && n->n_in == 1 && n->in[0] >= 0 && !gval(g, n->in[0])->is_const;
         if (is_op(n, "Constant") || (any && all_const) || shape_of_act) {
             if (shape_of_act && gval(g, n->in[0])->rank == 0)
                 return node_err(g, n, err, ENG_EFORMAT, "input shape unknown");

@@ -156,6 +156,7 @@ int graph_topo_sort(graph_t *g, eng_err_t *err);  /* also compacts away dead nod
 int graph_init_node(graph_t *g, int node, eng_err_t *err); /* (re)run the op's init: shapes, costs */
 int graph_add_alias(graph_t *g, const char *name, int value);
 int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err); /* one constant node -> constant outputs */
+int graph_split_to_slices(graph_t *g, int node, eng_err_t *err); /* Split -> one Slice per output (split.c) */
 
 /* sgemm wrapper, row-major: C[M,N] = alpha * op(A) op(B) + beta * C */
 void eng_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,

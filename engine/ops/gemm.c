@@ -20,7 +20,7 @@ typedef struct {
 static int gemm_init(graph_t *g, node_t *n, eng_err_t *err)
 {
     int rc;
-    if (n->n_in < 2) return node_err(g, n, err, ENG_EFORMAT, "needs at least two inputs");
+    if (n->n_in < 2 || n->in[1] < 0) return node_err(g, n, err, ENG_EFORMAT, "needs at least two inputs");
     if ((rc = node_need_act(g, n, 0, err))) return rc;
     if (!nin(g, n, 1)->is_const)
         return node_err(g, n, err, ENG_EUNSUPPORTED, "B must be a constant weight (products of two activations are not supported)");
@@ -60,7 +60,7 @@ static int gemm_init(graph_t *g, node_t *n, eng_err_t *err)
 static int matmul_init(graph_t *g, node_t *n, eng_err_t *err)
 {
     int rc;
-    if (n->n_in != 2) return node_err(g, n, err, ENG_EFORMAT, "needs two inputs");
+    if (n->n_in != 2 || n->in[1] < 0) return node_err(g, n, err, ENG_EFORMAT, "needs two inputs");
     if ((rc = node_need_act(g, n, 0, err))) return rc;
     if (!nin(g, n, 1)->is_const)
         return node_err(g, n, err, ENG_EUNSUPPORTED, "B must be a constant weight (products of two activations are not supported)");

@@ -6,15 +6,25 @@
 extern const op_def_t op_conv, op_batchnorm, op_relu, op_leakyrelu, op_clip, op_sigmoid, op_tanh, op_hardsigmoid,
     op_hardswish, op_add, op_sub, op_mul, op_div, op_maxpool, op_avgpool, op_gmaxpool, op_gavgpool, op_reducemean,
     op_reducemax, op_reducesum, op_concat, op_flatten, op_reshape, op_squeeze, op_unsqueeze, op_pad, op_gemm, op_matmul,
-    op_softmax, op_resize, op_upsample, op_convtranspose;
+    op_softmax, op_resize, op_upsample, op_convtranspose, op_transpose, op_slice, op_gather, op_expand, op_tile,
+    op_depthtospace, op_spacetodepth, op_cast, op_pow, op_sqrt, op_reciprocal, op_exp, op_log, op_neg, op_abs, op_erf,
+    op_max, op_min, op_sum, op_mean, op_where;
 
 static const op_def_t *const table[] = {
-    &op_conv,      &op_batchnorm, &op_relu,      &op_leakyrelu, &op_clip,    &op_sigmoid,   &op_tanh,
-    &op_hardsigmoid, &op_hardswish, &op_add,     &op_sub,       &op_mul,     &op_div,       &op_maxpool,
-    &op_avgpool,   &op_gmaxpool,  &op_gavgpool,  &op_reducemean, &op_reducemax, &op_reducesum, &op_concat,
-    &op_flatten,   &op_reshape,   &op_squeeze,   &op_unsqueeze, &op_pad,     &op_gemm,      &op_matmul,
-    &op_softmax,
-    &op_resize, &op_upsample, &op_convtranspose,
+    /* convolution, normalization, dense */
+    &op_conv, &op_convtranspose, &op_batchnorm, &op_gemm, &op_matmul,
+    /* activations (unary: backward hooks may replace their rule) */
+    &op_relu, &op_leakyrelu, &op_clip, &op_sigmoid, &op_tanh, &op_hardsigmoid, &op_hardswish,
+    /* element-wise arithmetic */
+    &op_add, &op_sub, &op_mul, &op_div, &op_pow, &op_sqrt, &op_reciprocal, &op_exp, &op_log, &op_neg, &op_abs,
+    &op_erf, &op_max, &op_min, &op_sum, &op_mean, &op_where,
+    /* pooling, reductions, softmax */
+    &op_maxpool, &op_avgpool, &op_gmaxpool, &op_gavgpool, &op_reducemean, &op_reducemax, &op_reducesum, &op_softmax,
+    /* resampling */
+    &op_resize, &op_upsample,
+    /* layout */
+    &op_concat, &op_flatten, &op_reshape, &op_squeeze, &op_unsqueeze, &op_pad, &op_transpose, &op_slice, &op_gather,
+    &op_expand, &op_tile, &op_depthtospace, &op_spacetodepth, &op_cast,
 };
 
 const op_def_t *op_find(const char *op_type)

@@ -6,7 +6,8 @@
  *   Pad:           constant, reflect or edge padding; backward sums dy back onto the source
  *                  pixel each output was read from (dropped for constant padding).
  * Opset changes handled: Squeeze/Unsqueeze axes are an attribute before 13 and an input from 13;
- * Pad's pads and value are attributes before 11 and inputs from 11; Reshape's allowzero (14).
+ * Pad's pads and value are attributes before 11 and inputs from 11, and from 18 an optional axes input
+ * says which axes the pads are for (the others get none); Reshape's allowzero (14).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,9 @@ static int reshape_init(graph_t *g, node_t *n, eng_err_t *err)
         } else if (od[i] < 0) {
             return node_err(g, n, err, ENG_EFORMAT, "negative dimension %lld in the target shape", (long long)od[i]);
         } else {
+            if (od[i] > 0 && known > (int64_t)x->size / od[i]) /* also keeps the product from overflowing */
+                return node_err(g, n, err, ENG_EFORMAT, "the target shape has more elements than the input's %zu per image",
+                                x->size);
             known *= od[i];
         }
     }
@@ -232,10 +236,27 @@ static int pad_init(graph_t *g, node_t *n, eng_err_t *err)
     int rc = node_need_act(g, n, 0, err);
     if (rc) return rc;
     const value_t *x = nin(g, n, 0);
-    int64_t pads[2 * ENG_MAX_RANK];
-    int np = g->opset < 11 ? attr_ints(n, "pads", pads, 2 * ENG_MAX_RANK) : const_ints(g, n, 1, pads, 2 * ENG_MAX_RANK);
-    if (np != 2 * x->rank) return node_err(g, n, err, ENG_EFORMAT, "pads must be a constant with %d values", 2 * x->rank);
-    if (g->opset >= 18 || (n->n_in > 3 && n->in[3] >= 0)) return node_err(g, n, err, ENG_EUNSUPPORTED, "the axes input");
+    int64_t pads[2 * ENG_MAX_RANK] = {0}, given[2 * ENG_MAX_RANK];
+    int np = g->opset < 11 ? attr_ints(n, "pads", given, 2 * ENG_MAX_RANK) : const_ints(g, n, 1, given, 2 * ENG_MAX_RANK);
+    if (n->n_in > 3 && n->in[3] >= 0) { /* opset 18: pads hold begins then ends of the listed axes only */
+        if (g->opset < 18) return node_err(g, n, err, ENG_EFORMAT, "an axes input exists from opset 18 only");
+        int64_t ax[ENG_MAX_RANK];
+        int na = const_ints(g, n, 3, ax, ENG_MAX_RANK);
+        if (na < 0) return node_err(g, n, err, ENG_EUNSUPPORTED, "axes must be a constant with at most %d values", ENG_MAX_RANK);
+        if (np != 2 * na) return node_err(g, n, err, ENG_EFORMAT, "pads must be a constant with %d values (2 per axis)", 2 * na);
+        int seen[ENG_MAX_RANK] = {0};
+        for (int k = 0; k < na; k++) {
+            if (ax[k] < -x->rank || ax[k] >= x->rank)
+                return node_err(g, n, err, ENG_EFORMAT, "axis %lld out of range for rank %d", (long long)ax[k], x->rank);
+            int a = norm_axis(ax[k], x->rank);
+            if (seen[a]++) return node_err(g, n, err, ENG_EFORMAT, "axis %d appears twice", a);
+            pads[a] = given[k];
+            pads[a + x->rank] = given[k + na];
+        }
+    } else {
+        if (np != 2 * x->rank) return node_err(g, n, err, ENG_EFORMAT, "pads must be a constant with %d values", 2 * x->rank);
+        memcpy(pads, given, sizeof(int64_t) * (size_t)np);
+    }
     pad_p *p = calloc(1, sizeof *p);
     if (!p) return node_err(g, n, err, ENG_ENOMEM, "out of memory");
     n->p = p;

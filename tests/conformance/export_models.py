@@ -282,6 +282,9 @@ SPECS = [
               "BatchNormalization nodes"),
     Spec("resnet18_extdata", TV.resnet18, 64, "layer3", external=True, tries=160,
          note="all initializers in resnet18_extdata.data (save_as_external_data, size_threshold=0)"),
+    Spec("shufflenet_v2_x0_5", TV.shufflenet_v2_x0_5, 64, "stage3", expect=["Transpose", "Slice", "Reshape", "Concat"],
+         note="channel shuffle: 5-D Reshape -> Transpose -> Reshape; x.chunk(2, dim=1) exports as Slices at opset 14 "
+              "(its opset-9 export, with Split, is a case of tests/conformance/ops/test_ops_data.py)"),
     Spec("cbam", CBAMNet, 64, "cbam1", expect=["GlobalAveragePool", "MaxPool", "ReduceMean", "ReduceMax",
                                                "Sigmoid", "Concat"], center_bias="fc.bias"),
 ] + [

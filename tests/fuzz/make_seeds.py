@@ -125,6 +125,36 @@ def onnx_seeds():
                           output_names=["logits"], do_constant_folding=True)
 
 
+def onnx_op_seeds():
+    """Data movement and math ops (Transpose, Split/Slice, Gather, Expand, Tile, DepthToSpace, Pow, Sqrt, Exp, Log,
+    Abs, Erf, Reciprocal, Neg, Max, Min, Where) in one small graph, at opset 9 (Split) and 13."""
+    import torch
+    import torch.nn as nn
+    torch.manual_seed(0)
+    mask = torch.rand(1, 4, 4, 4) > 0.5
+
+    class Ops(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(4 * 8 * 8 + 4 * 4 * 4, 3)
+
+        def forward(self, x):
+            x = self.conv(x)                                               # (N, 8, 4, 4)
+            n, c, h, w = x.shape
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+            a, b = x.chunk(2, dim=1)
+            a = torch.maximum(a.abs() ** 1.5, torch.erf(b)) - torch.minimum(torch.exp(-b), a[:, :1].expand(-1, 4, -1, -1))
+            b = torch.where(mask, torch.sqrt(b * b + 1) + torch.log(b.abs() + 1), 1 / (b.abs() + 1))
+            s = nn.functional.pixel_shuffle(a.repeat(1, 4, 1, 1), 2)        # (N, 4, 8, 8)
+            return self.fc(torch.cat([s.flatten(1), (-b[:, [2, 0, 1, 3]]).flatten(1)], 1))
+
+    for name, opset in (("tiny_data_math_opset9", 9), ("tiny_data_math_opset13", 13)):
+        p = os.path.join(OUT, "onnx", name + ".onnx")
+        torch.onnx.export(Ops().eval(), torch.zeros(1, 3, 4, 4), p, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], do_constant_folding=True)
+
+
 def sidecar_seeds():
     shipped = open(os.path.join(REPO, "models", "fashion-cnn.json")).read()
     put("sidecar", "fashion-cnn.json", shipped)
@@ -147,6 +177,7 @@ if __name__ == "__main__":
     decode_seeds()
     request_seeds()
     onnx_seeds()
+    onnx_op_seeds()
     sidecar_seeds()
     for d in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, d))
