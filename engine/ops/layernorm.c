@@ -87,6 +87,15 @@ static int ln_init(graph_t *g, node_t *n, eng_err_t *err)
     if (sc) layernorm_param_fits(sc, x, a0, a1, p->scale);
     if (bi) layernorm_param_fits(bi, x, a0, a1, p->bias);
     value_set_shape(nout(g, n), x->rank, x->dims);
+    /* Mean and InvStdDev: shapes only, so that a consumer's init gets as far as finalize's "only the
+     * first output is supported" */
+    int64_t sd[ENG_MAX_RANK];
+    for (int i = 0; i < x->rank; i++) sd[i] = i < a0 || i > a1 ? x->dims[i] : 1;
+    for (int o = 1; o < n->n_out && o < 3; o++)
+        if (n->out[o] >= 0) {
+            value_set_shape(gval(g, n->out[o]), x->rank, sd);
+            gval(g, n->out[o])->size = shape_size(x->rank, sd);
+        }
     n->aux_per_image = 2 * sizeof(double) * p->outer * p->inner;
     if (p->inner > 1) n->scratch_fixed = 4 * p->inner + 16; /* 2 × inner doubles */
     n->flops = 8.0 * (double)x->size;
