@@ -59,11 +59,11 @@ static int prelu_layout(graph_t *g, node_t *n, const value_t *x, const value_t *
     for (int i = 0; i < x->rank; i++) {
         int si = i - (x->rank - s->rank);
         sd[i] = si < 0 ? 1 : s->dims[si];
+        if (i == 0 && sd[i] != 1) return node_err(g, n, err, ENG_EUNSUPPORTED, "the slope varies over the batch");
         if (sd[i] != 1 && sd[i] != x->dims[i])
             return node_err(g, n, err, ENG_EFORMAT, "slope dimension %d is %lld; input has %lld (must be 1 or equal)",
                             i, (long long)sd[i], (long long)x->dims[i]);
         if (sd[i] != 1) {
-            if (i == 0) return node_err(g, n, err, ENG_EUNSUPPORTED, "the slope varies over the batch");
             if (lo < 0) lo = i;
             hi = i;
         }
