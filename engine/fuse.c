@@ -455,7 +455,7 @@ static int try_elementwise(fz_t *f, int ti, eng_err_t *err)
     graph_t *g = f->g;
     /* candidate inputs: activations reached backwards from the anchor through element-wise nodes */
     int xs[16], nx = 0, head = 0;
-    if (g->nodes[ti].in[0] < 0) return ENG_OK;
+    if (g->nodes[ti].n_in != 1 || g->nodes[ti].in[0] < 0) return ENG_OK;
     xs[nx++] = g->nodes[ti].in[0];
     while (head < nx && nx < 16) {
         const node_t *p = prod(f, xs[head++]);
