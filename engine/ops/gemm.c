@@ -22,7 +22,7 @@ static int gemm_init(graph_t *g, node_t *n, eng_err_t *err)
     int rc;
     if (n->n_in < 2) return node_err(g, n, err, ENG_EFORMAT, "needs at least two inputs");
     if ((rc = node_need_act(g, n, 0, err))) return rc;
-    if (n->in[1] >= 0 && !nin(g, n, 1)->is_const) /* an omitted B ("") is node_need_const's error */
+    if (!nin(g, n, 1)->is_const)
         return node_err(g, n, err, ENG_EUNSUPPORTED, "B must be a constant weight (products of two activations are not supported)");
     if ((rc = node_need_const(g, n, 1, err))) return rc;
     if (attr_int(n, "transA", 0))
@@ -62,7 +62,7 @@ static int matmul_init(graph_t *g, node_t *n, eng_err_t *err)
     int rc;
     if (n->n_in != 2) return node_err(g, n, err, ENG_EFORMAT, "needs two inputs");
     if ((rc = node_need_act(g, n, 0, err))) return rc;
-    if (n->in[1] >= 0 && !nin(g, n, 1)->is_const) /* an omitted B ("") is node_need_const's error */
+    if (!nin(g, n, 1)->is_const)
         return node_err(g, n, err, ENG_EUNSUPPORTED, "B must be a constant weight (products of two activations are not supported)");
     if ((rc = node_need_const(g, n, 1, err))) return rc;
     const value_t *a = nin(g, n, 0), *b = nin(g, n, 1);
