@@ -262,10 +262,12 @@ int graph_finalize(graph_t *g, eng_err_t *err)
         rc = graph_init_node(g, i, err);
         if (rc) return rc;
     }
-    /* a final Softmax turns logits into probabilities: explain the logits, as users expect */
+    /* a final Softmax (or LogSoftmax) turns logits into (log-)probabilities: explain the logits, as
+     * users expect */
     int p = g->values[g->output].producer;
     g->logits_from_softmax = 0;
-    if (p >= 0 && !strcmp(g->nodes[p].op_type, "Softmax") && g->nodes[p].n_in >= 1) {
+    if (p >= 0 && (!strcmp(g->nodes[p].op_type, "Softmax") || !strcmp(g->nodes[p].op_type, "LogSoftmax")) &&
+        g->nodes[p].n_in >= 1) {
         g->output = g->nodes[p].in[0];
         g->logits_from_softmax = 1;
         prune(g);
@@ -364,7 +366,7 @@ static int is_global_pool(const graph_t *g, const node_t *n)
     if (!strcmp(n->op_type, "GlobalAveragePool") || !strcmp(n->op_type, "GlobalMaxPool")) return 1;
     if (!strcmp(n->op_type, "ReduceMean") || !strcmp(n->op_type, "ReduceMax")) {
         int64_t ax[ENG_MAX_RANK];
-        int na = attr_ints(n, "axes", ax, ENG_MAX_RANK);
+        int na = reduce_axes(g, n, ax, ENG_MAX_RANK);
         const value_t *iv = nin(g, n, 0);
         if (na == 2 && iv->rank == 4) {
             int a0 = (int)(ax[0] < 0 ? ax[0] + 4 : ax[0]), a1 = (int)(ax[1] < 0 ? ax[1] + 4 : ax[1]);

@@ -147,10 +147,17 @@ int graph_add_const_f(graph_t *g, const char *name, int rank, const int64_t *dim
 int node_need_const(const graph_t *g, const node_t *n, int i, eng_err_t *err);
 /* Require input i to be an activation; error otherwise. */
 int node_need_act(const graph_t *g, const node_t *n, int i, eng_err_t *err);
+/* A Reduce* node's axes (attribute, or constant input where the opset moved them there): the count,
+ * -1 when absent, -2 when malformed (engine/ops/reduce.c). */
+int reduce_axes(const graph_t *g, const node_t *n, int64_t *ax, int max);
+/* Does constant c broadcast onto x without changing its shape and vary only along axes a0..a1? If so
+ * and out is non-NULL, write its values over that block (engine/ops/layernorm.c). */
+int layernorm_param_fits(const value_t *c, const value_t *x, int a0, int a1, float *out);
 
 /* passes */
 int graph_fold_constants(graph_t *g, eng_err_t *err);
 int graph_fold_batchnorm(graph_t *g, eng_err_t *err);
+int graph_fuse(graph_t *g, eng_err_t *err); /* LayerNorm, GELU, Mish decompositions -> one node (fuse.c) */
 int graph_finalize(graph_t *g, eng_err_t *err); /* prune, topo-sort, init ops (shapes), count */
 int graph_topo_sort(graph_t *g, eng_err_t *err);  /* also compacts away dead nodes */
 int graph_init_node(graph_t *g, int node, eng_err_t *err); /* (re)run the op's init: shapes, costs */

@@ -735,6 +735,7 @@ static int load_mem(const void *buf, size_t len, const char *base_dir, const gra
     int rc = build_graph(g, m, base_dir, opts, err);
     onnx__model_proto__free_unpacked(m, NULL);
     if (!rc) rc = graph_fold_constants(g, err);
+    if (!rc) rc = graph_fuse(g, err);
     if (!rc && !(opts && opts->no_fold_bn)) rc = graph_fold_batchnorm(g, err);
     if (!rc) rc = graph_finalize(g, err);
     if (rc) {

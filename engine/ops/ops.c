@@ -8,18 +8,24 @@ extern const op_def_t op_conv, op_batchnorm, op_relu, op_leakyrelu, op_clip, op_
     op_reducemax, op_reducesum, op_concat, op_flatten, op_reshape, op_squeeze, op_unsqueeze, op_pad, op_gemm, op_matmul,
     op_softmax, op_resize, op_upsample, op_convtranspose, op_transpose, op_slice, op_gather, op_expand, op_tile,
     op_depthtospace, op_spacetodepth, op_cast, op_pow, op_sqrt, op_reciprocal, op_exp, op_log, op_neg, op_abs, op_erf,
-    op_max, op_min, op_sum, op_mean, op_where;
+    op_max, op_min, op_sum, op_mean, op_where, op_elu, op_selu, op_celu, op_prelu, op_softplus, op_softsign, op_mish,
+    op_thresholdedrelu, op_gelu, op_logsoftmax, op_layernorm, op_instancenorm, op_lpnorm, op_globallppool, op_reducel2,
+    op_reducelogsumexp;
 
 static const op_def_t *const table[] = {
-    /* convolution, normalization, dense */
-    &op_conv, &op_convtranspose, &op_batchnorm, &op_gemm, &op_matmul,
+    /* convolution, dense */
+    &op_conv, &op_convtranspose, &op_gemm, &op_matmul,
+    /* normalization */
+    &op_batchnorm, &op_layernorm, &op_instancenorm, &op_lpnorm,
     /* activations (unary: backward hooks may replace their rule) */
-    &op_relu, &op_leakyrelu, &op_clip, &op_sigmoid, &op_tanh, &op_hardsigmoid, &op_hardswish,
+    &op_relu, &op_leakyrelu, &op_clip, &op_sigmoid, &op_tanh, &op_hardsigmoid, &op_hardswish, &op_elu, &op_selu,
+    &op_celu, &op_prelu, &op_softplus, &op_softsign, &op_mish, &op_thresholdedrelu, &op_gelu,
     /* element-wise arithmetic */
     &op_add, &op_sub, &op_mul, &op_div, &op_pow, &op_sqrt, &op_reciprocal, &op_exp, &op_log, &op_neg, &op_abs,
     &op_erf, &op_max, &op_min, &op_sum, &op_mean, &op_where,
     /* pooling, reductions, softmax */
-    &op_maxpool, &op_avgpool, &op_gmaxpool, &op_gavgpool, &op_reducemean, &op_reducemax, &op_reducesum, &op_softmax,
+    &op_maxpool, &op_avgpool, &op_gmaxpool, &op_gavgpool, &op_globallppool, &op_reducemean, &op_reducemax,
+    &op_reducesum, &op_reducel2, &op_reducelogsumexp, &op_softmax, &op_logsoftmax,
     /* resampling */
     &op_resize, &op_upsample,
     /* layout */

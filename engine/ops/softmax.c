@@ -1,8 +1,13 @@
-/* Softmax. Before opset 13 the input is viewed as 2-D at `axis` (default 1) and each row of
- * prod(dims[axis:]) is normalized; from opset 13 it runs along the single `axis` (default -1).
- *   y = exp(x - max) / Σ exp(x - max)        dx = y ⊙ (dy - Σ dy ⊙ y)
- * The engine explains logits: a Softmax ending the graph is stripped at load, so this op only
- * runs when a model uses softmax inside (attention, for instance).
+/* Softmax and LogSoftmax. Before opset 13 the input is viewed as 2-D at `axis` (default 1) and
+ * each row of prod(dims[axis:]) is normalized; from opset 13 they run along the single `axis`
+ * (default -1).
+ *   Softmax     y = exp(x - max) / Σ exp(x - max)        dx = y ⊙ (dy - Σ dy ⊙ y)
+ *   LogSoftmax  y = x - max - log Σ exp(x - max)         dx = dy - exp(y) Σ dy   (log_softmax_backward)
+ * The engine explains logits: a Softmax or LogSoftmax ending the graph is stripped at load
+ * (graph_finalize), so these ops only run when a model uses them inside (attention, for instance).
+ * Stripping a final LogSoftmax is a choice: log-probabilities differ from the logits by a
+ * per-image constant, so the predicted class is the same, but their gradients differ; a model
+ * that ends in log_softmax (a common NLL-loss classifier) is explained like one ending in softmax.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,9 +16,10 @@
 
 typedef struct {
     size_t outer, len, inner; /* per image */
+    int log;
 } sm_p;
 
-static int softmax_init(graph_t *g, node_t *n, eng_err_t *err)
+static int sm_init(graph_t *g, node_t *n, eng_err_t *err, int log)
 {
     int rc = node_need_act(g, n, 0, err);
     if (rc) return rc;
@@ -24,6 +30,7 @@ static int softmax_init(graph_t *g, node_t *n, eng_err_t *err)
     sm_p *p = calloc(1, sizeof *p);
     if (!p) return node_err(g, n, err, ENG_ENOMEM, "out of memory");
     n->p = p;
+    p->log = log;
     if (g->opset < 13) {
         p->outer = shape_size(axis - 1, x->dims + 1);
         p->len = shape_size(x->rank - axis, x->dims + axis);
@@ -38,6 +45,9 @@ static int softmax_init(graph_t *g, node_t *n, eng_err_t *err)
     return ENG_OK;
 }
 
+static int softmax_init(graph_t *g, node_t *n, eng_err_t *err) { return sm_init(g, n, err, 0); }
+static int logsoftmax_init(graph_t *g, node_t *n, eng_err_t *err) { return sm_init(g, n, err, 1); }
+
 static void softmax_forward(const node_t *nd, const exec_t *e)
 {
     const sm_p *p = nd->p;
@@ -50,6 +60,13 @@ static void softmax_forward(const node_t *nd, const exec_t *e)
                 float m = -INFINITY;
                 for (size_t k = 0; k < p->len; k++) m = fmaxf(m, x[k * p->inner]);
                 double s = 0;
+                if (p->log) {
+                    if (isinf(m)) m = 0; /* all -inf (or a +inf): as torch, no inf - inf */
+                    for (size_t k = 0; k < p->len; k++) s += exp((double)x[k * p->inner] - m);
+                    const double lse = m + log(s);
+                    for (size_t k = 0; k < p->len; k++) y[k * p->inner] = (float)((double)x[k * p->inner] - lse);
+                    continue;
+                }
                 for (size_t k = 0; k < p->len; k++) {
                     y[k * p->inner] = expf(x[k * p->inner] - m);
                     s += y[k * p->inner];
@@ -70,6 +87,15 @@ static void softmax_backward(const node_t *nd, const exec_t *e)
                 const float *y = e->y + base, *dy = e->dy + base;
                 float *dx = e->dx[0] + base;
                 double s = 0;
+                if (p->log) {
+                    for (size_t k = 0; k < p->len; k++) s += dy[k * p->inner];
+                    for (size_t k = 0; k < p->len; k++) {
+                        float v = dy[k * p->inner] - expf(y[k * p->inner]) * (float)s;
+                        if (e->acc[0]) dx[k * p->inner] += v;
+                        else dx[k * p->inner] = v;
+                    }
+                    continue;
+                }
                 for (size_t k = 0; k < p->len; k++) s += (double)dy[k * p->inner] * y[k * p->inner];
                 for (size_t k = 0; k < p->len; k++) {
                     float v = y[k * p->inner] * (dy[k * p->inner] - (float)s);
@@ -81,3 +107,6 @@ static void softmax_backward(const node_t *nd, const exec_t *e)
 
 const op_def_t op_softmax = {.name = "Softmax", .init = softmax_init, .forward = softmax_forward, .backward = softmax_backward, .unary = 0,
     .opset_min = 1, .opset_max = 0, .doc = "over a non-batch axis (opset < 13: the coerced 2-D form)"};
+const op_def_t op_logsoftmax = {.name = "LogSoftmax", .init = logsoftmax_init, .forward = softmax_forward, .backward = softmax_backward, .unary = 0,
+    .opset_min = 1, .opset_max = 0,
+    .doc = "over a non-batch axis (opset < 13: the coerced 2-D form); a final LogSoftmax is stripped at load like Softmax: the logits are explained"};

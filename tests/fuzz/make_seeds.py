@@ -170,6 +170,37 @@ def sidecar_seeds():
     put("sidecar", "bad_types.json", '{"labels": [1, null], "attention_layers": "x", "randomization_groups": [[]]}')
 
 
+def onnx_norm_act_seeds():
+    """Normalizations and activations (LayerNorm as the opset-13 chain the loader fuses and as the opset-17 op,
+    GELU in both forms, Mish, PReLU, ELU, InstanceNorm, GroupNorm, LpNormalization-like norms, logsumexp,
+    LogSoftmax) in one small graph, at opsets 13 and 17."""
+    import torch
+    import torch.nn as nn
+    torch.manual_seed(0)
+
+    class NormAct(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3, padding=1)
+            self.prelu, self.inorm, self.gnorm = nn.PReLU(6), nn.InstanceNorm2d(6, affine=True), nn.GroupNorm(3, 6)
+            self.ln = nn.LayerNorm(4)
+            self.fc = nn.Linear(6 * 4 * 4 + 2 * 4 * 4, 3)
+
+        def forward(self, x):
+            x = self.prelu(self.conv(x))                                   # (N, 6, 4, 4)
+            a, b = x[:, :3], x[:, 3:]
+            a = nn.functional.gelu(self.inorm(x)[:, :3]) + nn.functional.mish(a)
+            b = nn.functional.gelu(self.ln(b), approximate="tanh") * nn.functional.elu(self.gnorm(x)[:, 3:])
+            y = torch.cat([a, b], 1)
+            n = torch.cat([torch.norm(y, 2, 1, keepdim=True), torch.logsumexp(y, 1, keepdim=True)], 1)
+            return self.fc(torch.cat([torch.log_softmax(y, 1).flatten(1), n.flatten(1)], 1))
+
+    for name, opset in (("tiny_norm_act_opset13", 13), ("tiny_norm_act_opset17", 17)):
+        p = os.path.join(OUT, "onnx", name + ".onnx")
+        torch.onnx.export(NormAct().eval(), torch.zeros(1, 3, 4, 4), p, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], do_constant_folding=True)
+
+
 if __name__ == "__main__":
     for d in ("decode", "request", "onnx", "sidecar"):
         shutil.rmtree(os.path.join(OUT, d), ignore_errors=True)
@@ -179,6 +210,7 @@ if __name__ == "__main__":
     onnx_seeds()
     onnx_op_seeds()
     sidecar_seeds()
+    onnx_norm_act_seeds()
     for d in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, d))
         print(d, len(files), "files", sum(os.path.getsize(os.path.join(OUT, d, f)) for f in files), "bytes")
