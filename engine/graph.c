@@ -211,8 +211,13 @@ int graph_init_node(graph_t *g, int i, eng_err_t *err)
     n->op = op_find(n->op_type);
     if (!n->op) return node_err(g, n, err, ENG_EUNSUPPORTED, "op type '%s' is not supported", n->op_type);
     if ((n->op->opset_min && g->opset < n->op->opset_min) || (n->op->opset_max && g->opset > n->op->opset_max))
-        return node_err(g, n, err, ENG_EUNSUPPORTED, "%s is implemented for opsets %d to %d only", n->op_type,
+    {
+        if (!n->op->opset_max)
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "%s is implemented from opset %d on", n->op_type,
+                            n->op->opset_min);
+        return node_err(g, n, err, ENG_EUNSUPPORTED, "%s is implemented for opsets %d..%d only", n->op_type,
                         n->op->opset_min, n->op->opset_max);
+    }
     for (int k = 0; k < n->n_in; k++) {
         int v = n->in[k];
         if (v < 0) continue;
