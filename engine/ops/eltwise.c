@@ -39,6 +39,14 @@ static int bin_init_kind(graph_t *g, node_t *n, eng_err_t *err, int kind)
                             (long long)da, (long long)db);
         od[i] = da > db ? da : db;
     }
+    /* an activation's first dimension is its batch: it must stay the result's first dimension */
+    for (int k = 0; k < 2; k++) {
+        const value_t *v = nin(g, n, k);
+        if (!v->is_const && v->rank != rank)
+            return node_err(g, n, err, ENG_EUNSUPPORTED,
+                            "activation '%s' has rank %d under a rank-%d result: broadcasting would move its batch "
+                            "axis", v->name, v->rank, rank);
+    }
     /* a constant may not carry a batch-sized leading dimension other than 1 */
     for (int k = 0; k < 2; k++) {
         const value_t *v = nin(g, n, k);

@@ -54,3 +54,17 @@ def test_onnx_built_case_hardsigmoid_attrs():
 
     opcase.check_onnx("hardsigmoid_attrs", build, ref, (2, 5, 5), opsets=(9, 13))
 
+
+
+def test_activation_of_lower_rank_than_the_result_is_refused():
+    """(N, C) + constant (1, 1, C) broadcasts to (1, N, C): the activation's batch axis would move to axis 1,
+    mixing images; the engine refuses it instead of computing a wrong per-image result."""
+    import numpy as np
+    from onnx import helper, numpy_helper, TensorProto
+    nodes = [helper.make_node("Flatten", ["input"], ["f"], axis=1),
+             helper.make_node("Add", ["f", "c"], ["y"])]
+    c = numpy_helper.from_array(np.ones((1, 1, 48), np.float32), "c")
+    g = helper.make_graph(nodes, "refuse", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "N", 48])], initializer=[c])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    opcase.check_refused("add_rank_below_result", m, (3, 4, 4), r"batch axis")
