@@ -5,6 +5,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,7 @@ static int set_value(config_t *c, const key_t_ *k, const char *v, char *err, siz
         return 0;
     case K_DBL: {
         double d = strtod(v, &end);
+        if (errno == ERANGE && fabs(d) <= DBL_MIN) errno = 0; /* underflow: the nearest subnormal or 0 */
         if (errno || end == v || *end || d != d || d < k->min || d > k->max) {
             snprintf(err, errlen, "%s: expected a number in %g..%g, got '%s'", k->name, k->min, k->max, v);
             return -1;

@@ -45,9 +45,9 @@
 #include "pool.h"
 #include "render.h"
 #include "service.h"
+#include "utf8.h"
 
 #define MAX_MODELS 64
-#define MAX_KEYS 256
 #define MAX_ORIGINS 32
 
 typedef struct {
@@ -57,7 +57,7 @@ typedef struct {
     pool_t *pool;
     struct MHD_Daemon *daemon;
     atomic_int ready, draining;
-    char *keys[MAX_KEYS];
+    char **keys; /* api_keys_file, one key a line, any length, any count */
     int n_keys;
     char *origins[MAX_ORIGINS];
     int n_origins, any_origin;
@@ -157,11 +157,11 @@ typedef struct req {
     char layer[1024];
     char request_id[65];
     char client[64];
+    char method[16]; /* as sent (logged): a refused POST is logged as POST */
     int64_t t_start, t_queued, t_compute, t_done, deadline;
     int body_kind;
     buf_t body;
     uint64_t received;
-    struct MHD_PostProcessor *pp;
     body_t form; /* the images and multipart fields (body.h) */
     request_t rq;
     int phase;
@@ -183,7 +183,6 @@ static double ms(int64_t a, int64_t b) { return a && b ? (double)(b - a) / 1e6 :
 static void req_free(req_t *r)
 {
     if (!r) return;
-    if (r->pp) MHD_destroy_post_processor(r->pp);
     buf_free(&r->body);
     body_free(&r->form);
     free(r->resp);
@@ -204,6 +203,7 @@ static const char *problem_slug(int status)
     case 415: return "unsupported-media-type";
     case 422: return "unprocessable-parameters";
     case 431: return "headers-too-large";
+    case 501: return "not-implemented";
     case 503: return "unavailable";
     case 504: return "deadline-exceeded";
     default: return "internal-error";
@@ -223,6 +223,7 @@ static const char *status_title(int status)
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
     case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     default: return "Internal Server Error";
@@ -233,10 +234,14 @@ static const char *status_title(int status)
 static void set_problem(req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_problem(req_t *r, int status, const char *fmt, ...)
 {
+    char raw[2 * sizeof r->detail];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->detail, sizeof r->detail, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* the detail quotes what the client sent (paths, names, headers): jansson takes only valid
+     * UTF-8, and a detail it refused used to turn the answer into a 500 */
+    utf8_clean(r->detail, sizeof r->detail, raw, strlen(raw));
     r->status = status;
     r->problem_type = problem_slug(status);
     char type[96];
@@ -729,27 +734,13 @@ static enum MHD_Result handle_get(req_t *r)
 }
 
 /* ---- bodies ------------------------------------------------------------------------------------- */
-static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-                                 const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
-                                 size_t size)
-{
-    (void)kind;
-    (void)filename;
-    (void)content_type;
-    (void)transfer_encoding;
-    req_t *r = cls;
-    return body_form_part(&r->form, key, off, data, size) ? MHD_NO : MHD_YES;
-}
-
 /* Parse the completed body into params and images (body.c). 0 or an HTTP status with r's problem set. */
 static int parse_body(req_t *r)
 {
     char d[768];
     int st = 0;
     if (r->body_kind == BODY_MULTIPART) {
-        enum MHD_Result ok = MHD_destroy_post_processor(r->pp);
-        r->pp = NULL;
-        st = body_form_finish(&r->form, ok == MHD_YES, &r->rq, &S.cfg, d, sizeof d);
+        st = body_form_finish(&r->form, &r->rq, &S.cfg, d, sizeof d);
     } else if (r->body_kind == BODY_JSON) {
         int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
         /* an empty JSON body: no parameters for filter visualization, the probe set for /sanity */
@@ -882,6 +873,30 @@ static void methods_string(req_t *r)
             l += (size_t)snprintf(r->methods_str + l, sizeof r->methods_str - l, "%s%s", l ? "," : "", method_name(i));
 }
 
+/* The framing headers of a request: how many Content-Length and Transfer-Encoding headers, and
+ * whether the one Transfer-Encoding is exactly "chunked" (blanks around it allowed). */
+typedef struct {
+    int n_cl, n_te, te_chunked;
+    const char *te;
+} framing_t;
+
+static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    framing_t *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) f->n_cl++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->n_te++;
+        f->te = value ? value : "";
+        const char *v = f->te;
+        while (*v == ' ' || *v == '\t') v++;
+        size_t n = strlen(v);
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+        f->te_chunked = n == 7 && !strncasecmp(v, "chunked", 7);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
@@ -902,12 +917,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (rid && valid_request_id(rid)) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
         else service_new_request_id(r->request_id);
         client_address(conn, r->client, sizeof r->client);
+        utf8_clean(r->method, sizeof r->method, method, strlen(method));
         size_t target_len;
         if (header_bytes(conn, url, &target_len) > (size_t)S.cfg.max_header_bytes) {
             r->route = RT_NOT_FOUND;
             return answer_problem(r, target_len > (size_t)S.cfg.max_header_bytes / 2 ? 414 : 431,
                                   "the request line and headers exceed %d bytes (max_header_bytes)", S.cfg.max_header_bytes);
         }
+        /* framing: a body is sent as is (Content-Length) or chunked; anything else would be read
+         * until the connection closes, and both at once is the request-smuggling pattern */
+        framing_t fr = {0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_iter, &fr);
+        if (fr.n_te && fr.n_cl)
+            return answer_problem(r, 400, "both Content-Length and Transfer-Encoding are given (a request must have one "
+                                          "framing: RFC 9112 section 6.1)");
+        if (fr.n_cl > 1) return answer_problem(r, 400, "Content-Length is given %d times", fr.n_cl);
+        if (fr.n_te > 1 || (fr.n_te && !fr.te_chunked))
+            return answer_problem(r, 501, "Transfer-Encoding '%.*s' is not supported: send the body as is (with "
+                                          "Content-Length) or with 'Transfer-Encoding: chunked' alone",
+                                  utf8_cut(fr.te, 100), fr.te);
         if (!strcmp(method, "OPTIONS")) {
             r->route = RT_PREFLIGHT;
             struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -925,7 +953,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_destroy_response(resp);
             return rc;
         }
-        if (route_match(r, url)) return answer_problem(r, 404, "no route for %s %.200s", method, url);
+        if (route_match(r, url)) return answer_problem(r, 404, "no route for %s %.*s", method, utf8_cut(url, 200), url);
         if (r->route == RT_DASHBOARD) snprintf(r->layer, sizeof r->layer, "%s", url);
         int post = route_is_post(r->route);
         int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -959,14 +987,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         } else if (r->route == RT_FILTER) {
             const model_t *m = S.models[r->model_idx].model;
             int v = graph_find_value(m->graph, r->layer);
-            if (v < 0 && strcmp(r->layer, "logits")) return answer_problem(r, 404, "layer '%.200s' is not in model '%s'", r->layer, m->name);
+            if (v < 0 && strcmp(r->layer, "logits")) return answer_problem(r, 404, "layer '%.*s' is not in model '%s'", utf8_cut(r->layer, 200), r->layer, m->name);
             r->rq.fv.layer = v < 0 ? -1 : v;
             r->rq.fv.index = r->filter_index;
             value_info_t vi;
             graph_value_info(m->graph, v < 0 ? graph_output_value(m->graph) : v, &vi);
             int nch = vi.rank >= 2 ? (int)vi.dims[1] : 1;
             if (r->filter_index >= nch)
-                return answer_problem(r, 404, "filter %d does not exist: layer '%.200s' has %d channels", r->filter_index, r->layer, nch);
+                return answer_problem(r, 404, "filter %d does not exist: layer '%.*s' has %d channels", r->filter_index, utf8_cut(r->layer, 200), r->layer, nch);
         }
         argctx_t a = {.r = r};
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, arg_iter, &a);
@@ -974,8 +1002,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (content_type_is(ct, "multipart/form-data")) {
             r->body_kind = BODY_MULTIPART;
-            r->pp = MHD_create_post_processor(conn, 16384, post_iter, r);
-            if (!r->pp) return answer_problem(r, 400, "malformed multipart/form-data: the Content-Type has no boundary");
+            char d[256];
+            int st = body_form_begin(&r->form, ct, d, sizeof d);
+            if (st) return answer_problem(r, st, "%s", d);
         } else if (content_type_is(ct, "application/json")) {
             r->body_kind = BODY_JSON;
         } else if (!ct || content_type_is(ct, "image/png") || content_type_is(ct, "image/jpeg") ||
@@ -985,8 +1014,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
              * sniffed, so an image still works; anything else is answered 415 after sniffing */
             r->body_kind = BODY_RAW;
         } else {
-            return answer_problem(r, 415, "unsupported Content-Type '%.100s': send image/png, image/jpeg, "
-                                          "application/octet-stream, multipart/form-data or application/json", ct);
+            return answer_problem(r, 415, "unsupported Content-Type '%.*s': send image/png, image/jpeg, "
+                                          "application/octet-stream, multipart/form-data or application/json", utf8_cut(ct, 100), ct);
         }
         return MHD_YES;
     }
@@ -1008,14 +1037,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                              (unsigned long long)r->received);
             return MHD_YES;
         }
+        /* an error found while the body streams in is answered now: libmicrohttpd takes no response
+         * before the whole body, so it goes out on the socket (answer_midstream) */
         if (r->body_kind == BODY_MULTIPART) {
-            if (MHD_post_process(r->pp, upload_data, n) != MHD_YES) {
-                char d[256];
+            if (body_form_feed(&r->form, upload_data, n)) {
+                char d[512];
                 int st = body_form_error(&r->form, d, sizeof d);
-                return answer_problem(r, st, "%s", d);
+                answer_midstream(r, st, "%s", d);
             }
         } else if (buf_append(&r->body, upload_data, n)) {
-            return answer_problem(r, 503, "out of memory while receiving the body");
+            answer_midstream(r, 503, "out of memory while receiving the body");
         }
         return MHD_YES;
     }
@@ -1064,7 +1095,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->raw_sent) status = 499;
     metrics_request(r->route, status, ms(r->t_start, end) / 1e3);
     metrics_inflight(-1);
-    access_t a = {.request_id = r->request_id, .method = r->rq.route ? "POST" : "GET", .route = metrics_route_label(r->route),
+    access_t a = {.request_id = r->request_id, .method = r->method[0] ? r->method : NULL, .route = metrics_route_label(r->route),
                   .model = r->model_name[0] ? r->model_name : NULL, .methods = r->methods_str[0] ? r->methods_str : NULL,
                   .client = r->client, .status = status, .bytes_in = (long long)r->received, .bytes_out = r->bytes_out,
                   .queue_ms = ms(r->t_queued, r->t_compute), .compute_ms = ms(r->t_compute, r->t_done),
@@ -1082,21 +1113,54 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 /* ---- start-up ------------------------------------------------------------------------------------ */
-static int load_lines(const char *path, char **out, int max, int *n)
+/* The API keys: one per line, of any length (getline: a long line is one key, never split into
+ * a key and an accepted tail), as many as the file holds; blanks around a key are trimmed, empty
+ * lines and lines starting with '#' skipped. 0, or -1 with *why set (unreadable, out of memory). */
+static int load_keys(const char *path, char ***out, int *n, const char **why)
 {
     FILE *f = fopen(path, "r");
+    *why = "cannot open it";
     if (!f) return -1;
-    char line[1024];
+    char *line = NULL, **keys = NULL;
+    size_t lcap = 0;
+    int cap = 0, rc = 0;
+    ssize_t l;
     *n = 0;
-    while (fgets(line, sizeof line, f) && *n < max) {
-        size_t l = strlen(line);
+    while ((l = getline(&line, &lcap, f)) >= 0) {
         while (l && isspace((unsigned char)line[l - 1])) line[--l] = 0;
         char *p = line;
         while (isspace((unsigned char)*p)) p++;
         if (!*p || *p == '#') continue;
-        out[(*n)++] = strdup(p);
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nk = realloc(keys, sizeof(char *) * (size_t)cap);
+            if (!nk) {
+                rc = -1;
+                *why = "out of memory";
+                break;
+            }
+            keys = nk;
+        }
+        if (!(keys[*n] = strdup(p))) {
+            rc = -1;
+            *why = "out of memory";
+            break;
+        }
+        (*n)++;
     }
+    if (!rc && ferror(f)) {
+        rc = -1;
+        *why = "read error";
+    }
+    free(line);
     fclose(f);
+    if (rc) {
+        for (int i = 0; i < *n; i++) free(keys[i]);
+        free(keys);
+        *n = 0;
+        return -1;
+    }
+    *out = keys;
     return 0;
 }
 
@@ -1205,10 +1269,12 @@ int cli_serve(int argc, char **argv)
         return 2;
     }
     log_configure(S.cfg.log_level, S.cfg.log_format);
-    if (S.cfg.api_keys_file[0] && load_lines(S.cfg.api_keys_file, S.keys, MAX_KEYS, &S.n_keys)) {
-        log_event(LOG_ERROR, "cannot read api_keys_file");
+    const char *why;
+    if (S.cfg.api_keys_file[0] && load_keys(S.cfg.api_keys_file, &S.keys, &S.n_keys, &why)) {
+        log_event(LOG_ERROR, "cannot read api_keys_file '%s': %s", S.cfg.api_keys_file, why);
         return 2;
     }
+    if (S.n_keys) log_event(LOG_INFO, "api_keys_file: %d key(s)", S.n_keys);
     if (S.cfg.api_keys_file[0] && !S.n_keys) {
         log_event(LOG_ERROR, "api_keys_file has no keys");
         return 2;
@@ -1317,6 +1383,7 @@ int cli_serve(int argc, char **argv)
         model_free(S.models[i].model);
     }
     for (int i = 0; i < S.n_keys; i++) free(S.keys[i]);
+    free(S.keys);
     for (int i = 0; i < S.n_origins; i++) free(S.origins[i]);
     free(S.model_info);
     return 0;
