@@ -1199,6 +1199,19 @@ static int load_models(void)
             free(names[i]);
             continue;
         }
+        /* a workspace is planned for at least one image: a model whose single-image workspace is
+         * over the budget could never run, and used to stop every worker at start-up */
+        size_t need = ws_plan_bytes(m->graph, 1);
+        if (need > (size_t)S.cfg.workspace_max_bytes) {
+            log_event(LOG_ERROR, "model %s: not loaded: one image needs a workspace of %zu MiB, over workspace_max_bytes "
+                                 "(%lld MiB); input %dx%dx%d",
+                      m->name, need >> 20, (long long)(S.cfg.workspace_max_bytes >> 20), m->input.channels, m->input.height,
+                      m->input.width);
+            model_free(m);
+            failed++;
+            free(names[i]);
+            continue;
+        }
         service_model_t *sm = &S.models[S.n_models++];
         memset(sm, 0, sizeof *sm);
         sm->model = m;
