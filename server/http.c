@@ -45,6 +45,7 @@
 #include "pool.h"
 #include "render.h"
 #include "service.h"
+#include "stream.h"
 #include "utf8.h"
 
 #define MAX_MODELS 64
@@ -175,6 +176,11 @@ typedef struct req {
     char methods_str[256];
     long long bytes_out;
     int raw_sent; /* the answer was written to the socket directly (mid-stream 413) */
+    stream_t *stream; /* the answer when it is a streamed document (stream.h), else resp */
+    /* set by the sweeper when the client has gone while the request is queued or computed: the
+     * engine stops at its next node (ws_set_cancel), rendering at its next output, and the
+     * connection is closed without an answer (logged 499) */
+    atomic_int cancel;
 } req_t;
 
 static int64_t now_ns(void) { return eng_now_ns(); }
@@ -186,6 +192,7 @@ static void req_free(req_t *r)
     buf_free(&r->body);
     body_free(&r->form);
     free(r->resp);
+    stream_free(r->stream);
     free(r);
 }
 
@@ -203,6 +210,7 @@ static const char *problem_slug(int status)
     case 415: return "unsupported-media-type";
     case 422: return "unprocessable-parameters";
     case 431: return "headers-too-large";
+    case 499: return "client-closed-request";
     case 501: return "not-implemented";
     case 503: return "unavailable";
     case 504: return "deadline-exceeded";
@@ -223,6 +231,7 @@ static const char *status_title(int status)
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
     case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
@@ -255,16 +264,49 @@ static void set_problem(req_t *r, int status, const char *fmt, ...)
     json_decref(o);
 }
 
+#define DOC_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+
 static void set_json(req_t *r, int status, json_t *doc)
 {
     r->status = status;
     free(r->resp);
-    r->resp = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    r->resp = json_dumps(doc, DOC_FLAGS);
     r->resp_len = r->resp ? strlen(r->resp) : 0;
     r->resp_is_problem = 0;
     json_decref(doc);
     if (!r->resp) set_problem(r, 500, "could not serialize the response");
+    else if ((int64_t)r->resp_len > S.cfg.max_response_bytes)
+        set_problem(r, 413, "the answer is %zu bytes, over max_response_bytes (%lld)", r->resp_len,
+                    (long long)S.cfg.max_response_bytes);
 }
+
+/* A document whose PNGs and maps are blobs of r->stream: keep the skeleton text, and answer from
+ * the stream (queue_stored). The length is final here: over max_response_bytes is 413. */
+static void set_streamed(req_t *r, int status, json_t *doc)
+{
+    int rc = stream_finish(r->stream, doc, DOC_FLAGS);
+    json_decref(doc);
+    free(r->resp);
+    r->resp = NULL;
+    r->resp_is_problem = 0;
+    r->status = status;
+    if (rc) set_problem(r, 503, "out of memory while serializing the response");
+    else if ((int64_t)stream_length(r->stream) > S.cfg.max_response_bytes)
+        set_problem(r, 413, "the answer is %llu bytes, over max_response_bytes (%lld)",
+                    (unsigned long long)stream_length(r->stream), (long long)S.cfg.max_response_bytes);
+    if (r->resp) { /* a problem replaced it */
+        stream_free(r->stream);
+        r->stream = NULL;
+    }
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    size_t n = stream_read(cls, pos, buf, max);
+    return n ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void stream_release(void *cls) { stream_free(cls); }
 
 /* ---- CORS, headers, queueing -------------------------------------------------------------------- */
 static const char *allowed_origin(struct MHD_Connection *c)
@@ -318,10 +360,20 @@ static enum MHD_Result queue_bytes(req_t *r, int status, const void *data, size_
 /* Queue what set_problem / set_json stored. */
 static enum MHD_Result queue_stored(req_t *r)
 {
-    if (!r->resp) set_problem(r, 500, "no response was produced");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
-    if (!resp) return MHD_NO;
-    r->resp = NULL; /* MHD owns it now */
+    struct MHD_Response *resp;
+    if (r->stream && !r->resp) {
+        /* streamed: libmicrohttpd asks for the text as the socket takes it (stream_reader), with
+         * Content-Length known; the stream is freed with the response */
+        r->resp_len = (size_t)stream_length(r->stream);
+        resp = MHD_create_response_from_callback(stream_length(r->stream), 64 * 1024, stream_reader, r->stream, stream_release);
+        if (!resp) return MHD_NO;
+        r->stream = NULL;
+    } else {
+        if (!r->resp) set_problem(r, 500, "no response was produced");
+        resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+        if (!resp) return MHD_NO;
+        r->resp = NULL; /* MHD owns it now */
+    }
     MHD_add_response_header(resp, "Content-Type", r->resp_is_problem ? "application/problem+json" : "application/json");
     add_common_headers(r, resp);
     if (r->status == 503) MHD_add_response_header(resp, "Retry-After", "1");
@@ -422,6 +474,7 @@ typedef struct track {
     char client[64];
     _Atomic int64_t deadline; /* 0 = off */
     atomic_int in_body;       /* the handler has the headers: lateness is answered 408 there */
+    atomic_int *cancel;       /* the queued or running request's cancel flag (tracks_mu), or NULL */
 } track_t;
 
 static pthread_mutex_t tracks_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -464,6 +517,19 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+/* Has the client of a suspended connection gone? libmicrohttpd does not watch a suspended
+ * connection's socket, so the sweeper looks: end of stream (the client closed, or shut down its
+ * sending side, as nginx counts a client gone: 499) or a reset. Bytes waiting (a pipelined next
+ * request) are left where they are (MSG_PEEK): the client is still there. */
+static int client_gone(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return 1;
+    if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    return 0;
+}
+
 static void stop_sweeper(pthread_t th)
 {
     atomic_store(&sweeper_stop, 1);
@@ -478,6 +544,9 @@ static void *sweeper_main(void *arg)
         int64_t now = now_ns();
         pthread_mutex_lock(&tracks_mu);
         for (track_t *t = tracks; t; t = t->next) {
+            if (t->cancel && t->fd >= 0 && !atomic_load(t->cancel) && client_gone(t->fd)) {
+                atomic_store(t->cancel, 1);
+            }
             int64_t dl = atomic_load(&t->deadline);
             if (!dl || now <= dl || atomic_load(&t->in_body) || t->fd < 0) continue;
             atomic_store(&t->deadline, 0);
@@ -754,27 +823,42 @@ static int parse_body(req_t *r)
 }
 
 /* ---- the worker side ----------------------------------------------------------------------------- */
+/* The deadline and the cancel flag hold for every workspace the request may use (the twin's and
+ * the sanity helpers' too); both are cleared afterwards (0, NULL). */
+static void guard_workspaces(wstate_t *st, int64_t deadline, const atomic_int *cancel)
+{
+    for (int i = 0; i < S.n_models; i++) {
+        ws_set_deadline(st->ws[i], deadline);
+        ws_set_cancel(st->ws[i], cancel);
+        if (st->helper[i]) {
+            ws_set_deadline(st->helper[i], deadline);
+            ws_set_cancel(st->helper[i], cancel);
+        }
+    }
+}
+
 static void job_run(void *arg, worker_ctx_t *w)
 {
     req_t *r = arg;
     wstate_t *st = w->state;
     r->t_compute = now_ns();
-    ws_t *ws = st->ws[r->model_idx];
     service_env_t env = {.cfg = &S.cfg, .models = S.models, .n_models = S.n_models, .ws = st->ws, .cache = S.cache};
-    if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
-    if (r->t_compute > r->deadline) {
+    if (atomic_load(&r->cancel)) {
+        set_problem(r, 499, "the client went away while the request was queued");
+    } else if (r->t_compute > r->deadline) {
         set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d)",
                     ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms);
+    } else if (!(r->stream = stream_new(S.cfg.max_response_bytes))) {
+        set_problem(r, 503, "out of memory");
     } else {
-        /* the deadline holds for every workspace the request may use (the twin's too) */
-        for (int i = 0; i < S.n_models; i++) {
-            ws_set_deadline(st->ws[i], r->deadline);
-            if (st->helper[i]) ws_set_deadline(st->helper[i], r->deadline);
-        }
+        if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
+        env.stream = r->stream;
+        guard_workspaces(st, r->deadline, &r->cancel);
         outcome_t oc;
         blob_t blobs[BODY_MAX_IMAGES];
         for (int i = 0; i < r->form.n_images; i++) blobs[i] = (blob_t){r->form.images[i].p, r->form.images[i].len};
         int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
+        json_t *answer = NULL;
         if (kserve) {
             json_t *arr = json_array();
             int failed = 0;
@@ -789,7 +873,7 @@ static void job_run(void *arg, worker_ctx_t *w)
                 }
             }
             if (failed) json_decref(arr);
-            else set_json(r, 200, json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr));
+            else answer = json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr);
         } else {
             json_t *doc = service_run(&env, r->model_idx, &r->rq, blobs, r->form.n_images, r->request_id, &oc);
             if (!doc) set_problem(r, oc.status, "%s", oc.detail);
@@ -798,15 +882,26 @@ static void job_run(void *arg, worker_ctx_t *w)
                 json_t *ex = json_object_get(doc, "explanations"), *mv;
                 const char *mk;
                 json_object_foreach(ex, mk, mv) metrics_method(mk, json_real_value(json_object_get(mv, "time_ms")) / 1e3);
-                set_json(r, 200, doc);
+                answer = doc;
             }
         }
-        for (int i = 0; i < S.n_models; i++) {
-            ws_set_deadline(st->ws[i], 0);
-            if (st->helper[i]) ws_set_deadline(st->helper[i], 0);
+        if (answer) {
+            set_streamed(r, 200, answer);
+            /* the whole request lives inside the deadline, serialization included */
+            if (r->stream && atomic_load(&r->cancel)) set_problem(r, 499, "the client went away");
+            else if (r->stream && now_ns() > r->deadline)
+                set_problem(r, 504, "the deadline (request_timeout_ms=%d) passed while serializing the answer",
+                            S.cfg.request_timeout_ms);
+            if (r->resp) {
+                stream_free(r->stream);
+                r->stream = NULL;
+            }
+        } else {
+            stream_free(r->stream);
+            r->stream = NULL;
         }
+        guard_workspaces(st, 0, NULL);
     }
-    (void)ws;
     r->t_done = now_ns();
     r->phase = PH_DONE;
     /* after this call MHD may complete and free the request: touch nothing of r afterwards */
@@ -1067,6 +1162,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->rq.route != R_PREDICT) methods_string(r); /* predict computes no method: log none */
         r->t_queued = now_ns();
         r->phase = PH_QUEUED;
+        track_t *tq = track_of(conn);
+        if (tq) { /* from now on the sweeper watches for the client leaving */
+            pthread_mutex_lock(&tracks_mu);
+            tq->cancel = &r->cancel;
+            pthread_mutex_unlock(&tracks_mu);
+        }
         MHD_suspend_connection(conn);
         if (pool_submit(S.pool, job_run, r)) {
             MHD_resume_connection(conn);
@@ -1076,7 +1177,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    if (r->phase == PH_DONE) return queue_stored(r);
+    if (r->phase == PH_DONE) {
+        if (atomic_load(&r->cancel)) return MHD_NO; /* nobody to answer: close (logged 499) */
+        return queue_stored(r);
+    }
     if (r->phase == PH_ANSWERED && r->status == 413 && !r->bytes_out) return MHD_YES;
     /* the mid-stream 413 went out on the socket: nothing more to send, close */
     return r->phase == PH_ANSWERED ? MHD_NO : MHD_YES;
@@ -1087,6 +1191,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls;
     req_t *r = *con_cls;
     if (!r) return;
+    track_t *tc = track_of(conn);
+    if (tc) {
+        pthread_mutex_lock(&tracks_mu);
+        if (tc->cancel == &r->cancel) tc->cancel = NULL;
+        pthread_mutex_unlock(&tracks_mu);
+    }
     int64_t end = now_ns();
     /* 499: the client went away before it had the whole answer — also when the answer was already
      * queued (a job finishing for a client that left: MHD then fails to send it); an answer written
