@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1419,6 +1420,12 @@ int cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     eng_set_blas_threads(1);
+    /* Buffers of 4 MiB and more (decoded uploads, PNGs and maps of large answers) are mapped on
+     * their own and unmapped when freed. glibc's default threshold grows up to 32 MiB as large
+     * blocks are freed, after which such buffers land in the workers' heaps, where the holes they
+     * leave between answers still waiting for slow clients are not returned (measured with
+     * tests/soak/never_read.py). Small ones stay in the heap: faulting them in per request costs. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
 
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;

@@ -66,6 +66,10 @@ json_t *stream_blob(stream_t *s, uint8_t *data, size_t len)
         free(data);
         return NULL;
     }
+    if (len) { /* encoders grow their buffers by doubling: keep only what is used */
+        uint8_t *fit = realloc(data, len);
+        if (fit) data = fit;
+    }
     s->blobs[s->n_blobs++] = (blob_t_){data, len};
     s->blob_chars += (int64_t)b64_encoded_len(len);
     return j;
