@@ -6,12 +6,20 @@
  * the request and resumes the connection (MHD_resume_connection, thread-safe); MHD then calls the
  * handler again, which queues the response. A full queue is a 503 with Retry-After, answered at
  * once. Each request carries a deadline (request_timeout_ms from arrival): a job that starts late,
- * or whose engine work passes it (checked between layers and batches), answers 504.
+ * or whose engine work, rendering or serialization passes it (checked between layers, batches and
+ * outputs), answers 504. A client that leaves while its request is queued or computed (the sweeper
+ * sees its socket end) sets the request's cancel flag, which the engine checks where it checks the
+ * deadline: the worker is free at once, no answer is sent, the access log says 499.
  *
  * Bodies are capped while they stream in (max_upload_bytes); a Content-Length already over the cap
- * is refused with 413 before any of the body is read. multipart/form-data goes through MHD's post
- * processor; JSON through jansson; image bodies are kept as bytes and sniffed by the decoder. What
- * a body means (images, parameters, their errors) is body.c's: it runs without a socket.
+ * is refused with 413 before any of the body is read. A body framed other than by Content-Length or
+ * chunked alone is refused at once (501; both at once: 400). multipart/form-data is parsed by
+ * body.c as it streams in, and an error found then is answered then (answer_midstream); JSON goes
+ * through jansson; image bodies are kept as bytes and sniffed by the decoder. What a body means
+ * (images, parameters, their errors) is body.c's: it runs without a socket.
+ *
+ * Answers of the compute routes are streams (stream.h): their PNGs and maps stay bytes until
+ * libmicrohttpd asks for the text, and max_response_bytes caps them (413).
  *
  * Shutdown on SIGTERM/SIGINT: /readyz turns 503 "draining", MHD_quiesce_daemon stops accepting
  * connections, queued and running requests finish (up to drain_timeout_ms), then the daemon stops —
