@@ -110,6 +110,9 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     p->Ho = conv_out_dim(ap, p->H, p->kh, p->sh, p->dh, pads[0], pads[2], &p->ph);
     p->Wo = conv_out_dim(ap, p->W, p->kw, p->sw, p->dw, pads[1], pads[3], &p->pw);
     if (p->Ho < 1 || p->Wo < 1) return node_err(g, n, err, ENG_EFORMAT, "the kernel is larger than the padded input");
+    if ((int64_t)p->H * p->W > INT_MAX || (int64_t)p->Ho * p->Wo > INT_MAX)
+        return node_err(g, n, err, ENG_EUNSUPPORTED, "maps of %d x %d -> %d x %d are over %d pixels a channel", p->H, p->W,
+                        p->Ho, p->Wo, INT_MAX);
     if (n->n_in > 2 && n->in[2] >= 0) {
         if ((rc = node_need_const(g, n, 2, err))) return rc;
         if ((int)nin(g, n, 2)->size != p->M)
@@ -126,7 +129,7 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     int64_t od[4] = {1, p->M, p->Ho, p->Wo};
     value_set_shape(nout(g, n), 4, od);
     n->scratch_fixed = p->mode == CONV_IM2COL ? (size_t)p->K * p->Ho * p->Wo : 0;
-    if (p->mode != CONV_DEPTHWISE && p->group == 1 && p->Ho * p->Wo <= BATCH_MAX_HW && p->M * p->K >= BATCH_MIN_MK)
+    if (p->mode != CONV_DEPTHWISE && p->group == 1 && (int64_t)p->Ho * p->Wo <= BATCH_MAX_HW && (int64_t)p->M * p->K >= BATCH_MIN_MK)
         n->scratch_batched = (size_t)(p->K + p->M) * p->Ho * p->Wo; /* col + gathered output */
     n->flops = 2.0 * p->M * p->Ho * p->Wo * p->K;
     n->params = (int64_t)w->size + (n->b_in >= 0 ? p->M : 0);
