@@ -21,6 +21,7 @@
 #ifndef EXPLAIND_ENGINE_H
 #define EXPLAIND_ENGINE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -154,8 +155,13 @@ size_t ws_plan_bytes(const graph_t *g, int max_batch);
 /* Deadline on CLOCK_MONOTONIC in ns (0: none). Forward and backward check it between nodes and
  * return ENG_EDEADLINE once it has passed. */
 void ws_set_deadline(ws_t *ws, int64_t deadline_ns);
+/* Cancellation: once *flag is non-zero the work stops where the deadline is checked, as if it had
+ * passed (ENG_EDEADLINE; ws_cancelled tells the two apart). The server sets it when the client has
+ * gone. flag is borrowed and must outlive its use; NULL: none. */
+void ws_set_cancel(ws_t *ws, const atomic_int *flag);
+int ws_cancelled(const ws_t *ws);
 int64_t eng_now_ns(void);
-int ws_deadline_passed(const ws_t *ws);
+int ws_deadline_passed(const ws_t *ws); /* the deadline passed or the work was cancelled */
 /* OpenBLAS threads for this process (the server uses 1: parallelism comes from workers). */
 void eng_set_blas_threads(int n);
 

@@ -61,18 +61,6 @@ int fold_can_eval(const char *op_type)
 
 static int is_op(const node_t *n, const char *t) { return !strcmp(n->op_type, t); }
 
-/* Replace every use of value `from` by `to` in live nodes after `after`. */
-static void replace_uses(graph_t *g, int from, int to)
-{
-    for (int i = 0; i < g->n_nodes; i++) {
-        node_t *n = &g->nodes[i];
-        if (n->dead) continue;
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] == from) n->in[k] = to;
-    }
-    if (g->output == from) g->output = to;
-}
-
 /* ---- constant evaluation ------------------------------------------------------------------------ */
 typedef struct {
     int rank;
@@ -589,13 +577,18 @@ oom:
     return node_err(g, n, err, ENG_ENOMEM, "cannot fold this constant: a negative dimension, too many elements, or out of memory");
 }
 
-int graph_fold_constants(graph_t *g, eng_err_t *err)
+/* Identity and Dropout are removed by renaming: their output stands for their input from then on.
+ * The renames are applied to each node's inputs when the walk reaches it (nodes are in topological
+ * order, so every use of a removed output comes later), which keeps the pass O(nodes + edges) where
+ * rewriting every later use at each removal was O(nodes) per Identity. */
+static int fold_walk(graph_t *g, int nv, int *remap, const int *uses, eng_err_t *err)
 {
-    int rc = graph_topo_sort(g, err);
-    if (rc) return rc;
+    int rc;
     for (int i = 0; i < g->n_nodes; i++) {
         node_t *n = &g->nodes[i];
         if (n->dead) continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && n->in[k] < nv) n->in[k] = remap[n->in[k]];
         if (is_op(n, "Split")) { /* one node per output: Slices, inserted here (split.c) */
             rc = graph_split_to_slices(g, i, err);
             if (rc) return rc;
@@ -607,12 +600,10 @@ int graph_fold_constants(graph_t *g, eng_err_t *err)
             if (n->n_in < 1 || n->in[0] < 0) return node_err(g, n, err, ENG_EFORMAT, "input missing");
             int from = n->out[0], to = n->in[0];
             for (int o = 1; o < n->n_out; o++) /* Dropout's mask output must be unused */
-                for (int j = i + 1; j < g->n_nodes; j++)
-                    for (int k = 0; k < g->nodes[j].n_in; k++)
-                        if (n->out[o] >= 0 && g->nodes[j].in[k] == n->out[o])
-                            return node_err(g, n, err, ENG_EUNSUPPORTED, "the Dropout mask output is used");
+                if (n->out[o] >= 0 && n->out[o] < nv && uses[n->out[o]])
+                    return node_err(g, n, err, ENG_EUNSUPPORTED, "the Dropout mask output is used");
             n->dead = 1;
-            replace_uses(g, from, to);
+            if (from < nv) remap[from] = to; /* to is already final: it was remapped above */
             if (graph_add_alias(g, gval(g, from)->name, to) || graph_add_alias(g, n->name, to))
                 return eng_errf(err, ENG_ENOMEM, "out of memory");
             continue;
@@ -639,6 +630,30 @@ int graph_fold_constants(graph_t *g, eng_err_t *err)
         if (rc) return rc;
     }
     return ENG_OK;
+}
+
+int graph_fold_constants(graph_t *g, eng_err_t *err)
+{
+    int rc = graph_topo_sort(g, err);
+    if (rc) return rc;
+    /* fold_eval_node and init may add values (constants): size for what exists now, the walk only
+     * renames values that existed before it */
+    int nv = g->n_values;
+    int *remap = malloc(sizeof(int) * ((size_t)nv + 1)), *uses = calloc((size_t)nv + 1, sizeof(int));
+    if (!remap || !uses) {
+        free(remap);
+        free(uses);
+        return eng_errf(err, ENG_ENOMEM, "out of memory");
+    }
+    for (int v = 0; v < nv; v++) remap[v] = v;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] >= 0) uses[g->nodes[i].in[k]]++;
+    rc = fold_walk(g, nv, remap, uses, err);
+    if (!rc && g->output >= 0 && g->output < nv) g->output = remap[g->output];
+    free(remap);
+    free(uses);
+    return rc;
 }
 
 /* ---- BatchNormalization folding ----------------------------------------------------------------- */

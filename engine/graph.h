@@ -75,7 +75,7 @@ struct graph {
     node_t *nodes;
     int n_nodes, cap_nodes;
     alias_t *aliases; /* names of nodes folded into others (BatchNormalization into Conv) */
-    int n_aliases;
+    int n_aliases, cap_aliases;
     int input, output;
     int opset;
     int logits_from_softmax; /* the file ended in Softmax; output is its input */

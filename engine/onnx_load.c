@@ -3,12 +3,14 @@
  *
  * Initializers may arrive as raw_data, float_data, int64_data/int32_data, or as external data in a
  * file next to the model (torch writes this for models over 2 GiB; onnx.save(...,
- * save_as_external_data=True) for any). External locations must be relative and free of "..";
- * offset and length are checked against the file. Anything malformed is an error, never a crash.
+ * save_as_external_data=True) for any). External locations must be relative and free of "..", and
+ * the file they name must lie inside the model's folder once symbolic links are resolved; offset
+ * and length are checked against the file. Anything malformed is an error, never a crash.
  */
 #include "graph.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -151,7 +153,18 @@ static int read_external(const Onnx__TensorProto *t, const char *base_dir, void 
     char path[4096];
     if (snprintf(path, sizeof path, "%s/%s", base_dir, loc) >= (int)sizeof path)
         return eng_errf(err, ENG_EFORMAT, "initializer '%s': external data path too long", t->name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* a symlink inside the model's folder may point anywhere (lnk -> /etc): the file actually read
+     * must lie inside the folder, after every link is resolved */
+    char real_dir[PATH_MAX], real_file[PATH_MAX];
+    if (!realpath(base_dir, real_dir) || !realpath(path, real_file))
+        return eng_errf(err, ENG_EFORMAT, "initializer '%s': cannot open external data '%s'", t->name, loc);
+    size_t rdl = strlen(real_dir);
+    if (strncmp(real_file, real_dir, rdl) || (real_file[rdl] != '/' && !(rdl == 1 && real_dir[0] == '/')))
+        return eng_errf(err, ENG_EFORMAT,
+                        "initializer '%s': external data '%s' resolves (through a symbolic link) to a file outside the "
+                        "model's folder",
+                        t->name, loc);
+    int fd = open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return eng_errf(err, ENG_EFORMAT, "initializer '%s': cannot open external data '%s'", t->name, loc);
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

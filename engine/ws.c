@@ -36,6 +36,7 @@ struct ws {
     int *accv;
     char *vflag_a, *vflag_b, *vinit, *vcap_done;
     int64_t deadline_ns;
+    const atomic_int *cancel;
     int64_t *prof_f, *prof_b;
     int bw_nodes_run;
     size_t bytes;
@@ -272,7 +273,9 @@ void ws_clear_overlays(ws_t *ws)
     memset(ws->ov_b, 0, sizeof(*ws->ov_b) * (size_t)ws->g->n_nodes);
 }
 
-int ws_deadline_passed(const ws_t *ws) { return ws->deadline_ns && eng_now_ns() > ws->deadline_ns; }
+void ws_set_cancel(ws_t *ws, const atomic_int *flag) { ws->cancel = flag; }
+int ws_cancelled(const ws_t *ws) { return ws->cancel && atomic_load_explicit(ws->cancel, memory_order_relaxed); }
+int ws_deadline_passed(const ws_t *ws) { return ws_cancelled(ws) || (ws->deadline_ns && eng_now_ns() > ws->deadline_ns); }
 
 static void node_params(const ws_t *ws, int i, exec_t *e)
 {
@@ -298,7 +301,8 @@ int ws_forward_from(ws_t *ws, int first_node, int n, eng_err_t *err)
     e.scratch_floats = ws->scratch_floats;
     for (int i = first_node; i < g->n_nodes; i++) {
         const node_t *nd = &g->nodes[i];
-        if (ws_deadline_passed(ws)) return eng_errf(err, ENG_EDEADLINE, "deadline passed during the forward pass");
+        if (ws_deadline_passed(ws))
+            return eng_errf(err, ENG_EDEADLINE, ws_cancelled(ws) ? "cancelled during the forward pass" : "deadline passed during the forward pass");
         for (int k = 0; k < nd->n_in; k++) ws->xin[k] = nd->in[k] >= 0 ? ws->val[nd->in[k]] : NULL;
         e.y = ws->val[nd->out[0]];
         e.aux = ws->aux[i];
@@ -398,7 +402,8 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
         int o = nd->out[0];
         if (!ws->vcap_done[o]) capture_copy(ws, req, o); /* o's gradient is complete here */
         if (!reach[o] || !fromcap[o] || !ws->vinit[o]) continue;
-        if (ws_deadline_passed(ws)) return eng_errf(err, ENG_EDEADLINE, "deadline passed during the backward pass");
+        if (ws_deadline_passed(ws))
+            return eng_errf(err, ENG_EDEADLINE, ws_cancelled(ws) ? "cancelled during the backward pass" : "deadline passed during the backward pass");
         int any = 0;
         for (int k = 0; k < nd->n_in; k++) {
             int v = nd->in[k];

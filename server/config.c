@@ -5,6 +5,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,7 @@ static const key_t_ keys[] = {
     {"request_timeout_ms", K_INT, F(request_timeout_ms), "30000", 1, 3600000, "deadline of a request from arrival; past it 504 and the work stops"},
     {"drain_timeout_ms", K_INT, F(drain_timeout_ms), "20000", 0, 3600000, "on SIGTERM, time allowed for queued and in-flight requests"},
     {"max_upload_bytes", K_I64, F(max_upload_bytes), "16777216", 1024, BIG, "largest request body; beyond it 413 (checked from Content-Length and while streaming)"},
+    {"max_response_bytes", K_I64, F(max_response_bytes), "134217728", 4096, BIG, "largest answer body; beyond it 413: before any work when the raw maps asked for alone pass it, else as soon as the rendered PNGs and maps do (the rendering stops there)"},
     {"max_pixels", K_I64, F(max_pixels), "16777216", 1, BIG, "largest image width*height; beyond it 413, checked from the image header"},
     {"max_image_side", K_INT, F(max_image_side), "16384", 1, 1 << 30, "largest image width or height"},
     {"max_progressive_scans", K_INT, F(max_progressive_scans), "64", 1, 100000, "JPEG scans before a file is rejected (progressive-JPEG DoS defence)"},
@@ -98,6 +101,7 @@ static int set_value(config_t *c, const key_t_ *k, const char *v, char *err, siz
         return 0;
     case K_DBL: {
         double d = strtod(v, &end);
+        if (errno == ERANGE && fabs(d) <= DBL_MIN) errno = 0; /* underflow: the nearest subnormal or 0 */
         if (errno || end == v || *end || d != d || d < k->min || d > k->max) {
             snprintf(err, errlen, "%s: expected a number in %g..%g, got '%s'", k->name, k->min, k->max, v);
             return -1;

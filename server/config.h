@@ -32,6 +32,7 @@ typedef struct {
     int drain_timeout_ms;
     /* uploads */
     int64_t max_upload_bytes;
+    int64_t max_response_bytes;
     int64_t max_pixels;
     int max_image_side;
     int max_progressive_scans;

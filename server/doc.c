@@ -46,7 +46,14 @@ json_t *doc_model_input(const model_t *m)
                      mean, "std", std, "invert", s->invert, "sidecar", m->has_sidecar, "defaults", defaults);
 }
 
-json_t *doc_raw(const float *data, int rank, const int *dims)
+int doc_stop_status(const doc_ctx_t *d)
+{
+    if (d->ws && ws_deadline_passed(d->ws)) return ws_cancelled(d->ws) ? 499 : 504;
+    if (d->stream && stream_over(d->stream)) return 413;
+    return 0;
+}
+
+json_t *doc_raw(stream_t *st, const float *data, int rank, const int *dims)
 {
     size_t n = 1;
     json_t *shape = json_array();
@@ -54,18 +61,24 @@ json_t *doc_raw(const float *data, int rank, const int *dims)
         n *= (size_t)dims[i];
         json_array_append_new(shape, json_integer(dims[i]));
     }
-    char *b64 = render_raw_b64(data, n);
-    if (!b64) {
+    json_t *val;
+    if (st) {
+        val = stream_blob_f32(st, data, n);
+    } else {
+        char *b64 = render_raw_b64(data, n);
+        val = b64 ? json_string_nocheck(b64) : NULL;
+        free(b64);
+    }
+    if (!val) {
         json_decref(shape);
         return NULL;
     }
-    json_t *o = json_pack("{s:o, s:s, s:s}", "shape", shape, "dtype", "float32", "data", b64);
-    free(b64);
-    return o;
+    return json_pack("{s:o, s:s, s:o}", "shape", shape, "dtype", "float32", "data", val);
 }
 
-static json_t *png_b64(uint8_t *png, size_t len)
+json_t *doc_png(stream_t *st, uint8_t *png, size_t len)
 {
+    if (st) return stream_blob(st, png, len);
     char *b = malloc(b64_encoded_len(len) + 1);
     if (!b) {
         free(png);
@@ -219,15 +232,25 @@ static json_t *grid_png(const doc_ctx_t *d, const method_result_t *r)
     int rc = render_heatmap_png(grid, gh, gw, &o, &png, &len);
     free(grid);
     free(tile);
-    return rc ? NULL : png_b64(png, len);
+    return rc ? NULL : doc_png(d->stream, png, len);
 }
 
-static json_t *method_doc(const doc_ctx_t *d, const method_result_t *r, const canvas_t *cv)
+/* The document of one method; NULL with *status set when rendering must stop (doc_stop_status),
+ * checked before each output: a 4096 x 4096 PNG takes about a second to encode. */
+static json_t *method_doc(const doc_ctx_t *d, const method_result_t *r, const canvas_t *cv, int *status)
 {
     const request_t *rq = d->rq;
     const model_t *m = d->model;
     json_t *o = json_object();
+#define STOP_CHECK()                                                                                                   \
+    do {                                                                                                               \
+        if ((*status = doc_stop_status(d))) {                                                                          \
+            json_decref(o);                                                                                            \
+            return NULL;                                                                                               \
+        }                                                                                                              \
+    } while (0)
     if (r->layer >= 0) json_object_set_new(o, "layer", json_string(doc_value_display_name(m, r->layer)));
+    STOP_CHECK();
     if (r->rank == 2 && (rq->outputs & (OUT_HEATMAP | OUT_OVERLAY))) {
         render_opts_t ro;
         render_opts_default(&ro);
@@ -239,18 +262,24 @@ static json_t *method_doc(const doc_ctx_t *d, const method_result_t *r, const ca
         uint8_t *png;
         size_t len;
         if ((rq->outputs & OUT_HEATMAP) && render_heatmap_png(r->map, r->dims[0], r->dims[1], &ro, &png, &len) == ENG_OK)
-            json_object_set_new(o, "heatmap_png", png_b64(png, len));
+            json_object_set_new(o, "heatmap_png", doc_png(d->stream, png, len));
+        STOP_CHECK();
         if ((rq->outputs & OUT_OVERLAY) && cv->have_base) {
             ro.base = &cv->base;
             if (render_overlay_png(r->map, r->dims[0], r->dims[1], &ro, &png, &len) == ENG_OK)
-                json_object_set_new(o, "overlay_png", png_b64(png, len));
+                json_object_set_new(o, "overlay_png", doc_png(d->stream, png, len));
         }
     } else if (r->rank == 3 && (rq->outputs & OUT_HEATMAP)) {
         json_t *g = grid_png(d, r);
         if (g) json_object_set_new(o, "heatmap_png", g);
     }
-    if (rq->outputs & OUT_RAW) json_object_set_new(o, "raw", doc_raw(r->map, r->rank, r->dims));
-    if ((rq->outputs & OUT_ATTRIBUTION) && r->attribution) json_object_set_new(o, "attribution", doc_raw(r->attribution, 3, r->attr_dims));
+    STOP_CHECK();
+    if (rq->outputs & OUT_RAW) json_object_set_new(o, "raw", doc_raw(d->stream, r->map, r->rank, r->dims));
+    STOP_CHECK();
+    if ((rq->outputs & OUT_ATTRIBUTION) && r->attribution)
+        json_object_set_new(o, "attribution", doc_raw(d->stream, r->attribution, 3, r->attr_dims));
+    STOP_CHECK();
+#undef STOP_CHECK
     json_object_set_new(o, "stats", json_pack("{s:f, s:f, s:f}", "min", (double)r->min, "max", (double)r->max, "mean", (double)r->mean));
     if (r->n_extra) {
         json_t *ex = json_object();
@@ -272,10 +301,15 @@ static json_t *method_doc(const doc_ctx_t *d, const method_result_t *r, const ca
     return o;
 }
 
-json_t *doc_explain(const doc_ctx_t *d, const explain_out_t *out, double *encode_ms)
+json_t *doc_explain(const doc_ctx_t *d, const explain_out_t *out, double *encode_ms, int *status)
 {
     int64_t t0 = eng_now_ns();
+    *status = 0;
     json_t *doc = header(d, out);
+    if (!doc) {
+        *status = 503;
+        return NULL;
+    }
     json_object_set_new(doc, "target", json_pack("{s:i, s:s}", "index", out->target, "label", d->model->labels[out->target]));
     canvas_t cv;
     make_canvas(d, &cv);
@@ -283,7 +317,15 @@ json_t *doc_explain(const doc_ctx_t *d, const explain_out_t *out, double *encode
     for (int i = 0; i < M_COUNT; i++) {
         const method_result_t *r = &out->r[i];
         if (!r->present) continue;
-        json_object_set_new(ex, method_name(i), method_doc(d, r, &cv));
+        json_t *md = method_doc(d, r, &cv, status);
+        if (!md) {
+            canvas_free(&cv);
+            json_decref(ex);
+            json_decref(doc);
+            *encode_ms = ms_between(t0, eng_now_ns());
+            return NULL;
+        }
+        json_object_set_new(ex, method_name(i), md);
     }
     canvas_free(&cv);
     json_object_set_new(doc, "explanations", ex);

@@ -7,6 +7,7 @@
 
 #include "explain.h"
 #include "params.h"
+#include "stream.h"
 
 typedef struct {
     const char *request_id;
@@ -17,12 +18,26 @@ typedef struct {
     int image_is_model_view; /* image is already in the model's frame (a tensor upload's view) */
     double decode_ms, preprocess_ms, sanity_ms;
     int image_size_max;
+    /* NULL: PNGs and raw maps go into the document as base64 strings. Otherwise they are the
+     * stream's blobs (written while the answer is sent), and rendering stops once the stream is
+     * over its cap. */
+    stream_t *stream;
+    /* NULL, or the request's workspace: rendering stops between outputs once its deadline has
+     * passed or the request was cancelled (ws_deadline_passed), as the engine does between nodes */
+    const ws_t *ws;
 } doc_ctx_t;
+
+/* Why a document was not made: 413 the stream passed its cap, 504 the deadline passed, 499 the
+ * request was cancelled, 503 out of memory. */
 
 /* Predictions (top_k) and the common header. */
 json_t *doc_predict(const doc_ctx_t *d, const explain_out_t *out);
-/* The explain document; *encode_ms gets the rendering time. NULL on allocation failure. */
-json_t *doc_explain(const doc_ctx_t *d, const explain_out_t *out, double *encode_ms);
+/* The explain document; *encode_ms gets the rendering time. NULL with *status set (above). */
+json_t *doc_explain(const doc_ctx_t *d, const explain_out_t *out, double *encode_ms, int *status);
+/* 0, or the status (above) at which rendering must stop now. */
+int doc_stop_status(const doc_ctx_t *d);
+/* A PNG (malloc'd; taken) as a JSON string: a blob of st, or base64 inline when st is NULL. */
+json_t *doc_png(stream_t *st, uint8_t *png, size_t len);
 /* Fill "timing_ms" after the rest is built (total measured by the caller). */
 void doc_set_timing(json_t *doc, const doc_ctx_t *d, const explain_out_t *out, double encode_ms, double total_ms);
 /* The name a user would recognise for a value: its producing node's name, else the value name. */
@@ -33,7 +48,8 @@ json_t *doc_predictions(const model_t *m, const explain_out_t *out, int k);
  * channel_order, height, width, resize (mode), resize_size, crop, scale, mean, std, invert, and
  * which of them are defaults ("defaults": key names; "sidecar": whether the model has one). */
 json_t *doc_model_input(const model_t *m);
-/* A float array as {"shape": [...], "dtype": "float32", "data": "<base64 LE>"} */
-json_t *doc_raw(const float *data, int rank, const int *dims);
+/* A float array as {"shape": [...], "dtype": "float32", "data": "<base64 LE>"}; the data is a blob
+ * of st (copied), or inline when st is NULL. */
+json_t *doc_raw(stream_t *st, const float *data, int rank, const int *dims);
 
 #endif

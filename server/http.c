@@ -6,12 +6,20 @@
  * the request and resumes the connection (MHD_resume_connection, thread-safe); MHD then calls the
  * handler again, which queues the response. A full queue is a 503 with Retry-After, answered at
  * once. Each request carries a deadline (request_timeout_ms from arrival): a job that starts late,
- * or whose engine work passes it (checked between layers and batches), answers 504.
+ * or whose engine work, rendering or serialization passes it (checked between layers, batches and
+ * outputs), answers 504. A client that leaves while its request is queued or computed (the sweeper
+ * sees its socket end) sets the request's cancel flag, which the engine checks where it checks the
+ * deadline: the worker is free at once, no answer is sent, the access log says 499.
  *
  * Bodies are capped while they stream in (max_upload_bytes); a Content-Length already over the cap
- * is refused with 413 before any of the body is read. multipart/form-data goes through MHD's post
- * processor; JSON through jansson; image bodies are kept as bytes and sniffed by the decoder. What
- * a body means (images, parameters, their errors) is body.c's: it runs without a socket.
+ * is refused with 413 before any of the body is read. A body framed other than by Content-Length or
+ * chunked alone is refused at once (501; both at once: 400). multipart/form-data is parsed by
+ * body.c as it streams in, and an error found then is answered then (answer_midstream); JSON goes
+ * through jansson; image bodies are kept as bytes and sniffed by the decoder. What a body means
+ * (images, parameters, their errors) is body.c's: it runs without a socket.
+ *
+ * Answers of the compute routes are streams (stream.h): their PNGs and maps stay bytes until
+ * libmicrohttpd asks for the text, and max_response_bytes caps them (413).
  *
  * Shutdown on SIGTERM/SIGINT: /readyz turns 503 "draining", MHD_quiesce_daemon stops accepting
  * connections, queued and running requests finish (up to drain_timeout_ms), then the daemon stops —
@@ -22,6 +30,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -45,9 +54,10 @@
 #include "pool.h"
 #include "render.h"
 #include "service.h"
+#include "stream.h"
+#include "utf8.h"
 
 #define MAX_MODELS 64
-#define MAX_KEYS 256
 #define MAX_ORIGINS 32
 
 typedef struct {
@@ -57,7 +67,7 @@ typedef struct {
     pool_t *pool;
     struct MHD_Daemon *daemon;
     atomic_int ready, draining;
-    char *keys[MAX_KEYS];
+    char **keys; /* api_keys_file, one key a line, any length, any count */
     int n_keys;
     char *origins[MAX_ORIGINS];
     int n_origins, any_origin;
@@ -157,11 +167,11 @@ typedef struct req {
     char layer[1024];
     char request_id[65];
     char client[64];
+    char method[16]; /* as sent (logged): a refused POST is logged as POST */
     int64_t t_start, t_queued, t_compute, t_done, deadline;
     int body_kind;
     buf_t body;
     uint64_t received;
-    struct MHD_PostProcessor *pp;
     body_t form; /* the images and multipart fields (body.h) */
     request_t rq;
     int phase;
@@ -175,6 +185,11 @@ typedef struct req {
     char methods_str[256];
     long long bytes_out;
     int raw_sent; /* the answer was written to the socket directly (mid-stream 413) */
+    stream_t *stream; /* the answer when it is a streamed document (stream.h), else resp */
+    /* set by the sweeper when the client has gone while the request is queued or computed: the
+     * engine stops at its next node (ws_set_cancel), rendering at its next output, and the
+     * connection is closed without an answer (logged 499) */
+    atomic_int cancel;
 } req_t;
 
 static int64_t now_ns(void) { return eng_now_ns(); }
@@ -183,10 +198,10 @@ static double ms(int64_t a, int64_t b) { return a && b ? (double)(b - a) / 1e6 :
 static void req_free(req_t *r)
 {
     if (!r) return;
-    if (r->pp) MHD_destroy_post_processor(r->pp);
     buf_free(&r->body);
     body_free(&r->form);
     free(r->resp);
+    stream_free(r->stream);
     free(r);
 }
 
@@ -204,6 +219,8 @@ static const char *problem_slug(int status)
     case 415: return "unsupported-media-type";
     case 422: return "unprocessable-parameters";
     case 431: return "headers-too-large";
+    case 499: return "client-closed-request";
+    case 501: return "not-implemented";
     case 503: return "unavailable";
     case 504: return "deadline-exceeded";
     default: return "internal-error";
@@ -223,6 +240,8 @@ static const char *status_title(int status)
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
     case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     default: return "Internal Server Error";
@@ -233,10 +252,14 @@ static const char *status_title(int status)
 static void set_problem(req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_problem(req_t *r, int status, const char *fmt, ...)
 {
+    char raw[2 * sizeof r->detail];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->detail, sizeof r->detail, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* the detail quotes what the client sent (paths, names, headers): jansson takes only valid
+     * UTF-8, and a detail it refused used to turn the answer into a 500 */
+    utf8_clean(r->detail, sizeof r->detail, raw, strlen(raw));
     r->status = status;
     r->problem_type = problem_slug(status);
     char type[96];
@@ -250,16 +273,49 @@ static void set_problem(req_t *r, int status, const char *fmt, ...)
     json_decref(o);
 }
 
+#define DOC_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+
 static void set_json(req_t *r, int status, json_t *doc)
 {
     r->status = status;
     free(r->resp);
-    r->resp = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    r->resp = json_dumps(doc, DOC_FLAGS);
     r->resp_len = r->resp ? strlen(r->resp) : 0;
     r->resp_is_problem = 0;
     json_decref(doc);
     if (!r->resp) set_problem(r, 500, "could not serialize the response");
+    else if ((int64_t)r->resp_len > S.cfg.max_response_bytes)
+        set_problem(r, 413, "the answer is %zu bytes, over max_response_bytes (%lld)", r->resp_len,
+                    (long long)S.cfg.max_response_bytes);
 }
+
+/* A document whose PNGs and maps are blobs of r->stream: keep the skeleton text, and answer from
+ * the stream (queue_stored). The length is final here: over max_response_bytes is 413. */
+static void set_streamed(req_t *r, int status, json_t *doc)
+{
+    int rc = stream_finish(r->stream, doc, DOC_FLAGS);
+    json_decref(doc);
+    free(r->resp);
+    r->resp = NULL;
+    r->resp_is_problem = 0;
+    r->status = status;
+    if (rc) set_problem(r, 503, "out of memory while serializing the response");
+    else if ((int64_t)stream_length(r->stream) > S.cfg.max_response_bytes)
+        set_problem(r, 413, "the answer is %llu bytes, over max_response_bytes (%lld)",
+                    (unsigned long long)stream_length(r->stream), (long long)S.cfg.max_response_bytes);
+    if (r->resp) { /* a problem replaced it */
+        stream_free(r->stream);
+        r->stream = NULL;
+    }
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    size_t n = stream_read(cls, pos, buf, max);
+    return n ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void stream_release(void *cls) { stream_free(cls); }
 
 /* ---- CORS, headers, queueing -------------------------------------------------------------------- */
 static const char *allowed_origin(struct MHD_Connection *c)
@@ -313,10 +369,20 @@ static enum MHD_Result queue_bytes(req_t *r, int status, const void *data, size_
 /* Queue what set_problem / set_json stored. */
 static enum MHD_Result queue_stored(req_t *r)
 {
-    if (!r->resp) set_problem(r, 500, "no response was produced");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
-    if (!resp) return MHD_NO;
-    r->resp = NULL; /* MHD owns it now */
+    struct MHD_Response *resp;
+    if (r->stream && !r->resp) {
+        /* streamed: libmicrohttpd asks for the text as the socket takes it (stream_reader), with
+         * Content-Length known; the stream is freed with the response */
+        r->resp_len = (size_t)stream_length(r->stream);
+        resp = MHD_create_response_from_callback(stream_length(r->stream), 64 * 1024, stream_reader, r->stream, stream_release);
+        if (!resp) return MHD_NO;
+        r->stream = NULL;
+    } else {
+        if (!r->resp) set_problem(r, 500, "no response was produced");
+        resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+        if (!resp) return MHD_NO;
+        r->resp = NULL; /* MHD owns it now */
+    }
     MHD_add_response_header(resp, "Content-Type", r->resp_is_problem ? "application/problem+json" : "application/json");
     add_common_headers(r, resp);
     if (r->status == 503) MHD_add_response_header(resp, "Retry-After", "1");
@@ -417,6 +483,7 @@ typedef struct track {
     char client[64];
     _Atomic int64_t deadline; /* 0 = off */
     atomic_int in_body;       /* the handler has the headers: lateness is answered 408 there */
+    atomic_int *cancel;       /* the queued or running request's cancel flag (tracks_mu), or NULL */
 } track_t;
 
 static pthread_mutex_t tracks_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -459,6 +526,19 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+/* Has the client of a suspended connection gone? libmicrohttpd does not watch a suspended
+ * connection's socket, so the sweeper looks: end of stream (the client closed, or shut down its
+ * sending side, as nginx counts a client gone: 499) or a reset. Bytes waiting (a pipelined next
+ * request) are left where they are (MSG_PEEK): the client is still there. */
+static int client_gone(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return 1;
+    if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    return 0;
+}
+
 static void stop_sweeper(pthread_t th)
 {
     atomic_store(&sweeper_stop, 1);
@@ -473,6 +553,9 @@ static void *sweeper_main(void *arg)
         int64_t now = now_ns();
         pthread_mutex_lock(&tracks_mu);
         for (track_t *t = tracks; t; t = t->next) {
+            if (t->cancel && t->fd >= 0 && !atomic_load(t->cancel) && client_gone(t->fd)) {
+                atomic_store(t->cancel, 1);
+            }
             int64_t dl = atomic_load(&t->deadline);
             if (!dl || now <= dl || atomic_load(&t->in_body) || t->fd < 0) continue;
             atomic_store(&t->deadline, 0);
@@ -727,27 +810,13 @@ static enum MHD_Result handle_get(req_t *r)
 }
 
 /* ---- bodies ------------------------------------------------------------------------------------- */
-static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-                                 const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
-                                 size_t size)
-{
-    (void)kind;
-    (void)filename;
-    (void)content_type;
-    (void)transfer_encoding;
-    req_t *r = cls;
-    return body_form_part(&r->form, key, off, data, size) ? MHD_NO : MHD_YES;
-}
-
 /* Parse the completed body into params and images (body.c). 0 or an HTTP status with r's problem set. */
 static int parse_body(req_t *r)
 {
     char d[768];
     int st = 0;
     if (r->body_kind == BODY_MULTIPART) {
-        enum MHD_Result ok = MHD_destroy_post_processor(r->pp);
-        r->pp = NULL;
-        st = body_form_finish(&r->form, ok == MHD_YES, &r->rq, &S.cfg, d, sizeof d);
+        st = body_form_finish(&r->form, &r->rq, &S.cfg, d, sizeof d);
     } else if (r->body_kind == BODY_JSON) {
         int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
         /* an empty JSON body: no parameters for filter visualization, the probe set for /sanity */
@@ -761,29 +830,44 @@ static int parse_body(req_t *r)
 }
 
 /* ---- the worker side ----------------------------------------------------------------------------- */
+/* The deadline and the cancel flag hold for every workspace the request may use (the twin's and
+ * the sanity helpers' too); both are cleared afterwards (0, NULL). */
+static void guard_workspaces(wstate_t *st, int64_t deadline, const atomic_int *cancel)
+{
+    for (int i = 0; i < S.n_models; i++) {
+        ws_set_deadline(st->ws[i], deadline);
+        ws_set_cancel(st->ws[i], cancel);
+        if (st->helper[i]) {
+            ws_set_deadline(st->helper[i], deadline);
+            ws_set_cancel(st->helper[i], cancel);
+        }
+    }
+}
+
 static void job_run(void *arg, worker_ctx_t *w)
 {
     req_t *r = arg;
     wstate_t *st = w->state;
     r->t_compute = now_ns();
-    ws_t *ws = st->ws[r->model_idx];
     service_env_t env = {.cfg = &S.cfg, .models = S.models, .n_models = S.n_models, .ws = st->ws, .cache = S.cache};
-    if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
-    if (r->t_compute > r->deadline) {
+    if (atomic_load(&r->cancel)) {
+        set_problem(r, 499, "the client went away while the request was queued");
+    } else if (r->t_compute > r->deadline) {
         char hint[512];
         service_deadline_hint(&r->rq, S.models[r->model_idx].model, &S.cfg, hint, sizeof hint);
         set_problem(r, 504, "the request waited %.0f ms in the queue, past its deadline (request_timeout_ms=%d). "
                             "To shorten the work: %s", ms(r->t_queued, r->t_compute), S.cfg.request_timeout_ms, hint);
+    } else if (!(r->stream = stream_new(S.cfg.max_response_bytes))) {
+        set_problem(r, 503, "out of memory");
     } else {
-        /* the deadline holds for every workspace the request may use (the twin's too) */
-        for (int i = 0; i < S.n_models; i++) {
-            ws_set_deadline(st->ws[i], r->deadline);
-            if (st->helper[i]) ws_set_deadline(st->helper[i], r->deadline);
-        }
+        if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
+        env.stream = r->stream;
+        guard_workspaces(st, r->deadline, &r->cancel);
         outcome_t oc;
         blob_t blobs[BODY_MAX_IMAGES];
         for (int i = 0; i < r->form.n_images; i++) blobs[i] = (blob_t){r->form.images[i].p, r->form.images[i].len};
         int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
+        json_t *answer = NULL;
         if (kserve) {
             json_t *arr = json_array();
             int failed = 0;
@@ -798,7 +882,7 @@ static void job_run(void *arg, worker_ctx_t *w)
                 }
             }
             if (failed) json_decref(arr);
-            else set_json(r, 200, json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr));
+            else answer = json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr);
         } else {
             json_t *doc = service_run(&env, r->model_idx, &r->rq, blobs, r->form.n_images, r->request_id, &oc);
             if (!doc) set_problem(r, oc.status, "%s", oc.detail);
@@ -807,15 +891,26 @@ static void job_run(void *arg, worker_ctx_t *w)
                 json_t *ex = json_object_get(doc, "explanations"), *mv;
                 const char *mk;
                 json_object_foreach(ex, mk, mv) metrics_method(mk, json_real_value(json_object_get(mv, "time_ms")) / 1e3);
-                set_json(r, 200, doc);
+                answer = doc;
             }
         }
-        for (int i = 0; i < S.n_models; i++) {
-            ws_set_deadline(st->ws[i], 0);
-            if (st->helper[i]) ws_set_deadline(st->helper[i], 0);
+        if (answer) {
+            set_streamed(r, 200, answer);
+            /* the whole request lives inside the deadline, serialization included */
+            if (r->stream && atomic_load(&r->cancel)) set_problem(r, 499, "the client went away");
+            else if (r->stream && now_ns() > r->deadline)
+                set_problem(r, 504, "the deadline (request_timeout_ms=%d) passed while serializing the answer",
+                            S.cfg.request_timeout_ms);
+            if (r->resp) {
+                stream_free(r->stream);
+                r->stream = NULL;
+            }
+        } else {
+            stream_free(r->stream);
+            r->stream = NULL;
         }
+        guard_workspaces(st, 0, NULL);
     }
-    (void)ws;
     r->t_done = now_ns();
     r->phase = PH_DONE;
     /* after this call MHD may complete and free the request: touch nothing of r afterwards */
@@ -882,6 +977,30 @@ static void methods_string(req_t *r)
             l += (size_t)snprintf(r->methods_str + l, sizeof r->methods_str - l, "%s%s", l ? "," : "", method_name(i));
 }
 
+/* The framing headers of a request: how many Content-Length and Transfer-Encoding headers, and
+ * whether the one Transfer-Encoding is exactly "chunked" (blanks around it allowed). */
+typedef struct {
+    int n_cl, n_te, te_chunked;
+    const char *te;
+} framing_t;
+
+static enum MHD_Result framing_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    framing_t *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) f->n_cl++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->n_te++;
+        f->te = value ? value : "";
+        const char *v = f->te;
+        while (*v == ' ' || *v == '\t') v++;
+        size_t n = strlen(v);
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+        f->te_chunked = n == 7 && !strncasecmp(v, "chunked", 7);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
@@ -902,12 +1021,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (rid && valid_request_id(rid)) snprintf(r->request_id, sizeof r->request_id, "%s", rid);
         else service_new_request_id(r->request_id);
         client_address(conn, r->client, sizeof r->client);
+        utf8_clean(r->method, sizeof r->method, method, strlen(method));
         size_t target_len;
         if (header_bytes(conn, url, &target_len) > (size_t)S.cfg.max_header_bytes) {
             r->route = RT_NOT_FOUND;
             return answer_problem(r, target_len > (size_t)S.cfg.max_header_bytes / 2 ? 414 : 431,
                                   "the request line and headers exceed %d bytes (max_header_bytes)", S.cfg.max_header_bytes);
         }
+        /* framing: a body is sent as is (Content-Length) or chunked; anything else would be read
+         * until the connection closes, and both at once is the request-smuggling pattern */
+        framing_t fr = {0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_iter, &fr);
+        if (fr.n_te && fr.n_cl)
+            return answer_problem(r, 400, "both Content-Length and Transfer-Encoding are given (a request must have one "
+                                          "framing: RFC 9112 section 6.1)");
+        if (fr.n_cl > 1) return answer_problem(r, 400, "Content-Length is given %d times", fr.n_cl);
+        if (fr.n_te > 1 || (fr.n_te && !fr.te_chunked))
+            return answer_problem(r, 501, "Transfer-Encoding '%.*s' is not supported: send the body as is (with "
+                                          "Content-Length) or with 'Transfer-Encoding: chunked' alone",
+                                  utf8_cut(fr.te, 100), fr.te);
         if (!strcmp(method, "OPTIONS")) {
             r->route = RT_PREFLIGHT;
             struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -925,7 +1057,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_destroy_response(resp);
             return rc;
         }
-        if (route_match(r, url)) return answer_problem(r, 404, "no route for %s %.200s", method, url);
+        if (route_match(r, url)) return answer_problem(r, 404, "no route for %s %.*s", method, utf8_cut(url, 200), url);
         if (r->route == RT_DASHBOARD) snprintf(r->layer, sizeof r->layer, "%s", url);
         int post = route_is_post(r->route);
         int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -961,14 +1093,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             char sug[600]; /* node, value or module path (docs/MODELS.md, "Layer names") */
             int v = strcmp(r->layer, "logits") ? graph_resolve_layer(m->graph, r->layer, sug, sizeof sug) : -1;
             if (v < 0 && strcmp(r->layer, "logits"))
-                return answer_problem(r, 404, "layer '%.200s' is not in model '%s'; closest: %s", r->layer, m->name, sug);
+                return answer_problem(r, 404, "layer '%.*s' is not in model '%s'; closest: %s", utf8_cut(r->layer, 200),
+                                      r->layer, m->name, sug);
             r->rq.fv.layer = v < 0 ? -1 : v;
             r->rq.fv.index = r->filter_index;
             value_info_t vi;
             graph_value_info(m->graph, v < 0 ? graph_output_value(m->graph) : v, &vi);
             int nch = vi.rank >= 2 ? (int)vi.dims[1] : 1;
             if (r->filter_index >= nch)
-                return answer_problem(r, 404, "filter %d does not exist: layer '%.200s' has %d channels", r->filter_index, r->layer, nch);
+                return answer_problem(r, 404, "filter %d does not exist: layer '%.*s' has %d channels", r->filter_index, utf8_cut(r->layer, 200), r->layer, nch);
         }
         argctx_t a = {.r = r};
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, arg_iter, &a);
@@ -976,8 +1109,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (content_type_is(ct, "multipart/form-data")) {
             r->body_kind = BODY_MULTIPART;
-            r->pp = MHD_create_post_processor(conn, 16384, post_iter, r);
-            if (!r->pp) return answer_problem(r, 400, "malformed multipart/form-data: the Content-Type has no boundary");
+            char d[256];
+            int st = body_form_begin(&r->form, ct, d, sizeof d);
+            if (st) return answer_problem(r, st, "%s", d);
         } else if (content_type_is(ct, "application/json")) {
             r->body_kind = BODY_JSON;
         } else if (!ct || content_type_is(ct, "image/png") || content_type_is(ct, "image/jpeg") ||
@@ -988,9 +1122,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
              * sniffed, so an image still works; anything else is answered 415 after sniffing */
             r->body_kind = BODY_RAW;
         } else {
-            return answer_problem(r, 415, "unsupported Content-Type '%.100s': send image/png, image/jpeg, "
+            return answer_problem(r, 415, "unsupported Content-Type '%.*s': send image/png, image/jpeg, "
                                           "application/x-npy, application/octet-stream, multipart/form-data or "
-                                          "application/json", ct);
+                                          "application/json", utf8_cut(ct, 100), ct);
         }
         return MHD_YES;
     }
@@ -1012,14 +1146,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                              (unsigned long long)r->received);
             return MHD_YES;
         }
+        /* an error found while the body streams in is answered now: libmicrohttpd takes no response
+         * before the whole body, so it goes out on the socket (answer_midstream) */
         if (r->body_kind == BODY_MULTIPART) {
-            if (MHD_post_process(r->pp, upload_data, n) != MHD_YES) {
-                char d[256];
+            if (body_form_feed(&r->form, upload_data, n)) {
+                char d[512];
                 int st = body_form_error(&r->form, d, sizeof d);
-                return answer_problem(r, st, "%s", d);
+                answer_midstream(r, st, "%s", d);
             }
         } else if (buf_append(&r->body, upload_data, n)) {
-            return answer_problem(r, 503, "out of memory while receiving the body");
+            answer_midstream(r, 503, "out of memory while receiving the body");
         }
         return MHD_YES;
     }
@@ -1040,6 +1176,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->rq.route != R_PREDICT) methods_string(r); /* predict computes no method: log none */
         r->t_queued = now_ns();
         r->phase = PH_QUEUED;
+        track_t *tq = track_of(conn);
+        if (tq) { /* from now on the sweeper watches for the client leaving */
+            pthread_mutex_lock(&tracks_mu);
+            tq->cancel = &r->cancel;
+            pthread_mutex_unlock(&tracks_mu);
+        }
         MHD_suspend_connection(conn);
         if (pool_submit(S.pool, job_run, r)) {
             MHD_resume_connection(conn);
@@ -1049,7 +1191,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    if (r->phase == PH_DONE) return queue_stored(r);
+    if (r->phase == PH_DONE) {
+        if (atomic_load(&r->cancel)) return MHD_NO; /* nobody to answer: close (logged 499) */
+        return queue_stored(r);
+    }
     if (r->phase == PH_ANSWERED && r->status == 413 && !r->bytes_out) return MHD_YES;
     /* the mid-stream 413 went out on the socket: nothing more to send, close */
     return r->phase == PH_ANSWERED ? MHD_NO : MHD_YES;
@@ -1060,6 +1205,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls;
     req_t *r = *con_cls;
     if (!r) return;
+    track_t *tc = track_of(conn);
+    if (tc) {
+        pthread_mutex_lock(&tracks_mu);
+        if (tc->cancel == &r->cancel) tc->cancel = NULL;
+        pthread_mutex_unlock(&tracks_mu);
+    }
     int64_t end = now_ns();
     /* 499: the client went away before it had the whole answer — also when the answer was already
      * queued (a job finishing for a client that left: MHD then fails to send it); an answer written
@@ -1068,7 +1219,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->raw_sent) status = 499;
     metrics_request(r->route, status, ms(r->t_start, end) / 1e3);
     metrics_inflight(-1);
-    access_t a = {.request_id = r->request_id, .method = r->rq.route ? "POST" : "GET", .route = metrics_route_label(r->route),
+    access_t a = {.request_id = r->request_id, .method = r->method[0] ? r->method : NULL, .route = metrics_route_label(r->route),
                   .model = r->model_name[0] ? r->model_name : NULL, .methods = r->methods_str[0] ? r->methods_str : NULL,
                   .client = r->client, .status = status, .bytes_in = (long long)r->received, .bytes_out = r->bytes_out,
                   .queue_ms = ms(r->t_queued, r->t_compute), .compute_ms = ms(r->t_compute, r->t_done),
@@ -1086,21 +1237,54 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 /* ---- start-up ------------------------------------------------------------------------------------ */
-static int load_lines(const char *path, char **out, int max, int *n)
+/* The API keys: one per line, of any length (getline: a long line is one key, never split into
+ * a key and an accepted tail), as many as the file holds; blanks around a key are trimmed, empty
+ * lines and lines starting with '#' skipped. 0, or -1 with *why set (unreadable, out of memory). */
+static int load_keys(const char *path, char ***out, int *n, const char **why)
 {
     FILE *f = fopen(path, "r");
+    *why = "cannot open it";
     if (!f) return -1;
-    char line[1024];
+    char *line = NULL, **keys = NULL;
+    size_t lcap = 0;
+    int cap = 0, rc = 0;
+    ssize_t l;
     *n = 0;
-    while (fgets(line, sizeof line, f) && *n < max) {
-        size_t l = strlen(line);
+    while ((l = getline(&line, &lcap, f)) >= 0) {
         while (l && isspace((unsigned char)line[l - 1])) line[--l] = 0;
         char *p = line;
         while (isspace((unsigned char)*p)) p++;
         if (!*p || *p == '#') continue;
-        out[(*n)++] = strdup(p);
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nk = realloc(keys, sizeof(char *) * (size_t)cap);
+            if (!nk) {
+                rc = -1;
+                *why = "out of memory";
+                break;
+            }
+            keys = nk;
+        }
+        if (!(keys[*n] = strdup(p))) {
+            rc = -1;
+            *why = "out of memory";
+            break;
+        }
+        (*n)++;
     }
+    if (!rc && ferror(f)) {
+        rc = -1;
+        *why = "read error";
+    }
+    free(line);
     fclose(f);
+    if (rc) {
+        for (int i = 0; i < *n; i++) free(keys[i]);
+        free(keys);
+        *n = 0;
+        return -1;
+    }
+    *out = keys;
     return 0;
 }
 
@@ -1135,6 +1319,19 @@ static int load_models(void)
         int64_t t0 = now_ns();
         if (model_load(S.cfg.models_dir, names[i], NULL, &m, &err)) {
             log_event(LOG_ERROR, "model %s: %s", names[i], err.msg);
+            failed++;
+            free(names[i]);
+            continue;
+        }
+        /* a workspace is planned for at least one image: a model whose single-image workspace is
+         * over the budget could never run, and used to stop every worker at start-up */
+        size_t need = ws_plan_bytes(m->graph, 1);
+        if (need > (size_t)S.cfg.workspace_max_bytes) {
+            log_event(LOG_ERROR, "model %s: not loaded: one image needs a workspace of %zu MiB, over workspace_max_bytes "
+                                 "(%lld MiB); input %dx%dx%d",
+                      m->name, need >> 20, (long long)(S.cfg.workspace_max_bytes >> 20), m->input.channels, m->input.height,
+                      m->input.width);
+            model_free(m);
             failed++;
             free(names[i]);
             continue;
@@ -1213,10 +1410,12 @@ int cli_serve(int argc, char **argv)
         return 2;
     }
     log_configure(S.cfg.log_level, S.cfg.log_format);
-    if (S.cfg.api_keys_file[0] && load_lines(S.cfg.api_keys_file, S.keys, MAX_KEYS, &S.n_keys)) {
-        log_event(LOG_ERROR, "cannot read api_keys_file");
+    const char *why;
+    if (S.cfg.api_keys_file[0] && load_keys(S.cfg.api_keys_file, &S.keys, &S.n_keys, &why)) {
+        log_event(LOG_ERROR, "cannot read api_keys_file '%s': %s", S.cfg.api_keys_file, why);
         return 2;
     }
+    if (S.n_keys) log_event(LOG_INFO, "api_keys_file: %d key(s)", S.n_keys);
     if (S.cfg.api_keys_file[0] && !S.n_keys) {
         log_event(LOG_ERROR, "api_keys_file has no keys");
         return 2;
@@ -1238,6 +1437,12 @@ int cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     eng_set_blas_threads(1);
+    /* Buffers of 4 MiB and more (decoded uploads, PNGs and maps of large answers) are mapped on
+     * their own and unmapped when freed. glibc's default threshold grows up to 32 MiB as large
+     * blocks are freed, after which such buffers land in the workers' heaps, where the holes they
+     * leave between answers still waiting for slow clients are not returned (measured with
+     * tests/soak/never_read.py). Small ones stay in the heap: faulting them in per request costs. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
 
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
@@ -1325,6 +1530,7 @@ int cli_serve(int argc, char **argv)
         model_free(S.models[i].model);
     }
     for (int i = 0; i < S.n_keys; i++) free(S.keys[i]);
+    free(S.keys);
     for (int i = 0; i < S.n_origins; i++) free(S.origins[i]);
     free(S.model_info);
     return 0;

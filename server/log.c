@@ -1,6 +1,7 @@
 /* log.c — structured logs (see log.h). Each line is built in memory and written with one
  * write(2), so lines from different threads never interleave. */
 #include "log.h"
+#include "utf8.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -50,11 +51,12 @@ static void emit(json_t *o, const char *text)
 void log_event(int level, const char *fmt, ...)
 {
     if (level < g_level) return;
-    char msg[1024];
+    char raw[2048], msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    utf8_clean(msg, sizeof msg, raw, strlen(raw)); /* file and model names are bytes; JSON takes UTF-8 */
     static const char *const names[] = {"debug", "info", "warn", "error"};
     char ts[40];
     now_iso(ts, sizeof ts);

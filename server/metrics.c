@@ -18,7 +18,7 @@ static const char *const route_labels[RT_COUNT] = {
     "/v2/models/{model}/ready", "OPTIONS", "(unmatched)"};
 
 /* every status the server answers (499: the client left before its answer, nginx's code) */
-static const int statuses[] = {200, 204, 400, 401, 404, 405, 408, 413, 414, 415, 422, 431, 499, 500, 503, 504};
+static const int statuses[] = {200, 204, 400, 401, 404, 405, 408, 413, 414, 415, 422, 431, 499, 500, 501, 503, 504};
 #define NSTATUS ((int)(sizeof statuses / sizeof statuses[0]))
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 #define NB ((int)(sizeof buckets / sizeof buckets[0]))

@@ -1,9 +1,11 @@
 /* params.c — the request parameter table (see params.h). One row per parameter of shared/API.md:
  * name, kind, routes, and how to store and bound it. */
 #include "params.h"
+#include "utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,7 +170,9 @@ static int store(request_t *r, const prow_t *row, const config_t *cfg, const cha
         return 0;
     }
     case P_U64: {
-        if (*v == '-') {
+        /* strtoull skips blanks and then takes "-1" as 2^64 - 1: " -1" (seed=%20-1) must not pass */
+        while (isspace((unsigned char)*v)) v++;
+        if (!isdigit((unsigned char)*v)) {
             snprintf(d, dl, "%s must be a non-negative integer", row->name);
             return 422;
         }
@@ -182,6 +186,9 @@ static int store(request_t *r, const prow_t *row, const config_t *cfg, const cha
     }
     case P_DBL: {
         double x = strtod(v, &end), mx = row_max(row, cfg);
+        /* underflow (1e-320) is not an error: strtod returns the nearest subnormal or 0, which is
+         * the number asked for as closely as a double holds it; overflow is (x is then inf) */
+        if (errno == ERANGE && fabs(x) <= DBL_MIN) errno = 0;
         if (errno || end == v || *end || !isfinite(x) || x < row->min || x > mx) {
             snprintf(d, dl, "%s must be a finite number in %g..%g", row->name, row->min, mx);
             return 422;
@@ -237,7 +244,7 @@ static int store(request_t *r, const prow_t *row, const config_t *cfg, const cha
                 if (i < 0) {
                     char b[1024];
                     choices_text(row->choices, b, sizeof b);
-                    snprintf(d, dl, "%s: unknown value '%.*s'; expected any of: %s", row->name, (int)(len > 64 ? 64 : len), p, b);
+                    snprintf(d, dl, "%s: unknown value '%.*s'; expected any of: %s", row->name, utf8_cut(p, len > 64 ? 64 : (int)len), p, b);
                     return 422;
                 }
                 if (row->off == RQ(sanity) && !strcmp(row->choices[i], "all")) bits |= SANITY_MODEL | SANITY_LABEL | SANITY_RANDOM_LOGIT;
@@ -366,7 +373,7 @@ int params_resolve(request_t *r, const model_t *m, char *d, size_t dl)
             for (int k = 0; k < m->n_labels; k++)
                 if (!strcmp(m->labels[k], r->target)) r->ep.target = k;
             if (r->ep.target < 0) {
-                snprintf(d, dl, "target '%.64s' is not a label of model '%s'", r->target, m->name);
+                snprintf(d, dl, "target '%.*s' is not a label of model '%s'", utf8_cut(r->target, 64), r->target, m->name);
                 return 422;
             }
         }
@@ -376,7 +383,8 @@ int params_resolve(request_t *r, const model_t *m, char *d, size_t dl)
         char sug[600];
         r->ep.layer = graph_resolve_layer(g, r->layer, sug, sizeof sug);
         if (r->ep.layer < 0) { /* the layer parameter: 422; the path of /layers/{layer}/activations: 404 */
-            snprintf(d, dl, "layer '%.200s' is not a node, value or module of model '%s'; closest: %s", r->layer, m->name, sug);
+            snprintf(d, dl, "layer '%.*s' is not a node, value or module of model '%s'; closest: %s",
+                     utf8_cut(r->layer, 200), r->layer, m->name, sug);
             return r->route == R_ACTIVATIONS ? 404 : 422;
         }
     }

@@ -148,6 +148,45 @@ static json_t *fail(outcome_t *oc, int status, const char *detail)
     return NULL;
 }
 
+/* The HTTP status of an engine error on model mi's workspace: a stop for a client that left is 499. */
+static int run_status(const service_env_t *env, int mi, int rc)
+{
+    if (rc == ENG_EDEADLINE && ws_cancelled(env->ws[mi])) return 499;
+    return service_status_for(rc);
+}
+
+static int64_t b64_chars(int64_t bytes) { return (bytes + 2) / 3 * 4; }
+
+int64_t service_answer_floor(const model_t *m, const request_t *rq)
+{
+    int64_t hw = (int64_t)m->input.height * m->input.width, chw = hw * m->input.channels, total = 0;
+    if (rq->route != R_EXPLAIN) return 0;
+    for (int k = 0; k < M_COUNT; k++) {
+        if (!(rq->ep.methods & (1u << k))) continue;
+        char f = method_family(k);
+        int input_res = f == 'g' || f == 'x' || f == 'p' || f == 'b', has_attr = f == 'g' || f == 'x';
+        if (input_res && (rq->outputs & OUT_RAW)) total += b64_chars(4 * hw);
+        if (has_attr && (rq->outputs & OUT_ATTRIBUTION)) total += b64_chars(4 * chw);
+    }
+    return total;
+}
+
+/* The outcome for a document that was not made (doc_explain's status). */
+static json_t *stopped(const service_env_t *env, outcome_t *oc, int status, const char *where)
+{
+    char d[300];
+    if (status == 413)
+        snprintf(d, sizeof d, "the answer passed %lld bytes (max_response_bytes) while %s; ask for fewer methods or "
+                              "outputs, size=model, or raise the limit",
+                 (long long)(env->stream ? stream_max(env->stream) : 0), where);
+    else if (status == 499) snprintf(d, sizeof d, "the client went away; stopped while %s", where);
+    else if (status == 504)
+        snprintf(d, sizeof d, "the deadline (request_timeout_ms=%d) passed while %s", env->cfg->request_timeout_ms, where);
+    else snprintf(d, sizeof d, "out of memory while %s", where);
+    return fail(oc, status, d);
+}
+
+
 int service_find_model(const service_env_t *env, const char *name)
 {
     for (int i = 0; i < env->n_models; i++)
@@ -323,7 +362,7 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
         if (rc) {
             char d[600];
             snprintf(d, sizeof d, "image %d: %s", i, err.msg);
-            fail(oc, service_status_for(rc), d);
+            fail(oc, run_status(env, mi, rc), d);
             goto out;
         }
         sanity_result_t sr;
@@ -334,7 +373,7 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
             explain_out_free(&out);
             char d[600];
             snprintf(d, sizeof d, "image %d: %s", i, err.msg);
-            fail(oc, service_status_for(rc), d);
+            fail(oc, run_status(env, mi, rc), d);
             goto out;
         }
         sanity_agg_add(agg, &sr);
@@ -387,13 +426,24 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
     char detail[768];
     int st = params_resolve(rq, m, detail, sizeof detail);
     if (st) return fail(oc, st, detail);
+    if (env->stream && stream_max(env->stream) > 0) { /* what is known before any work */
+        int64_t floor = service_answer_floor(m, rq), have = stream_bytes(env->stream);
+        if (floor && have + floor > stream_max(env->stream)) {
+            snprintf(detail, sizeof detail,
+                     "the answer would hold at least %lld bytes of raw and attribution maps%s, over %lld "
+                     "(max_response_bytes): ask for fewer methods or outputs, or raise the limit",
+                     (long long)floor, have ? " besides the instances before it" : "", (long long)stream_max(env->stream));
+            return fail(oc, 413, detail);
+        }
+    }
     if (rq->route == R_SANITY) return run_sanity_report(env, mi, rq, images, n_images, request_id, oc);
 
     image_t img;
     memset(&img, 0, sizeof img);
     const char *fmt = "";
     eng_err_t err = {0};
-    doc_ctx_t d = {.request_id = request_id, .model = m, .rq = rq, .image = NULL, .format = "", .image_size_max = cfg->image_size_max};
+    doc_ctx_t d = {.request_id = request_id, .model = m, .rq = rq, .image = NULL, .format = "", .image_size_max = cfg->image_size_max,
+                   .stream = env->stream, .ws = ws};
     float *x = NULL;
     json_t *doc = NULL;
     explain_out_t out;
@@ -415,7 +465,7 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
         if (rc) {
             free(x);
             free(curve);
-            return fail(oc, service_status_for(rc), err.msg);
+            return fail(oc, run_status(env, mi, rc), err.msg);
         }
         double compute_ms = ms_since(t1);
         /* tensor -> pixels: undo the normalization, then stretch the values to 0..255 for display */
@@ -458,23 +508,22 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
             int f = 224 / s->width;
             if (f > 1 && image_resize(&vis, s->width * f, s->height * f, &big) == ENG_OK) scaled = 1;
         }
-        if (vis.data && render_png_encode(scaled ? &big : &vis, &png, &plen) == ENG_OK) {
-            char *b = malloc(b64_encoded_len(plen) + 1);
-            if (b) {
-                b64_encode(png, plen, b);
-                json_object_set_new(doc, "image_png", json_string(b));
-                free(b);
-            }
-            free(png);
-        }
+        if (vis.data && render_png_encode(scaled ? &big : &vis, &png, &plen) == ENG_OK)
+            json_object_set_new(doc, "image_png", doc_png(env->stream, png, plen));
         if (rq->outputs & OUT_RAW) {
             int dims[3] = {s->channels, s->height, s->width};
-            json_object_set_new(doc, "raw", doc_raw(x, 3, dims));
+            json_object_set_new(doc, "raw", doc_raw(env->stream, x, 3, dims));
         }
         if (scaled) image_free(&big);
         image_free(&vis);
         free(curve);
         free(x);
+        doc_ctx_t dc = {.stream = env->stream, .ws = ws};
+        int stop = doc_stop_status(&dc);
+        if (stop) {
+            json_decref(doc);
+            return stopped(env, oc, stop, "rendering");
+        }
         json_object_set_new(doc, "timing_ms", json_pack("{s:f, s:f}", "compute", compute_ms, "total", ms_since(t0)));
         return doc;
     }
@@ -492,7 +541,7 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
     if (rq->route == R_PREDICT) {
         rc = explain_predict(m, ws, x, &out, &err);
         if (rc) {
-            fail(oc, service_status_for(rc), err.msg);
+            fail(oc, run_status(env, mi, rc), err.msg);
             goto done;
         }
         doc = doc_predict(&d, &out);
@@ -501,7 +550,7 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
     }
     rc = explain_run(m, ws, x, &rq->ep, &out, &err);
     if (rc) {
-        fail(oc, service_status_for(rc), err.msg);
+        fail(oc, run_status(env, mi, rc), err.msg);
         goto done;
     }
     json_t *sanity = NULL;
@@ -514,17 +563,18 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
         rc = sanity_run(&se, x, &rq->ep, &out, &sp, &sr, &err);
         d.sanity_ms = ms_since(ts);
         if (rc) {
-            fail(oc, service_status_for(rc), err.msg);
+            fail(oc, run_status(env, mi, rc), err.msg);
             goto done;
         }
         sanity = sanity_doc(m, rq, &sp, &sr);
         sanity_result_free(&sr);
     }
     double enc = 0;
-    doc = doc_explain(&d, &out, &enc);
+    int stop = 0;
+    doc = doc_explain(&d, &out, &enc, &stop);
     if (!doc) {
         json_decref(sanity);
-        fail(oc, 503, "out of memory while building the response");
+        stopped(env, oc, stop, "rendering the PNGs and maps");
         goto done;
     }
     if (sanity) json_object_set_new(doc, "sanity", sanity);

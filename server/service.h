@@ -2,8 +2,9 @@
  * workers and the CLI (predict, explain) both call service_run, so `explaind explain` prints the
  * very document the explain endpoint returns.
  *
- * Statuses follow shared/API.md: 400 undecodable image, 413 image over max_pixels, 415 not PNG or
- * JPEG, 404 unknown layer, 422 parameters / method not applicable, 504 deadline, 500 a bug.
+ * Statuses follow shared/API.md: 400 undecodable image, 413 image over max_pixels or answer over
+ * max_response_bytes, 415 not PNG or JPEG, 404 unknown layer, 422 parameters / method not
+ * applicable, 504 deadline (rendering included), 499 cancelled (the client left), 500 a bug.
  */
 #ifndef EXPLAIND_SERVICE_H
 #define EXPLAIND_SERVICE_H
@@ -13,6 +14,7 @@
 #include "config.h"
 #include "params.h"
 #include "sanity.h"
+#include "stream.h"
 
 typedef struct {
     int status;         /* HTTP status; 200 on success */
@@ -55,6 +57,11 @@ typedef struct {
     /* NULL, or per model a second workspace (NULL entries allowed) on which a sanity request's
      * randomization steps run in parallel with this thread's (sanity_env_t.helper_ws) */
     ws_t *const *helper_ws;
+    /* NULL: PNGs and raw maps are base64 strings in the document (the CLI). Otherwise they are
+     * this stream's blobs, and its cap (max_response_bytes) applies: a request whose raw outputs
+     * alone would pass it is 413 before any work (service_answer_floor), one whose PNGs pass it
+     * stops rendering there (413). The workspace's deadline and cancel flag stop rendering too. */
+    stream_t *stream;
 } service_env_t;
 
 int service_find_model(const service_env_t *env, const char *name);
@@ -69,6 +76,11 @@ json_t *service_run(const service_env_t *env, int model, request_t *rq, const bl
  * scorecam_channels, occlusion_*, faithfulness_steps, sanity_layers, ...) and the server's
  * request_timeout_ms, as one sentence; returns its length. service_run appends it to its 504s. */
 int service_deadline_hint(const request_t *rq, const model_t *m, const config_t *cfg, char *buf, size_t len);
+/* A lower bound of the base64 characters rq's answer on model m holds, known before any work: the
+ * raw and attribution maps of the methods whose map is at the model's input resolution (the
+ * gradient family, guided_gradcam, occlusion, edge; the CAM family's and the internals' depend on
+ * the layer and are not counted). PNG sizes depend on their content and are not counted. */
+int64_t service_answer_floor(const model_t *m, const request_t *rq);
 
 /* A fresh request id: 32 hex characters. */
 void service_new_request_id(char out[33]);

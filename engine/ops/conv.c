@@ -16,6 +16,7 @@
  *   b is bounded by the workspace scratch (SCRATCH_BATCH_CAP).
  * Padding: pads = [top, left, bottom, right] or auto_pad SAME_UPPER / SAME_LOWER / VALID.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,9 +32,12 @@ enum { CONV_IM2COL, CONV_1X1, CONV_DEPTHWISE };
 #define BATCH_MAX_HW 1024
 #define BATCH_MIN_MK 8192 /* thinner layers: the gather/scatter costs more than the GEMM gains */
 
+#define CONV_ATTR_MAX 65535 /* largest stride, dilation, pad or group: keeps every size below in int */
+
 /* out_size for one spatial dim; fills the begin pad */
 static int conv_out_dim(const char *autopad, int in, int k, int s, int d, int64_t p0, int64_t p1, int *pbegin)
 {
+    if ((int64_t)d * (k - 1) + 1 > INT_MAX / 2) return 0; /* an extent no input can have */
     int ext = d * (k - 1) + 1;
     if (!strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER")) {
         int out = (in + s - 1) / s;
@@ -65,8 +69,10 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     p->H = (int)x->dims[2];
     p->W = (int)x->dims[3];
     p->M = (int)w->dims[0];
-    p->group = (int)attr_int(n, "group", 1);
-    if (p->group < 1 || p->C % p->group || p->M % p->group)
+    int64_t group = attr_int(n, "group", 1);
+    if (group < 1 || group > CONV_ATTR_MAX) return node_err(g, n, err, ENG_EFORMAT, "group %lld is out of range", (long long)group);
+    p->group = (int)group;
+    if (p->C % p->group || p->M % p->group)
         return node_err(g, n, err, ENG_EFORMAT, "group %d does not divide %d input and %d output channels", p->group,
                         p->C, p->M);
     p->Cg = p->C / p->group;
@@ -87,6 +93,13 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     if (np != -1 && np != 4) return node_err(g, n, err, ENG_EFORMAT, "pads must have 4 values");
     if (st[0] < 1 || st[1] < 1 || dl[0] < 1 || dl[1] < 1 || pads[0] < 0 || pads[1] < 0 || pads[2] < 0 || pads[3] < 0)
         return node_err(g, n, err, ENG_EFORMAT, "strides and dilations must be >= 1 and pads >= 0");
+    /* the attributes are int64 in the file and int here: pads = [2^40, ...] used to load as pad 0 */
+    for (int k = 0; k < 4; k++)
+        if ((k < 2 && (st[k] > CONV_ATTR_MAX || dl[k] > CONV_ATTR_MAX)) || pads[k] > CONV_ATTR_MAX)
+            return node_err(g, n, err, ENG_EFORMAT, "strides, dilations and pads must be at most %d (got strides [%lld, %lld], "
+                            "dilations [%lld, %lld], pads [%lld, %lld, %lld, %lld])", CONV_ATTR_MAX, (long long)st[0],
+                            (long long)st[1], (long long)dl[0], (long long)dl[1], (long long)pads[0], (long long)pads[1],
+                            (long long)pads[2], (long long)pads[3]);
     p->sh = (int)st[0];
     p->sw = (int)st[1];
     p->dh = (int)dl[0];
@@ -97,6 +110,9 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     p->Ho = conv_out_dim(ap, p->H, p->kh, p->sh, p->dh, pads[0], pads[2], &p->ph);
     p->Wo = conv_out_dim(ap, p->W, p->kw, p->sw, p->dw, pads[1], pads[3], &p->pw);
     if (p->Ho < 1 || p->Wo < 1) return node_err(g, n, err, ENG_EFORMAT, "the kernel is larger than the padded input");
+    if ((int64_t)p->H * p->W > INT_MAX || (int64_t)p->Ho * p->Wo > INT_MAX)
+        return node_err(g, n, err, ENG_EUNSUPPORTED, "maps of %d x %d -> %d x %d are over %d pixels a channel", p->H, p->W,
+                        p->Ho, p->Wo, INT_MAX);
     if (n->n_in > 2 && n->in[2] >= 0) {
         if ((rc = node_need_const(g, n, 2, err))) return rc;
         if ((int)nin(g, n, 2)->size != p->M)
@@ -113,7 +129,7 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     int64_t od[4] = {1, p->M, p->Ho, p->Wo};
     value_set_shape(nout(g, n), 4, od);
     n->scratch_fixed = p->mode == CONV_IM2COL ? (size_t)p->K * p->Ho * p->Wo : 0;
-    if (p->mode != CONV_DEPTHWISE && p->group == 1 && p->Ho * p->Wo <= BATCH_MAX_HW && p->M * p->K >= BATCH_MIN_MK)
+    if (p->mode != CONV_DEPTHWISE && p->group == 1 && (int64_t)p->Ho * p->Wo <= BATCH_MAX_HW && (int64_t)p->M * p->K >= BATCH_MIN_MK)
         n->scratch_batched = (size_t)(p->K + p->M) * p->Ho * p->Wo; /* col + gathered output */
     n->flops = 2.0 * p->M * p->Ho * p->Wo * p->K;
     n->params = (int64_t)w->size + (n->b_in >= 0 ? p->M : 0);

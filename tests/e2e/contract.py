@@ -117,8 +117,9 @@ class Contract:
                 return None, self.deref(comps["Preflight"])
             if status == 404:
                 return None, self.deref(comps["NotFound"])
-            if status in (414, 431):  # checked before routing
-                return None, self.deref(comps["UriTooLong" if status == 414 else "HeadersTooLarge"])
+            before_routing = {414: "UriTooLong", 431: "HeadersTooLarge", 400: "BadRequest", 501: "NotImplemented"}
+            if status in before_routing:  # checked before routing (size, framing)
+                return None, self.deref(comps[before_routing[status]])
             raise ContractError(f"{method.upper()} {url_path[:200]}: no path template matches and status is {status}, not 404")
         item = self.spec["paths"][tpl]
         op = item.get(method)

@@ -1,14 +1,14 @@
 /* fuzz_request — request parsing as the server runs it, without a socket:
  *   the query string (split on '&' and '=' and %-unescaped by libmicrohttpd's own MHD_http_unescape,
- *   then params_set per argument, as http.c's arg_iter), multipart fields (body_form_part pieces,
- *   then body_form_finish), JSON bodies (body_parse_json, plain and KServe), and finally
+ *   then params_set per argument, as http.c's arg_iter), multipart bodies (body_form_begin with a
+ *   Content-Type, body_form_feed in pieces, body_form_finish), JSON bodies (body_parse_json, plain and KServe), and finally
  *   params_resolve against the shipped fashion-cnn (target labels, layer names, applicability).
  *
  * Input: byte 0 picks the route (low 2 bits: predict, explain, sanity, activations) and the
  * mode (bits 2-3: query, JSON, KServe JSON, multipart); the rest is the query string, the JSON
- * body, or multipart parts "name=value" separated by "\n--\n", each value fed in two pieces.
+ * body, or for multipart the Content-Type, a newline and the body.
  * Checked: the status is 0 or one of the statuses the API documents for a request (400, 404,
- * 413, 422, 503 for out of memory), the detail is a non-empty string, images are intact. */
+ * 413, 415, 422, 503 for out of memory), the detail is a non-empty string, images are intact. */
 #define _GNU_SOURCE /* memmem */
 #include <microhttpd.h>
 #include <stdint.h>
@@ -35,7 +35,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void check_status(int st, const char *detail)
 {
-    FUZZ_CHECK(st == 0 || st == 400 || st == 404 || st == 413 || st == 422 || st == 503);
+    FUZZ_CHECK(st == 0 || st == 400 || st == 404 || st == 413 || st == 415 || st == 422 || st == 503);
     if (st) FUZZ_CHECK(detail[0] != 0 && memchr(detail, 0, 768) != NULL);
 }
 
@@ -58,30 +58,21 @@ static int parse_query(request_t *rq, char *q, char *detail, size_t dlen)
     return 0;
 }
 
+/* http.c's multipart path: the first line is the request's Content-Type, the rest the body, fed in
+ * three pieces (split at a third and two thirds) as it would stream in */
 static int parse_multipart(body_t *b, request_t *rq, const char *p, size_t n, char *detail, size_t dlen)
 {
-    static const char sep[] = "\n--\n";
-    size_t i = 0;
-    while (i <= n) {
-        const char *end = memmem(p + i, n - i, sep, sizeof sep - 1);
-        size_t plen = end ? (size_t)(end - (p + i)) : n - i;
-        const char *part = p + i;
-        const char *eq = memchr(part, '=', plen);
-        if (eq) {
-            char key[80];
-            size_t kl = (size_t)(eq - part);
-            if (kl >= sizeof key) kl = sizeof key - 1;
-            memcpy(key, part, kl);
-            key[kl] = 0;
-            const char *val = eq + 1;
-            size_t vl = plen - (size_t)(eq + 1 - part), half = vl / 2;
-            if (body_form_part(b, key, 0, val, half) || body_form_part(b, key, half, val + half, vl - half))
-                return body_form_error(b, detail, dlen);
-        }
-        if (!end) break;
-        i += plen + sizeof sep - 1;
-    }
-    return body_form_finish(b, 1, rq, &cfg, detail, dlen);
+    const char *nl = memchr(p, '\n', n);
+    size_t cl = nl ? (size_t)(nl - p) : n;
+    char ct[256];
+    snprintf(ct, sizeof ct, "%.*s", (int)(cl < sizeof ct ? cl : sizeof ct - 1), p);
+    int st = body_form_begin(b, ct, detail, dlen);
+    if (st) return st;
+    const char *body = nl ? nl + 1 : p + n;
+    size_t bn = nl ? n - cl - 1 : 0, cut[4] = {0, bn / 3, 2 * bn / 3, bn};
+    for (int k = 0; k < 3; k++)
+        if (body_form_feed(b, body + cut[k], cut[k + 1] - cut[k])) return body_form_error(b, detail, dlen);
+    return body_form_finish(b, rq, &cfg, detail, dlen);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

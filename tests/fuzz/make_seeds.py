@@ -69,8 +69,15 @@ def request_seeds():
     req("kserve", PREDICT, KSERVE, json.dumps({"instances": [{"b64": b64}, {"image_bytes": {"b64": b64}}],
                                                "parameters": {"top_k": 2}}))
     req("kserve_explain", EXPLAIN, KSERVE, json.dumps({"instances": [{"b64": b64}], "parameters": {"methods": ["saliency"]}}))
-    req("multipart", EXPLAIN, MULTI, "image=" + png[:40].decode("latin-1") + "\n--\nmethods=gradcam,edge\n--\ntop_k=2")
-    req("multipart_sanity", SANITY, MULTI, "images=abc\n--\nimages=def\n--\nsanity=all\n--\nper_image=false")
+    def form(ctype, boundary, parts, close=True):
+        body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n" for k, v in parts)
+        return ctype + "\n" + body + (f"--{boundary}--\r\n" if close else "")
+    req("multipart", EXPLAIN, MULTI, form("multipart/form-data; boundary=XyZ", "XyZ",
+                                          [("image", png[:40].decode("latin-1")), ("methods", "gradcam,edge"), ("top_k", "2")]))
+    req("multipart_sanity", SANITY, MULTI, form('multipart/form-data; boundary="a"', "a",
+                                                [("images", "abc"), ("images", "def"), ("sanity", "all"), ("per_image", "false")]))
+    req("multipart_nested", EXPLAIN, MULTI, "multipart/form-data; boundary=b\n--b\r\nContent-Disposition: form-data; "
+        "name=\"files\"\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n\r\nx\r\n--c--\r\n--b--\r\n")
 
 
 def onnx_seeds():

@@ -4,7 +4,10 @@
 Models: the shipped fashion-cnn (28x28 gray) and a 224x224 resnet18 (export_resnet.py, cached in
 the output folder). Clients (--clients, more than the workers, so the queue never drains) send a
 seeded random mix of requests: predict and explain with gradient, CAM, perturbation and sanity
-methods, as raw PNG/JPEG bodies, multipart, JSON and KServe; 1% are bad inputs with a known 4xx.
+methods, as raw PNG/JPEG bodies, multipart, JSON and KServe; 2% are bad inputs with a known 4xx
+(issue 16's attacks among them: multipart errors while streaming, non-UTF-8 values, framing).
+Abandoning clients (--abandoning-clients) send a request of minutes and close the connection 0.2
+to 2 s later, again and again.
 
 Checked (each is one line of the closing "soak: N passed, N failed"):
   statuses      good requests answer 200 (or 503 when the queue is full), bad ones their 4xx (or
@@ -19,6 +22,8 @@ Checked (each is one line of the closing "soak: N passed, N failed"):
                 20% of the load, at least 10 s)
   fds           open descriptors once idle after the load == before it
   alive         /healthz answers after the load, and SIGTERM makes the server exit 0
+  abandoned     the server logged as many 499s as abandoning clients closed before an answer (each
+                stopped its work and freed its worker: the load's throughput depends on it)
 
 Writes OUT/report.json and the RSS plot (--plot, default OUT/rss.png).
   soak.py --bin build/explaind --seconds 300 --out build/soak [--models DIR] [--plot docs/soak-rss.png]
@@ -32,6 +37,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -109,7 +115,23 @@ BAD = [
     ("unknown layer", "explain", "raw", "PNG", "?methods=gradcam&layer=%2Fnope", 404),
     ("malformed multipart", "explain", "multipart_text", b"--x\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc", "", 400),
     ("KServe unknown field", "kserve_predict", "json", {"instances": [{"b64": "AAAA"}], "bogus": 1}, "", 422),
+    # issue 16's attacks
+    ("multipart field over 8192 bytes", "explain", "multipart_text",
+     b"--x\r\nContent-Disposition: form-data; name=\"target\"\r\n\r\n" + b"a" * 9000 + b"\r\n--x--\r\n", "", 422),
+    ("nested multipart", "explain", "multipart_text",
+     b"--x\r\nContent-Disposition: form-data; name=\"f\"\r\nContent-Type: multipart/mixed; boundary=y\r\n\r\n--y--\r\n--x--\r\n",
+     "", 415),
+    ("non-UTF-8 target", "explain", "raw", "PNG", "?target=%ff%c3", 422),
+    ("Transfer-Encoding: gzip, chunked", "explain", "socket",
+     b"Transfer-Encoding: gzip, chunked\r\nContent-Type: image/png\r\n\r\n5\r\nabcde\r\n0\r\n\r\n", "", 501),
+    ("Content-Length with Transfer-Encoding", "explain", "socket",
+     b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\nContent-Type: image/png\r\n\r\n5\r\nabcde\r\n0\r\n\r\n", "", 400),
 ]
+
+# abandoned clients: a request of minutes (about a million passes), sent by a client that gives up
+# after a fraction of a second to two seconds and closes its connection
+HEAVY = ("/v1/models/fashion-cnn/explain?methods=smoothgrad&smoothgrad_base=integrated_gradients"
+         "&smoothgrad_samples=1024&ig_steps=1024")
 
 
 def route_path(model, route):
@@ -156,7 +178,47 @@ def send_bad(s, base, bad, images):
         return s.post(base + path, data=body, headers={"Content-Type": "application/json"}, timeout=300)
     if form == "multipart_text":
         return s.post(base + path, data=body, headers={"Content-Type": "multipart/form-data; boundary=x"}, timeout=300)
+    if form == "socket":  # framing requests can send: the head is ours
+        return raw_status(base, f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode() + body)
     raise ValueError(form)
+
+
+class RawAnswer:
+    def __init__(self, status, text):
+        self.status_code, self.text = status, text
+
+
+def raw_status(base, data, timeout=60):
+    host, port = base.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as k:
+        k.sendall(data)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = k.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    if not got:
+        raise requests.ConnectionError("no answer")
+    return RawAnswer(int(got.split(b" ", 2)[1]), got.decode("latin-1"))
+
+
+def abandon(base, png, rng):
+    """Send a heavy request and give up on it: True when the client closed before any answer came
+    (the server must log 499 and free the worker), False when it was answered first (503: queue full)."""
+    host, port = base.split("//")[1].split(":")
+    k = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        k.sendall(f"POST {HEAVY} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(png)}\r\n\r\n"
+                  .encode() + png)
+        k.settimeout(rng.uniform(0.2, 2.0))
+        try:
+            answered = bool(k.recv(1))
+        except socket.timeout:
+            answered = False
+    finally:
+        k.close()
+    return not answered
 
 
 def reference(binary, models_dir, images_dir, kind):
@@ -218,7 +280,9 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--queue-depth", type=int, default=16)
-    ap.add_argument("--bad-fraction", type=float, default=0.01)
+    ap.add_argument("--bad-fraction", type=float, default=0.02)
+    ap.add_argument("--abandoning-clients", type=int, default=1,
+                    help="clients that send a heavy request and close the connection 0.2 to 2 s later, in a loop")
     ap.add_argument("--rss-bound", type=float, default=0.05)
     ap.add_argument("--out", default=os.path.join(REPO, "build", "soak"))
     ap.add_argument("--plot", default=None)
@@ -296,6 +360,23 @@ def main():
                     problems.append(why)
         s.close()
 
+    abandoned = [0, 0]                      # closed before an answer, answered first (503)
+
+    def abandoner(i):
+        rng = random.Random(5000 + i)
+        while not stop.is_set():
+            try:
+                closed = abandon(base, images["boot.png"], rng)
+            except OSError as e:
+                with lock:
+                    problems.append(f"connection error (abandoning client): {e}")
+                if proc.poll() is not None:
+                    return
+                continue
+            with lock:
+                abandoned[0 if closed else 1] += 1
+            stop.wait(rng.uniform(0.5, 3.0))
+
     gauges = []                             # (workers_busy, queue_depth) from /metrics every 2 s: saturation
     ms = requests.Session()
 
@@ -339,6 +420,7 @@ def main():
 
     t_load = time.time()
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(a.clients)]
+    threads += [threading.Thread(target=abandoner, args=(i,), daemon=True) for i in range(a.abandoning_clients)]
     st = threading.Thread(target=sampler, daemon=True)
     st.start()
     for t in threads:
@@ -360,9 +442,17 @@ def main():
 
     alive = proc.poll() is None
     health = False
+    logged_499 = -1
     if alive:
         try:
             health = requests.get(base + "/healthz", timeout=10).status_code == 200
+        except requests.RequestException:
+            pass
+        time.sleep(1.0)  # the last abandoned request: its cancel is noticed within 0.2 s
+        try:
+            mt = requests.get(base + "/metrics", timeout=10).text
+            logged_499 = sum(float(line.rsplit(" ", 1)[1]) for line in mt.splitlines()
+                             if line.startswith("explaind_requests_total{") and 'status="499"' in line)
         except requests.RequestException:
             pass
         time.sleep(2.0)  # the clients' keep-alive connections are closed; let the server see it
@@ -385,18 +475,22 @@ def main():
     for (k, s_), n in counts.items():
         by_status[s_] += n
     bad_sent = sum(n for (k, s_), n in counts.items() if k.startswith("bad: "))
-    fivexx = sum(n for s_, n in by_status.items() if s_ >= 500 and s_ != 503)
+    expected_bad = {"bad: " + b[0]: b[5] for b in BAD}
+    fivexx = sum(n for (k, s_), n in counts.items() if s_ >= 500 and s_ != 503 and expected_bad.get(k) != s_)
     checks = {
         "statuses": not [p for p in problems if "status" in p or "connection" in p] and fivexx == 0,
         "bodies": not [p for p in problems if "body differs" in p],
         "rss": growth <= a.rss_bound,
         "fds": fds_after == fds_before,
         "alive": alive and health and rc == 0,
+        # every client that left before its answer is logged 499 (and only those)
+        "abandoned": logged_499 == abandoned[0],
     }
     report = {
         "date": datetime.date.today().isoformat(), "seconds": round(duration, 1), "clients": a.clients,
         "workers": a.workers, "queue_depth": a.queue_depth, "requests": served[0],
         "requests_per_s": round(served[0] / duration, 2), "bad_inputs_sent": bad_sent,
+        "abandoned": {"closed_before_answer": abandoned[0], "answered_first": abandoned[1], "logged_499": logged_499},
         "by_status": {str(k): v for k, v in sorted(by_status.items())},
         "by_kind": {f"{k} -> {s_}": n for (k, s_), n in sorted(counts.items())},
         "latency_p50_ms": {k: round(1000 * float(np.percentile(v, 50)), 1) for k, v in sorted(latency.items())},
@@ -442,6 +536,8 @@ def main():
 
     print(f"soak: {served[0]} requests in {duration:.0f} s ({served[0] / duration:.1f}/s), {a.clients} clients, "
           f"{a.workers} workers; bad inputs sent {bad_sent}")
+    print(f"soak: abandoned clients: {abandoned[0]} closed before an answer, {abandoned[1]} answered first (503); "
+          f"server logged {logged_499:.0f} as 499")
     print(f"soak: saturation: {busy:.2f} of {a.workers} workers busy and {queued:.1f} requests queued on average "
           f"({len(gauges)} samples of /metrics)")
     print("soak: by status " + ", ".join(f"{k}: {v}" for k, v in sorted(by_status.items())))

@@ -60,6 +60,45 @@ static void test_out_of_range_names_the_range(void **st)
     assert_int_equal(params_set(&r, &cfg, "seed", "-1", d, sizeof d), 422);
 }
 
+static void test_seed_with_a_blank_and_a_minus_is_422_not_2_to_the_64_minus_1(void **st)
+{
+    (void)st;
+    request_t r;
+    char d[256];
+    /* seed=%20-1: strtoull skips the blank, then reads -1 as 2^64 - 1 */
+    const char *bad[] = {" -1", "\t-1", "-0", "+5", " ", "", "1x", "18446744073709551616"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        params_init(&r, R_EXPLAIN);
+        if (params_set(&r, &cfg, "seed", bad[i], d, sizeof d) != 422) fail_msg("seed '%s' was accepted", bad[i]);
+    }
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(params_set(&r, &cfg, "seed", "18446744073709551615", d, sizeof d), 0);
+    assert_true(r.ep.seed == UINT64_MAX);
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(params_set(&r, &cfg, "seed", " 7", d, sizeof d), 0); /* a blank, as integers take it */
+    assert_true(r.ep.seed == 7);
+}
+
+static void test_subnormal_numbers_are_taken_not_422(void **st)
+{
+    (void)st;
+    request_t r;
+    char d[256];
+    /* strtod sets ERANGE on underflow: 1e-320 is a subnormal double, 1e-400 rounds to 0 */
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(params_set(&r, &cfg, "alpha", "1e-320", d, sizeof d), 0);
+    assert_true(r.alpha > 0 && r.alpha < 1e-300);
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(params_set(&r, &cfg, "alpha", "1e-400", d, sizeof d), 0);
+    assert_true(r.alpha == 0);
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(params_set(&r, &cfg, "smoothgrad_noise", "1e-320", d, sizeof d), 0);
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(params_set(&r, &cfg, "alpha", "-1e-320", d, sizeof d), 422); /* below the minimum 0 */
+    params_init(&r, R_EXPLAIN);
+    assert_int_equal(params_set(&r, &cfg, "clip_percentile", "1e400", d, sizeof d), 422); /* overflow still is */
+}
+
 static void test_nan_and_infinity_are_rejected(void **st)
 {
     (void)st;
@@ -131,6 +170,8 @@ int main(void)
         cmocka_unit_test(test_repeated_parameter_is_422),
         cmocka_unit_test(test_out_of_range_names_the_range),
         cmocka_unit_test(test_nan_and_infinity_are_rejected),
+        cmocka_unit_test(test_seed_with_a_blank_and_a_minus_is_422_not_2_to_the_64_minus_1),
+        cmocka_unit_test(test_subnormal_numbers_are_taken_not_422),
         cmocka_unit_test(test_lists_and_enums),
         cmocka_unit_test(test_parameter_not_applicable_to_route_is_422),
         cmocka_unit_test(test_json_values),
