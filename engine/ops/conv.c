@@ -51,6 +51,131 @@ static int conv_out_dim(const char *autopad, int in, int k, int s, int d, int64_
     return span < 0 ? 0 : (int)(span / s + 1);
 }
 
+/* Identical input patches give identical outputs.  OpenBLAS rounds the same dot product differently in
+ * different column blocks of one sgemm (its tile and edge kernels accumulate in different orders), so two
+ * pixels of a flat image region, which PyTorch (float32 and float64) computes to the same bits, could come
+ * out an ulp apart here, and MaxPool's "first maximum in scan order" would then pick another pixel than
+ * PyTorch and route the gradient there (docs/NUMERICS.md).  After the GEMM, every output position whose
+ * receptive field is bitwise equal (==, padding counted as 0) to that of its left neighbour, else its upper
+ * neighbour, takes that neighbour's output, in scan order, so a connected run of identical patches gets the
+ * value of its first position.  The test runs on the input, not on im2col's columns, so it serves every
+ * path (1x1, im2col, batched, and any future algorithm):
+ *   nh[ih][iw] = OR_c x[c][ih][iw] != x[c][ih][iw - sw]   (iw in [0, W + sw), x = 0 outside the image)
+ *   nv[ih][iw] = OR_c x[c][ih][iw] != x[c][ih - sh][iw]   (ih in [0, H + sh))
+ *   left(oh, ow) = no nh over the window taps of (oh, ow); up(oh, ow) likewise with nv.
+ * Each map row keeps the span [lo, hi) where unmarked pairs remain; later channels compare only there, so
+ * on a textured image the cost is about one channel (measured: 1-6 % of the convolution; up to ~40 % of
+ * it for a stem convolution of an all-flat image).  The copy fills runs of positions that share a root. */
+typedef struct {
+    int32_t *root, *runs, *lo, *hi; /* per output; (start, length, root) triples; per map row (nh rows, then nv) */
+    unsigned char *nh, *nv;
+} same_patch_t;
+
+static size_t same_patch_floats(const conv_p *p)
+{
+    size_t hw = (size_t)p->Ho * p->Wo, rows = (size_t)p->H + p->H + p->sh;
+    size_t bytes = (size_t)p->H * (p->W + p->sw) + (size_t)(p->H + p->sh) * p->W;
+    return hw + 3 * (hw / 2 + 1) + 2 * rows + (bytes + sizeof(float) - 1) / sizeof(float);
+}
+
+static float xat(const conv_p *p, const float *xc, int ih, int iw)
+{
+    return ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? xc[(size_t)ih * p->W + iw] : 0.f;
+}
+
+/* 1 when no tap (i, j) of output (oh, ow) is marked in map m (rows [0, mh), columns [0, mw); 0 outside) */
+static int taps_clear(const conv_p *p, const unsigned char *m, int mh, int mw, int oh, int ow)
+{
+    for (int i = 0; i < p->kh; i++) {
+        int ih = oh * p->sh - p->ph + i * p->dh;
+        if (ih < 0 || ih >= mh) continue;
+        const unsigned char *r = m + (size_t)ih * mw;
+        for (int j = 0; j < p->kw; j++) {
+            int iw = ow * p->sw - p->pw + j * p->dw;
+            if (iw >= 0 && iw < mw && r[iw]) return 0;
+        }
+    }
+    return 1;
+}
+
+/* narrow [*lo, *hi) to its unmarked ends; returns 1 while the row has an unmarked pair */
+static int shrink(const unsigned char *r, int32_t *lo, int32_t *hi)
+{
+    while (*lo < *hi && r[*lo]) ++*lo;
+    while (*hi > *lo && r[*hi - 1]) --*hi;
+    return *lo < *hi;
+}
+
+static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *scratch)
+{
+    const int H = p->H, W = p->W, sh = p->sh, sw = p->sw, hw = p->Ho * p->Wo;
+    const int wh = W + sw, hv = H + sh;
+    same_patch_t s;
+    s.root = (int32_t *)scratch;
+    s.runs = s.root + hw;
+    s.lo = s.runs + 3 * (hw / 2 + 1);
+    s.hi = s.lo + H + hv;
+    s.nh = (unsigned char *)(s.hi + H + hv);
+    s.nv = s.nh + (size_t)H * wh;
+    memset(s.nh, 0, (size_t)H * wh + (size_t)hv * W);
+    for (int r = 0; r < H + hv; r++) {
+        s.lo[r] = 0;
+        s.hi[r] = r < H ? wh : W;
+    }
+    int live = H + hv;
+    for (int c = 0; c < p->C && live; c++) {
+        const float *xc = x + (size_t)c * H * W;
+        live = 0;
+        for (int ih = 0; ih < H; ih++) {
+            int32_t *lo = s.lo + ih, *hi = s.hi + ih;
+            if (*lo >= *hi) continue;
+            const float *xr = xc + (size_t)ih * W;
+            unsigned char *r = s.nh + (size_t)ih * wh;
+            int a = *lo > sw ? *lo : sw, b = *hi < W ? *hi : W; /* both taps inside the row */
+            for (int iw = *lo; iw < *hi && iw < a; iw++) r[iw] |= xat(p, xc, ih, iw) != xat(p, xc, ih, iw - sw);
+            for (int iw = a; iw < b; iw++) r[iw] |= xr[iw] != xr[iw - sw];
+            for (int iw = b > a ? b : a; iw < *hi; iw++) r[iw] |= xat(p, xc, ih, iw) != xat(p, xc, ih, iw - sw);
+            live += shrink(r, lo, hi);
+        }
+        for (int ih = 0; ih < hv; ih++) {
+            int32_t *lo = s.lo + H + ih, *hi = s.hi + H + ih;
+            if (*lo >= *hi) continue;
+            unsigned char *r = s.nv + (size_t)ih * W;
+            if (ih >= sh && ih < H) {
+                const float *u = xc + (size_t)ih * W, *d = xc + (size_t)(ih - sh) * W;
+                for (int iw = *lo; iw < *hi; iw++) r[iw] |= u[iw] != d[iw];
+            } else {
+                for (int iw = *lo; iw < *hi; iw++) r[iw] |= xat(p, xc, ih, iw) != xat(p, xc, ih - sh, iw);
+            }
+            live += shrink(r, lo, hi);
+        }
+    }
+    if (!live) return; /* some pair differs in every row: no two neighbouring patches are equal */
+    int nruns = 0;
+    for (int oh = 0; oh < p->Ho; oh++)
+        for (int ow = 0; ow < p->Wo; ow++) {
+            int q = oh * p->Wo + ow, src = q;
+            if (ow > 0 && taps_clear(p, s.nh, H, wh, oh, ow)) src = q - 1;
+            else if (oh > 0 && taps_clear(p, s.nv, hv, W, oh, ow)) src = q - p->Wo;
+            s.root[q] = src == q ? q : s.root[src];
+            if (src == q) continue;
+            int32_t *last = s.runs + 3 * (nruns - 1);
+            if (nruns && last[0] + last[1] == q && last[2] == s.root[q]) last[1]++;
+            else {
+                int32_t *t = s.runs + 3 * nruns++;
+                t[0] = q; t[1] = 1; t[2] = s.root[q];
+            }
+        }
+    for (int m = 0; m < p->M; m++) {
+        float *ym = y + (size_t)m * hw;
+        for (int k = 0; k < nruns; k++) {
+            const int32_t *t = s.runs + 3 * k;
+            const float v = ym[t[2]];
+            for (int q = t[0]; q < t[0] + t[1]; q++) ym[q] = v;
+        }
+    }
+}
+
 static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
 {
     int rc;
@@ -113,6 +238,7 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     int64_t od[4] = {1, p->M, p->Ho, p->Wo};
     value_set_shape(nout(g, n), 4, od);
     n->scratch_fixed = p->mode == CONV_IM2COL ? (size_t)p->K * p->Ho * p->Wo : 0;
+    if (p->mode != CONV_DEPTHWISE && n->scratch_fixed < same_patch_floats(p)) n->scratch_fixed = same_patch_floats(p);
     if (p->mode != CONV_DEPTHWISE && p->group == 1 && p->Ho * p->Wo <= BATCH_MAX_HW && p->M * p->K >= BATCH_MIN_MK)
         n->scratch_batched = (size_t)(p->K + p->M) * p->Ho * p->Wo; /* col + gathered output */
     n->flops = 2.0 * p->M * p->Ho * p->Wo * p->K;
@@ -271,6 +397,8 @@ static void conv_forward_batched(const conv_p *p, const exec_t *e, int chunk)
                 for (size_t q = 0; q < hw; q++) dst[q] = src[q] + b;
             }
         }
+        for (int j = 0; j < nb; j++) /* col and tmp are spent: the scratch is free */
+            same_patch_fixup(p, e->x[0] + (size_t)(i0 + j) * in_sz, e->y + (size_t)(i0 + j) * out_sz, e->scratch);
     }
 }
 
@@ -332,6 +460,7 @@ static void conv_forward(const node_t *nd, const exec_t *e)
             eng_sgemm(0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
                       e->b ? 1.f : 0.f, y + (size_t)gi * p->Mg * out_hw, (int)out_hw);
         }
+        same_patch_fixup(p, x, y, e->scratch);
     }
 }
 
