@@ -15,6 +15,10 @@
  *   backward). A per-image GEMM of a 14x14 map is too thin for the BLAS kernels to run at speed.
  *   b is bounded by the workspace scratch (SCRATCH_BATCH_CAP).
  * Padding: pads = [top, left, bottom, right] or auto_pad SAME_UPPER / SAME_LOWER / VALID.
+ * Ties: outputs whose input patches are bitwise equal are made bitwise equal after the GEMM
+ *   (same_patch_fixup), as PyTorch computes them; max pooling's exact ties on flat image regions depend on
+ *   it (pool.c). Every forward algorithm (a future Winograd or direct path too) must end with it;
+ *   tests/conformance/test_photos.py checks each path.
  */
 #include <stdlib.h>
 #include <string.h>

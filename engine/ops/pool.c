@@ -9,6 +9,17 @@
  * ceil_mode:   out = ceil((H + pads - ext) / s) + 1, minus one when the last window would start
  *              in the end padding (PyTorch's rule).
  * Global*:     over all H*W; GlobalMaxPool saves its argmax like MaxPool.
+ *
+ * Ties: exact comparisons, the first maximum in scan order wins (PyTorch's CPU kernel: `val > maxval`, index
+ * of the first; padding never wins). Flat image regions (letterbox bands, saturated pixels) make exact ties
+ * common: PyTorch computes identical input patches to identical bits in float32 and float64, so ties there
+ * are real and its gradient goes to the window's first position. The engine keeps them real by making its
+ * convolutions give identical patches identical outputs (conv.c, same_patch_fixup), not by a tolerance here:
+ * a rule "within k ulps of the maximum counts as a tie" needed k ~ 128 (relative to the window's maximum)
+ * to absorb OpenBLAS's position-dependent rounding on the letterboxed photo, and any k > 0 sends near-ties
+ * that float64 and PyTorch float32 both resolve by value to the first position instead (resnet18 at 224,
+ * first MaxPool: 3 such windows at k = 2 ulps of the layer's scale, 0 with exact comparisons; see
+ * docs/NUMERICS.md for the measurements).
  */
 #include <float.h>
 #include <math.h>

@@ -32,7 +32,7 @@ Usage:
   photos.py --arch resnet18 [--variant init|bn|all] [--photo NAME] [--maxpool] [--json OUT]
   photos.py --list
 Exit status 1 when an entry is over its bound.  Exports and float64 references are cached under
-$PHOTOS_DIR (keyed by a hash of this file, export_models.py and the torch version).
+$PHOTOS_DIR (keyed by a hash of the code they depend on and the torch / torchvision versions).
 """
 import argparse
 import copy
@@ -78,6 +78,7 @@ ARCHS = {
     "alexnet": (TV.alexnet, False),
 }
 PHOTOS = ("astronaut", "coffee", "chelsea_white")
+SMOKE = [("resnet18", "init"), ("resnet18", "bn"), ("vgg11_bn", "bn")]   # test_photos.py, in `make test`
 
 
 def out_dir():
@@ -88,12 +89,23 @@ def engine_cmd():
     return [os.environ.get("CONFORMANCE_RUN", str(REPO / "build" / "tools" / "conformance_run"))]
 
 
-def cache_key():
+def _src_hash(*parts):
+    import inspect
     h = hashlib.sha256()
-    for f in (Path(__file__), HERE / "export_models.py"):
-        h.update(f.read_bytes())
-    h.update(torch.__version__.encode())
+    for x in parts:
+        h.update((x if isinstance(x, str) else inspect.getsource(x)).encode())
     return h.hexdigest()[:16]
+
+
+def export_key(arch, variant):
+    """What the ONNX file depends on: the module (torchvision, make_model, the seed), the export settings."""
+    return _src_hash(arch, variant, torch.__version__, torchvision.__version__, f"{HW} {OPSET}", build,
+                     export_models.make_model, export_models.seed_of, export)
+
+
+def refs_key(arch, variant):
+    """What the cached references depend on: the module, the photo and the gradient code."""
+    return _src_hash(export_key(arch, variant), photo, grads, Arch.refs)
 
 
 def rel_l2(a, b):
@@ -152,7 +164,7 @@ def export(arch, variant, model):
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{arch}.{variant}.onnx"
     stamp = d / f"{arch}.{variant}.key"
-    if path.exists() and stamp.exists() and stamp.read_text() == cache_key():
+    if path.exists() and stamp.exists() and stamp.read_text() == export_key(arch, variant):
         return path
     tmp = d / f"{arch}.{variant}.tmp.onnx"
     with warnings.catch_warnings():
@@ -161,7 +173,7 @@ def export(arch, variant, model):
                           output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                           training=torch.onnx.TrainingMode.EVAL, do_constant_folding=True)
     os.replace(tmp, path)
-    stamp.write_text(cache_key())
+    stamp.write_text(export_key(arch, variant))
     return path
 
 
@@ -194,27 +206,59 @@ def grads(model, x, k, pool_module=None, overrides=None):
     return g, v, y.detach().numpy()[0].astype(np.float64)
 
 
-class Arch:
-    """One architecture and weight variant: the module (float32 and float64), its ONNX file and kink nodes."""
+class Case:
+    """A float32 torch module, its float64 twin and its ONNX export (opset 14, BN folded by the exporter), with
+    its kink nodes; `example` fixes the input shape (batch dynamic)."""
 
-    def __init__(self, arch, variant):
-        self.arch, self.variant = arch, variant
-        self.model = build(arch, variant)
-        self.model64 = copy.deepcopy(self.model).double()
-        self.onnx = export(arch, variant, self.model)
+    def __init__(self, tag, model, example, path=None):
         import onnx
+        self.arch, self.variant = tag, "case"
+        self.model = model
+        self.model64 = copy.deepcopy(model).double()
+        if path is None:
+            path = out_dir() / "cases" / f"{tag}.onnx"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, example, str(path), opset_version=OPSET, input_names=["input"],
+                                  output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                                  training=torch.onnx.TrainingMode.EVAL, do_constant_folding=True)
+        self.onnx = path
         self.proto = onnx.load(str(self.onnx), load_external_data=False)
         self.pools = [(n.name, n.input[0]) for n in self.proto.graph.node if n.op_type == "MaxPool"]
 
     def pool_module(self, model, pool):
         return None if pool is None else pool_modules(model)[pool]
 
+    def engine_logits(self, x):
+        """The engine's outputs (batch mode) for the float32 array x (N, C, H, W), as float32."""
+        d = out_dir() / "runs"
+        d.mkdir(parents=True, exist_ok=True)
+        xin, prefix = d / f"{self.arch}.logits.input.f32", d / f"{self.arch}.logits"
+        np.ascontiguousarray(x, dtype="<f4").tofile(xin)
+        cmd = engine_cmd() + ["--model", str(self.onnx), "--input", str(xin), "--n", str(x.shape[0]),
+                              "--out", str(prefix)]
+        p = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"conformance_run failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-2000:]}")
+        return np.fromfile(f"{prefix}.batch.logits.f32", dtype="<f4").reshape(x.shape[0], -1)
+
+
+class Arch(Case):
+    """One architecture and weight variant of the zoo (export cached by export_key), with cached references
+    per photo."""
+
+    def __init__(self, arch, variant):
+        model = build(arch, variant)
+        super().__init__(arch, model, None, export(arch, variant, model))
+        self.variant = variant
+
     def refs(self, name, pool=None):
         """The cached plain references for photo `name`: x, k, f64 / f32 input gradients, float64 logits, and
         (pool: index of a MaxPool) the float64 / float32 gradients at that MaxPool's input."""
         d = out_dir() / "refs"
         d.mkdir(parents=True, exist_ok=True)
-        f = d / f"{self.arch}.{self.variant}.{name}.{'p%d' % pool if pool is not None else 'x'}.{cache_key()}.npz"
+        f = d / f"{self.arch}.{self.variant}.{name}.{'p%d' % pool if pool is not None else 'x'}.{refs_key(self.arch, self.variant)}.npz"
         if f.exists():
             z = np.load(f)
             r = {k: z[k] for k in z.files}
@@ -301,9 +345,23 @@ def decisions(a, c64, c32, dumped):
 
 
 def measure(a, name, pool=0):
-    """One entry: the engine vs float64 on photo `name`: the input gradient and the gradient at the input of
-    MaxPool #pool (None: no MaxPool), against the plain float64 reference and the decision-matched one."""
-    r = a.refs(name, pool)
+    """One entry: the engine vs float64 on photo `name` (cached references)."""
+    return compare(a, name, a.refs(name, pool), pool)
+
+
+def measure_case(case, name, x, pool=0):
+    """One entry for a Case on the input x (1, C, H, W) float32 (references not cached)."""
+    with torch.no_grad():
+        k = int(case.model64(x.double()).argmax(1))
+    g64, p64, l64 = grads(case.model64, x.double(), k, case.pool_module(case.model64, pool))
+    g32, p32, _ = grads(case.model, x, k, case.pool_module(case.model, pool))
+    return compare(case, name, {"x": x, "k": k, "f64": g64, "f32": g32, "logits64": l64, "pool64": p64,
+                                "pool32": p32}, pool)
+
+
+def compare(a, name, r, pool):
+    """The engine vs float64 on the input r["x"]: the input gradient and the gradient at the input of MaxPool
+    #pool (None: no MaxPool), against the plain float64 reference r and the decision-matched one."""
     x = r["x"]
     _, c64 = kinks.record(a.model64, x.double())
     _, c32 = kinks.record(a.model, x)
