@@ -59,19 +59,20 @@ static int conv_out_dim(const char *autopad, int in, int k, int s, int d, int64_
  * different column blocks of one sgemm (its tile and edge kernels accumulate in different orders), so two
  * pixels of a flat image region, which PyTorch (float32 and float64) computes to the same bits, could come
  * out an ulp apart here, and MaxPool's "first maximum in scan order" would then pick another pixel than
- * PyTorch and route the gradient there (docs/NUMERICS.md).  After the GEMM, every output position whose
- * receptive field is bitwise equal (==, padding counted as 0) to that of its left neighbour, else its upper
- * neighbour, takes that neighbour's output, in scan order, so a connected run of identical patches gets the
- * value of its first position.  The test runs on the input, not on im2col's columns, so it serves every
- * path (1x1, im2col, batched, and any future algorithm):
+ * PyTorch and route the gradient there (docs/NUMERICS.md).  After the GEMM, output positions whose
+ * receptive fields are bitwise equal (==, padding counted as 0) to their left or upper neighbour's are
+ * joined (union-find), and every position of a component takes the output of the component's first
+ * position in scan order.  The test runs on the input, not on im2col's columns, so it serves every path
+ * (1x1, im2col, batched, and any future algorithm):
  *   nh[ih][iw] = OR_c x[c][ih][iw] != x[c][ih][iw - sw]   (iw in [0, W + sw), x = 0 outside the image)
  *   nv[ih][iw] = OR_c x[c][ih][iw] != x[c][ih - sh][iw]   (ih in [0, H + sh))
  *   left(oh, ow) = no nh over the window taps of (oh, ow); up(oh, ow) likewise with nv.
  * Each map row keeps the span [lo, hi) where unmarked pairs remain; later channels compare only there, so
- * on a textured image the cost is about one channel (measured: 1-6 % of the convolution; up to ~40 % of
- * it for a stem convolution of an all-flat image).  The copy fills runs of positions that share a root. */
+ * on a textured input the cost is about one channel's comparisons (measured: under 1.5 % of the
+ * convolution); on an all-flat input it is 1-40 % (a 1x1 convolution of 256 channels is the worst).
+ * The copy fills runs of positions that share a root. */
 typedef struct {
-    int32_t *root, *runs, *lo, *hi; /* per output; (start, length, root) triples; per map row (nh rows, then nv) */
+    int32_t *root, *runs, *lo, *hi; /* per output; (start, length, root) triples; per map row (nh, then nv) */
     unsigned char *nh, *nv;
 } same_patch_t;
 
@@ -79,7 +80,7 @@ static size_t same_patch_floats(const conv_p *p)
 {
     size_t hw = (size_t)p->Ho * p->Wo, rows = (size_t)p->H + p->H + p->sh;
     size_t bytes = (size_t)p->H * (p->W + p->sw) + (size_t)(p->H + p->sh) * p->W;
-    return hw + 3 * (hw / 2 + 1) + 2 * rows + (bytes + sizeof(float) - 1) / sizeof(float);
+    return 4 * hw + 2 * rows + (bytes + sizeof(float) - 1) / sizeof(float);
 }
 
 static float xat(const conv_p *p, const float *xc, int ih, int iw)
@@ -110,6 +111,26 @@ static int shrink(const unsigned char *r, int32_t *lo, int32_t *hi)
     return *lo < *hi;
 }
 
+static int32_t uf_find(int32_t *parent, int32_t q)
+{
+    while (parent[q] != q) {
+        parent[q] = parent[parent[q]];
+        q = parent[q];
+    }
+    return q;
+}
+
+/* joins the components of a and b under the smaller root; 1 when they were apart */
+static int uf_union(int32_t *parent, int32_t a, int32_t b)
+{
+    a = uf_find(parent, a);
+    b = uf_find(parent, b);
+    if (a == b) return 0;
+    if (a < b) parent[b] = a;
+    else parent[a] = b;
+    return 1;
+}
+
 static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *scratch)
 {
     const int H = p->H, W = p->W, sh = p->sh, sw = p->sw, hw = p->Ho * p->Wo;
@@ -117,7 +138,7 @@ static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *s
     same_patch_t s;
     s.root = (int32_t *)scratch;
     s.runs = s.root + hw;
-    s.lo = s.runs + 3 * (hw / 2 + 1);
+    s.lo = s.runs + 3 * (size_t)hw;
     s.hi = s.lo + H + hv;
     s.nh = (unsigned char *)(s.hi + H + hv);
     s.nv = s.nh + (size_t)H * wh;
@@ -155,21 +176,28 @@ static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *s
         }
     }
     if (!live) return; /* some pair differs in every row: no two neighbouring patches are equal */
-    int nruns = 0;
+    /* union-find over equal neighbours; a component's root is its first position in scan order */
+    int32_t *root = s.root;
+    int links = 0;
+    for (int q = 0; q < hw; q++) root[q] = q;
     for (int oh = 0; oh < p->Ho; oh++)
         for (int ow = 0; ow < p->Wo; ow++) {
-            int q = oh * p->Wo + ow, src = q;
-            if (ow > 0 && taps_clear(p, s.nh, H, wh, oh, ow)) src = q - 1;
-            else if (oh > 0 && taps_clear(p, s.nv, hv, W, oh, ow)) src = q - p->Wo;
-            s.root[q] = src == q ? q : s.root[src];
-            if (src == q) continue;
-            int32_t *last = s.runs + 3 * (nruns - 1);
-            if (nruns && last[0] + last[1] == q && last[2] == s.root[q]) last[1]++;
-            else {
-                int32_t *t = s.runs + 3 * nruns++;
-                t[0] = q; t[1] = 1; t[2] = s.root[q];
-            }
+            int q = oh * p->Wo + ow;
+            if (ow > 0 && taps_clear(p, s.nh, H, wh, oh, ow)) links += uf_union(root, q, q - 1);
+            if (oh > 0 && taps_clear(p, s.nv, hv, W, oh, ow)) links += uf_union(root, q, q - p->Wo);
         }
+    if (!links) return;
+    int nruns = 0;
+    for (int q = 0; q < hw; q++) {
+        root[q] = root[root[q]]; /* roots precede q: root[root[q]] is final */
+        if (root[q] == q) continue;
+        int32_t *last = s.runs + 3 * (nruns - 1);
+        if (nruns && last[0] + last[1] == q && last[2] == root[q]) last[1]++;
+        else {
+            int32_t *t = s.runs + 3 * nruns++;
+            t[0] = q; t[1] = 1; t[2] = root[q];
+        }
+    }
     for (int m = 0; m < p->M; m++) {
         float *ym = y + (size_t)m * hw;
         for (int k = 0; k < nruns; k++) {

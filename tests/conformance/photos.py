@@ -31,6 +31,7 @@ that differ from float64's.
 Usage:
   photos.py --arch resnet18 [--variant init|bn|all] [--photo NAME] [--maxpool] [--json OUT]
   photos.py --list
+  photos.py --table BEFORE.jsonl AFTER.jsonl     (markdown for docs/NUMERICS.md)
 Exit status 1 when an entry is over its bound.  Exports and float64 references are cached under
 $PHOTOS_DIR (keyed by a hash of the code they depend on and the torch / torchvision versions).
 """
@@ -411,6 +412,40 @@ def arch_ok(entries):
     return all(e["ok"] for e in entries) and sum(e["plain_ok"] for e in entries) >= min(2, len(entries))
 
 
+def table(before_path, after_path):
+    """Markdown table of two runs' --json files (the last entry of each arch / variant / photo wins)."""
+    def load(path):
+        d = {}
+        for line in Path(path).read_text().splitlines():
+            e = json.loads(line)
+            d[(e["arch"], e["variant"], e["photo"])] = e
+        return d
+    before, after = load(before_path), load(after_path)
+    out = ["| architecture | weights | photo | PyTorch f32 | engine before | ratio | engine after | ratio | "
+           "bound | flips after | matched after |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {a: i for i, a in enumerate(ARCHS)}
+    goal = {}
+    for key in sorted(after, key=lambda k: (order.get(k[0], 99), k[1] != "init", PHOTOS.index(k[2]))):
+        e, b = after[key], before.get(key)
+        f32 = e["f32"]
+        ratio = lambda v: f"{v / f32:.3g}" if f32 > 0 else "-"  # noqa: E731
+        mark = lambda v: f"**{v:.2e}**" if v > e["bound"] else f"{v:.2e}"  # noqa: E731
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {f32:.2e} | "
+                   + (f"{mark(b['engine'])} | {ratio(b['engine'])} | " if b else "- | - | ")
+                   + f"{mark(e['engine'])} | {ratio(e['engine'])} | {e['bound']:.1e} | {e['flips']} | "
+                   + f"{e['engine_matched']:.2e} |")
+        goal.setdefault(key[:2], [[], []])
+        goal[key[:2]][1].append(e)
+        if b:
+            goal[key[:2]][0].append(b)
+    out += ["", "| architecture | weights | goal before | goal after |", "|---|---|---|---|"]
+    for (arch, v), (bs, es) in goal.items():
+        g = lambda es: (f"{sum(x['plain_ok'] for x in es)}/{len(es)} photos" if es else "-")  # noqa: E731
+        out.append(f"| {arch} | {v} | {g(bs)} | {g(es)} {'PASS' if arch_ok(es) else 'FAIL'} |")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", action="append", help="architecture (repeatable; default all); see --list")
@@ -419,7 +454,11 @@ def main():
     ap.add_argument("--pool", default="0", help="MaxPool node whose input gradient to compare (index; 'none')")
     ap.add_argument("--json", help="append the entries, one JSON object a line, to this file")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--table", nargs=2, metavar=("BEFORE", "AFTER"), help="print the markdown table of two --json files")
     a = ap.parse_args()
+    if a.table:
+        print(table(*a.table))
+        return 0
     if a.list:
         print("\n".join(ARCHS))
         return 0
