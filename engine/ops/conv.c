@@ -60,27 +60,42 @@ static int conv_out_dim(const char *autopad, int in, int k, int s, int d, int64_
  * pixels of a flat image region, which PyTorch (float32 and float64) computes to the same bits, could come
  * out an ulp apart here, and MaxPool's "first maximum in scan order" would then pick another pixel than
  * PyTorch and route the gradient there (docs/NUMERICS.md).  After the GEMM, output positions whose
- * receptive fields are bitwise equal (==, padding counted as 0) to their left or upper neighbour's are
- * joined (union-find), and every position of a component takes the output of the component's first
- * position in scan order.  The test runs on the input, not on im2col's columns, so it serves every path
- * (1x1, im2col, batched, and any future algorithm):
- *   nh[ih][iw] = OR_c x[c][ih][iw] != x[c][ih][iw - sw]   (iw in [0, W + sw), x = 0 outside the image)
- *   nv[ih][iw] = OR_c x[c][ih][iw] != x[c][ih - sh][iw]   (ih in [0, H + sh))
- *   left(oh, ow) = no nh over the window taps of (oh, ow); up(oh, ow) likewise with nv.
+ * receptive fields are bitwise equal (==, padding counted as 0) to that of a neighbour (left, up, up-left,
+ * up-right: flat regions with diagonal edges repeat along the diagonal) are joined (union-find), and every
+ * position of a component takes the output of the component's first position in scan order.  The test
+ * runs on the input, not on im2col's columns, so it serves every path (1x1, im2col, batched, and any
+ * future algorithm).  For a neighbour at output offset (-dy, -dx), one byte map over input pixels:
+ *   m[ih][iw] = OR_c x[c][ih][iw] != x[c][ih - dy*sh][iw - dx*sw]          (x = 0 outside the image)
+ *   output (oh, ow) equals that neighbour  <=>  no m over the taps of (oh, ow).
  * Each map row keeps the span [lo, hi) where unmarked pairs remain; later channels compare only there, so
- * on a textured input the cost is about one channel's comparisons (measured: under 1.5 % of the
- * convolution); on an all-flat input it is 1-40 % (a 1x1 convolution of 256 channels is the worst).
+ * on a textured input the cost is about one channel's comparisons (measured: under 2.5 % of the
+ * convolution); on an all-flat input it is 4-60 % (a 1x1 convolution of 256 channels is the worst).
  * The copy fills runs of positions that share a root. */
+enum { NB_DIRS = 4 };
+static const int nb_dy[NB_DIRS] = {0, 1, 1, 1}, nb_dx[NB_DIRS] = {1, 0, 1, -1};
+
 typedef struct {
-    int32_t *root, *runs, *lo, *hi; /* per output; (start, length, root) triples; per map row (nh, then nv) */
-    unsigned char *nh, *nv;
-} same_patch_t;
+    int dy, dx, rows, cols, off; /* map entry (r, s) compares pixel (r, s - off) with its pair */
+    unsigned char *m;
+    int32_t *lo, *hi;            /* per row */
+    int32_t *sum;                /* per row, cols + 1 prefix counts of marks: a row's taps in O(1) */
+} nb_map_t;
+
+static void nb_dims(const conv_p *p, int d, int *rows, int *cols)
+{
+    *rows = p->H + nb_dy[d] * p->sh;
+    *cols = p->W + (nb_dx[d] ? p->sw : 0);
+}
 
 static size_t same_patch_floats(const conv_p *p)
 {
-    size_t hw = (size_t)p->Ho * p->Wo, rows = (size_t)p->H + p->H + p->sh;
-    size_t bytes = (size_t)p->H * (p->W + p->sw) + (size_t)(p->H + p->sh) * p->W;
-    return 4 * hw + 2 * rows + (bytes + sizeof(float) - 1) / sizeof(float);
+    size_t hw = (size_t)p->Ho * p->Wo, words = 4 * hw;
+    for (int d = 0; d < NB_DIRS; d++) {
+        int rows, cols;
+        nb_dims(p, d, &rows, &cols);
+        words += 2 * (size_t)rows + (size_t)rows * (cols + 1) + ((size_t)rows * cols + sizeof(float) - 1) / sizeof(float);
+    }
+    return words;
 }
 
 static float xat(const conv_p *p, const float *xc, int ih, int iw)
@@ -88,26 +103,50 @@ static float xat(const conv_p *p, const float *xc, int ih, int iw)
     return ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? xc[(size_t)ih * p->W + iw] : 0.f;
 }
 
-/* 1 when no tap (i, j) of output (oh, ow) is marked in map m (rows [0, mh), columns [0, mw); 0 outside) */
-static int taps_clear(const conv_p *p, const unsigned char *m, int mh, int mw, int oh, int ow)
+/* 1 when no tap of output (oh, ow) is marked in the map */
+static int taps_clear(const conv_p *p, const nb_map_t *nb, int oh, int ow)
 {
+    const int s0 = ow * p->sw - p->pw + nb->off;
     for (int i = 0; i < p->kh; i++) {
         int ih = oh * p->sh - p->ph + i * p->dh;
-        if (ih < 0 || ih >= mh) continue;
-        const unsigned char *r = m + (size_t)ih * mw;
+        if (ih < 0 || ih >= nb->rows) continue;
+        if (p->dw == 1) { /* the taps are the columns [s0, s0 + kw) of the row */
+            const int32_t *c = nb->sum + (size_t)ih * (nb->cols + 1);
+            int a = s0 < 0 ? 0 : s0, b = s0 + p->kw > nb->cols ? nb->cols : s0 + p->kw;
+            if (a < b && c[b] != c[a]) return 0;
+            continue;
+        }
+        const unsigned char *r = nb->m + (size_t)ih * nb->cols;
         for (int j = 0; j < p->kw; j++) {
-            int iw = ow * p->sw - p->pw + j * p->dw;
-            if (iw >= 0 && iw < mw && r[iw]) return 0;
+            int s = s0 + j * p->dw;
+            if (s >= 0 && s < nb->cols && r[s]) return 0;
         }
     }
     return 1;
 }
 
-/* narrow [*lo, *hi) to its unmarked ends; returns 1 while the row has an unmarked pair */
-static int shrink(const unsigned char *r, int32_t *lo, int32_t *hi)
+/* marks row r of the map for channel xc; returns 1 while the row has an unmarked pair */
+static int nb_row(const conv_p *p, nb_map_t *nb, const float *xc, int r)
 {
-    while (*lo < *hi && r[*lo]) ++*lo;
-    while (*hi > *lo && r[*hi - 1]) --*hi;
+    int32_t *lo = nb->lo + r, *hi = nb->hi + r;
+    if (*lo >= *hi) return 0;
+    unsigned char *m = nb->m + (size_t)r * nb->cols;
+    const int r2 = r - nb->dy * p->sh, shift = nb->dx * p->sw; /* pair of (r, iw): (r2, iw - shift) */
+    /* the span where both pixels lie inside the image: s - off in [0, W) and s - off - shift in [0, W) */
+    int a = nb->off + (shift > 0 ? shift : 0), b = nb->off + p->W + (shift < 0 ? shift : 0);
+    if (r >= p->H || r2 < 0) a = b = *lo;
+    if (a < *lo) a = *lo;
+    if (b > *hi) b = *hi;
+    if (b < a) b = a;
+    for (int s = *lo; s < a; s++) m[s] |= xat(p, xc, r, s - nb->off) != xat(p, xc, r2, s - nb->off - shift);
+    if (a < b) {
+        const float *u = xc + (size_t)r * p->W, *v = xc + (size_t)r2 * p->W;
+        const int du = nb->off, dv = nb->off + shift; /* s - du and s - dv lie in [0, W) here */
+        for (int s = a; s < b; s++) m[s] |= u[s - du] != v[s - dv];
+    }
+    for (int s = b; s < *hi; s++) m[s] |= xat(p, xc, r, s - nb->off) != xat(p, xc, r2, s - nb->off - shift);
+    while (*lo < *hi && m[*lo]) ++*lo;
+    while (*hi > *lo && m[*hi - 1]) --*hi;
     return *lo < *hi;
 }
 
@@ -133,75 +172,70 @@ static int uf_union(int32_t *parent, int32_t a, int32_t b)
 
 static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *scratch)
 {
-    const int H = p->H, W = p->W, sh = p->sh, sw = p->sw, hw = p->Ho * p->Wo;
-    const int wh = W + sw, hv = H + sh;
-    same_patch_t s;
-    s.root = (int32_t *)scratch;
-    s.runs = s.root + hw;
-    s.lo = s.runs + 3 * (size_t)hw;
-    s.hi = s.lo + H + hv;
-    s.nh = (unsigned char *)(s.hi + H + hv);
-    s.nv = s.nh + (size_t)H * wh;
-    memset(s.nh, 0, (size_t)H * wh + (size_t)hv * W);
-    for (int r = 0; r < H + hv; r++) {
-        s.lo[r] = 0;
-        s.hi[r] = r < H ? wh : W;
+    const int hw = p->Ho * p->Wo;
+    int32_t *root = (int32_t *)scratch, *runs = root + hw, *w = runs + 3 * (size_t)hw;
+    nb_map_t nb[NB_DIRS];
+    int live = 0;
+    for (int d = 0; d < NB_DIRS; d++) {
+        nb[d].dy = nb_dy[d];
+        nb[d].dx = nb_dx[d];
+        nb_dims(p, d, &nb[d].rows, &nb[d].cols);
+        nb[d].off = nb_dx[d] < 0 ? p->sw : 0;
+        nb[d].lo = w;
+        nb[d].hi = w + nb[d].rows;
+        nb[d].sum = w + 2 * nb[d].rows;
+        nb[d].m = (unsigned char *)(nb[d].sum + (size_t)nb[d].rows * (nb[d].cols + 1));
+        w += 2 * (size_t)nb[d].rows + (size_t)nb[d].rows * (nb[d].cols + 1) +
+             ((size_t)nb[d].rows * nb[d].cols + sizeof(float) - 1) / sizeof(float);
+        memset(nb[d].m, 0, (size_t)nb[d].rows * nb[d].cols);
+        for (int r = 0; r < nb[d].rows; r++) { /* columns where at least one pixel of the pair is inside */
+            int a_in = r < p->H, b_in = r - nb[d].dy * p->sh >= 0, shift = nb[d].dx * p->sw;
+            nb[d].lo[r] = a_in && b_in ? 0 : a_in ? nb[d].off : b_in ? nb[d].off + shift : 0;
+            nb[d].hi[r] = a_in && b_in ? nb[d].cols : a_in ? nb[d].off + p->W : b_in ? nb[d].off + shift + p->W : 0;
+            live += nb[d].lo[r] < nb[d].hi[r];
+        }
     }
-    int live = H + hv;
     for (int c = 0; c < p->C && live; c++) {
-        const float *xc = x + (size_t)c * H * W;
+        const float *xc = x + (size_t)c * p->H * p->W;
         live = 0;
-        for (int ih = 0; ih < H; ih++) {
-            int32_t *lo = s.lo + ih, *hi = s.hi + ih;
-            if (*lo >= *hi) continue;
-            const float *xr = xc + (size_t)ih * W;
-            unsigned char *r = s.nh + (size_t)ih * wh;
-            int a = *lo > sw ? *lo : sw, b = *hi < W ? *hi : W; /* both taps inside the row */
-            for (int iw = *lo; iw < *hi && iw < a; iw++) r[iw] |= xat(p, xc, ih, iw) != xat(p, xc, ih, iw - sw);
-            for (int iw = a; iw < b; iw++) r[iw] |= xr[iw] != xr[iw - sw];
-            for (int iw = b > a ? b : a; iw < *hi; iw++) r[iw] |= xat(p, xc, ih, iw) != xat(p, xc, ih, iw - sw);
-            live += shrink(r, lo, hi);
-        }
-        for (int ih = 0; ih < hv; ih++) {
-            int32_t *lo = s.lo + H + ih, *hi = s.hi + H + ih;
-            if (*lo >= *hi) continue;
-            unsigned char *r = s.nv + (size_t)ih * W;
-            if (ih >= sh && ih < H) {
-                const float *u = xc + (size_t)ih * W, *d = xc + (size_t)(ih - sh) * W;
-                for (int iw = *lo; iw < *hi; iw++) r[iw] |= u[iw] != d[iw];
-            } else {
-                for (int iw = *lo; iw < *hi; iw++) r[iw] |= xat(p, xc, ih, iw) != xat(p, xc, ih - sh, iw);
-            }
-            live += shrink(r, lo, hi);
-        }
+        for (int d = 0; d < NB_DIRS; d++)
+            for (int r = 0; r < nb[d].rows; r++) live += nb_row(p, &nb[d], xc, r);
     }
     if (!live) return; /* some pair differs in every row: no two neighbouring patches are equal */
+    if (p->dw == 1)
+        for (int d = 0; d < NB_DIRS; d++)
+            for (int r = 0; r < nb[d].rows; r++) {
+                const unsigned char *m = nb[d].m + (size_t)r * nb[d].cols;
+                int32_t *c = nb[d].sum + (size_t)r * (nb[d].cols + 1);
+                c[0] = 0;
+                for (int k = 0; k < nb[d].cols; k++) c[k + 1] = c[k] + m[k];
+            }
     /* union-find over equal neighbours; a component's root is its first position in scan order */
-    int32_t *root = s.root;
     int links = 0;
     for (int q = 0; q < hw; q++) root[q] = q;
     for (int oh = 0; oh < p->Ho; oh++)
-        for (int ow = 0; ow < p->Wo; ow++) {
-            int q = oh * p->Wo + ow;
-            if (ow > 0 && taps_clear(p, s.nh, H, wh, oh, ow)) links += uf_union(root, q, q - 1);
-            if (oh > 0 && taps_clear(p, s.nv, hv, W, oh, ow)) links += uf_union(root, q, q - p->Wo);
-        }
+        for (int ow = 0; ow < p->Wo; ow++)
+            for (int d = 0; d < NB_DIRS; d++) {
+                int nh = oh - nb_dy[d], nw = ow - nb_dx[d];
+                if (nh >= 0 && nw >= 0 && nw < p->Wo && taps_clear(p, &nb[d], oh, ow))
+                    links += uf_union(root, oh * p->Wo + ow, nh * p->Wo + nw);
+            }
     if (!links) return;
     int nruns = 0;
     for (int q = 0; q < hw; q++) {
         root[q] = root[root[q]]; /* roots precede q: root[root[q]] is final */
         if (root[q] == q) continue;
-        int32_t *last = s.runs + 3 * (nruns - 1);
+        int32_t *last = runs + 3 * (nruns - 1);
         if (nruns && last[0] + last[1] == q && last[2] == root[q]) last[1]++;
         else {
-            int32_t *t = s.runs + 3 * nruns++;
+            int32_t *t = runs + 3 * nruns++;
             t[0] = q; t[1] = 1; t[2] = root[q];
         }
     }
     for (int m = 0; m < p->M; m++) {
         float *ym = y + (size_t)m * hw;
         for (int k = 0; k < nruns; k++) {
-            const int32_t *t = s.runs + 3 * k;
+            const int32_t *t = runs + 3 * k;
             const float v = ym[t[2]];
             for (int q = t[0]; q < t[0] + t[1]; q++) ym[q] = v;
         }

@@ -57,20 +57,30 @@ class ConvNet(nn.Module):
 
 
 def flat_input(c, hw, n, seed):
-    """n images, uniform noise with flat regions: a band along the top (one value per channel, as
-    letterbox padding), a rectangle inside, a band of zeros at the bottom (ReLU-dead areas)."""
+    """n images, normal noise with flat regions: a band along the top (one value per channel, as letterbox
+    padding), a rectangle, stripes along the diagonal and along the anti-diagonal (equal patches repeat only
+    along that diagonal there: the image of a flat region's slanted edge), a band of zeros at the bottom
+    (ReLU-dead areas)."""
     g = np.random.default_rng(seed)
     x = g.standard_normal((n, c, hw, hw)).astype(np.float32)
+    r, q = np.mgrid[:hw, :hw]
+    band = (r >= hw // 3) & (r < 5 * hw // 6)
     for i in range(n):
         x[i, :, : hw // 5, :] = g.standard_normal((c, 1, 1))
-        x[i, :, hw // 3: 2 * hw // 3, hw // 4: 3 * hw // 4] = g.standard_normal((c, 1, 1))
+        x[i, :, hw // 3: 2 * hw // 3, hw // 3: hw // 2] = g.standard_normal((c, 1, 1))
+        diag, anti = band & (q < hw // 3), band & (q >= hw // 2)
+        x[i][:, diag] = g.standard_normal((c, 11))[:, (r - q)[diag] % 11]
+        x[i][:, anti] = g.standard_normal((c, 11))[:, (r + q)[anti] % 11]
         x[i, :, -hw // 6:, :] = 0
     return x
 
 
+NEIGHBOURS = {"left": (0, 1), "up": (1, 0), "up-left": (1, 1), "up-right": (1, -1)}
+
+
 def equal_neighbour_pairs(x, conv):
-    """(left pairs, up pairs): boolean (Ho, Wo) maps of outputs whose receptive field equals (bitwise, zero
-    padding included) that of the output to the left / above; computed from the input alone."""
+    """{direction: boolean (Ho, Wo) map of outputs whose receptive field equals (bitwise, zero padding
+    included) that of their neighbour at (-dy, -dx)}, computed from the input alone."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
     c, h, w = x.shape
     xp = np.zeros((c, h + 2 * ph, w + 2 * pw), np.float32)
@@ -78,12 +88,17 @@ def equal_neighbour_pairs(x, conv):
     ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     v = xp.view(np.uint32)
     patches = np.stack([v[:, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw]
-                        for i in range(kh) for j in range(kw)])          # (taps, c, ho, wo)
-    left = np.zeros((ho, wo), bool)
-    up = np.zeros((ho, wo), bool)
-    left[:, 1:] = (patches[..., 1:] == patches[..., :-1]).all((0, 1))
-    up[1:, :] = (patches[:, :, 1:, :] == patches[:, :, :-1, :]).all((0, 1))
-    return left, up
+                        for i in range(kh) for j in range(kw)]).reshape(-1, ho, wo)
+    return {k: shifted_equal(patches, dy, dx) for k, (dy, dx) in NEIGHBOURS.items()}
+
+
+def shifted_equal(a, dy, dx):
+    """(H, W) bool: a[:, i, j] == a[:, i - dy, j - dx] along axis 0 (False where the neighbour is outside)."""
+    _, h, w = a.shape
+    out = np.zeros((h, w), bool)
+    j0, j1 = max(dx, 0), w + min(dx, 0)
+    out[dy:, j0:j1] = (a[:, dy:, j0:j1] == a[:, :h - dy, j0 - dx:j1 - dx]).all(0)
+    return out
 
 
 @pytest.mark.parametrize("name", list(CONVS))
@@ -96,18 +111,16 @@ def test_conv_identical_patches(name):
     y = case.engine_logits(x)                                   # (n, M * Ho * Wo), float32 bits
     m = model.conv.out_channels
     y = y.reshape(n, m, -1).view(np.uint32)
-    pairs = mismatched = 0
+    pairs, mismatched = {k: 0 for k in NEIGHBOURS}, {k: 0 for k in NEIGHBOURS}
     for i in range(n):
-        left, up = equal_neighbour_pairs(x[i], model.conv)
-        yi = y[i].reshape(m, *left.shape)
-        pairs += int(left.sum() + up.sum())
-        dl, du = np.zeros_like(left), np.zeros_like(up)
-        dl[:, 1:] = (yi[:, :, 1:] != yi[:, :, :-1]).any(0)
-        du[1:, :] = (yi[:, 1:, :] != yi[:, :-1, :]).any(0)
-        mismatched += int((left & dl).sum() + (up & du).sum())
-    assert pairs > 100, f"{name}: only {pairs} neighbouring equal patches: the input does not test anything"
-    assert mismatched == 0, (f"{name}: {mismatched} of {pairs} neighbouring outputs with bitwise equal input "
-                             "patches differ (PyTorch computes them to the same bits)")
+        eq = equal_neighbour_pairs(x[i], model.conv)
+        yi = y[i].reshape(m, *eq["left"].shape)
+        for k, (dy, dx) in NEIGHBOURS.items():
+            pairs[k] += int(eq[k].sum())
+            mismatched[k] += int((eq[k] & ~shifted_equal(yi, dy, dx)).sum())
+    assert min(pairs.values()) > 20, f"{name}: too few neighbouring equal patches to test anything: {pairs}"
+    assert not any(mismatched.values()), (f"{name}: neighbouring outputs with bitwise equal input patches differ "
+                                          f"(PyTorch computes them to the same bits): {mismatched} of {pairs}")
 
 
 # ----------------------------------------------------------------------------------------------------------
