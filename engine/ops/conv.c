@@ -93,7 +93,8 @@ static size_t same_patch_floats(const conv_p *p)
     for (int d = 0; d < NB_DIRS; d++) {
         int rows, cols;
         nb_dims(p, d, &rows, &cols);
-        words += 2 * (size_t)rows + (size_t)rows * (cols + 1) + ((size_t)rows * cols + sizeof(float) - 1) / sizeof(float);
+        /* lo, hi; prefix sums; the byte map rounded up to words */
+        words += 2 * (size_t)rows + (size_t)rows * (cols + 1) + ((size_t)rows * cols + 3) / 4;
     }
     return words;
 }
@@ -185,8 +186,7 @@ static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *s
         nb[d].hi = w + nb[d].rows;
         nb[d].sum = w + 2 * nb[d].rows;
         nb[d].m = (unsigned char *)(nb[d].sum + (size_t)nb[d].rows * (nb[d].cols + 1));
-        w += 2 * (size_t)nb[d].rows + (size_t)nb[d].rows * (nb[d].cols + 1) +
-             ((size_t)nb[d].rows * nb[d].cols + sizeof(float) - 1) / sizeof(float);
+        w += 2 * (size_t)nb[d].rows + (size_t)nb[d].rows * (nb[d].cols + 1) + ((size_t)nb[d].rows * nb[d].cols + 3) / 4;
         memset(nb[d].m, 0, (size_t)nb[d].rows * nb[d].cols);
         for (int r = 0; r < nb[d].rows; r++) { /* columns where at least one pixel of the pair is inside */
             int a_in = r < p->H, b_in = r - nb[d].dy * p->sh >= 0, shift = nb[d].dx * p->sw;

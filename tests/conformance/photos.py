@@ -402,7 +402,8 @@ def fmt(e):
          f"matched {e['engine_matched']:.2e} {'ok' if e['ok'] else 'FAIL'}")
     if "pool" in e:
         s += (f"\n{'':22s} MaxPool #{e['pool']} input: engine {e['pool_engine']:.2e} f32 {e['pool_f32']:.2e} "
-              f"matched {e['pool_engine_matched']:.2e} (bound {e['pool_bound']:.1e}), positions moved {e['pool_moved']}")
+              f"matched {e['pool_engine_matched']:.2e} (bound {e['pool_bound']:.1e}), "
+              f"positions moved {e['pool_moved']}")
     return s
 
 
@@ -454,7 +455,8 @@ def main():
     ap.add_argument("--pool", default="0", help="MaxPool node whose input gradient to compare (index; 'none')")
     ap.add_argument("--json", help="append the entries, one JSON object a line, to this file")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--table", nargs=2, metavar=("BEFORE", "AFTER"), help="print the markdown table of two --json files")
+    ap.add_argument("--table", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="print the markdown table of two --json files")
     a = ap.parse_args()
     if a.table:
         print(table(*a.table))
