@@ -326,13 +326,16 @@ def decisions(a, c64, c32, dumped):
     explains them; an exact tie of a max-pooling window is outside every band)."""
     names = kinks.onnx_inputs(a.proto, c64)
     assert len(dumped) == len(c64), (len(dumped), len(c64))
-    overrides, s = {}, {"near_kink_units": 0, "flips": 0, "outside_band": 0, "flipped": [], "outside": []}
+    overrides, s = {}, {"near_kink_units": 0, "flips": 0, "outside_band": 0, "flipped": [], "outside": [],
+                        "f32_flips": 0, "f32_outside_band": 0}
     for i, (c, c3, ze) in enumerate(zip(c64, c32, dumped)):
         assert ze.size == c.z.numel(), (names[i], ze.size, tuple(c.z.shape))
         ze = torch.from_numpy(ze.astype(np.float64)).reshape(c.z.shape)
         band, _ = kinks.near_kink(c, c3)
-        d64, de = c.decide(), c.decide(ze)
+        d64, de, d32 = c.decide(), c.decide(ze), c.decide(c3.z)
         s["near_kink_units"] += int(band.sum())
+        s["f32_flips"] += int(((d64 != d32) & band).sum())     # PyTorch float32's own, for comparison
+        s["f32_outside_band"] += int(((d64 != d32) & ~band).sum())
         out = (d64 != de) & ~band
         flip = (d64 != de) & band
         if out.any():
@@ -381,6 +384,7 @@ def compare(a, name, r, pool):
          "engine": rel_l2(ig, r["f64"]), "f32": rel_l2(r["f32"], r["f64"]), "engine_matched": rel_l2(ig, m64),
          "logits_max_abs_err": float(np.abs(lg - r["logits64"]).max() / np.abs(r["logits64"]).max()),
          "near_kink_units": s["near_kink_units"], "flips": s["flips"], "outside_band": s["outside_band"],
+         "f32_flips": s["f32_flips"], "f32_outside_band": s["f32_outside_band"],
          "flipped": s["flipped"][:20], "outside": s["outside"][:20], "engine_seconds": secs}
     e["bound"] = bound(e["f32"])
     if pool is not None:
@@ -398,7 +402,8 @@ def compare(a, name, r, pool):
 def fmt(e):
     s = (f"{e['arch']:16s} {e['variant']:4s} {e['photo']:14s} engine {e['engine']:.2e} f32 {e['f32']:.2e} "
          f"ratio {e['engine'] / max(e['f32'], 1e-300):8.2f} bound {e['bound']:.1e} {'ok' if e['plain_ok'] else 'OVER'}"
-         f" | flips {e['flips']} (of {e['near_kink_units']} near-kink), outside band {e['outside_band']}, "
+         f" | flips {e['flips']} (PyTorch f32: {e.get('f32_flips', '?')}; of {e['near_kink_units']} near-kink), "
+         f"outside band {e['outside_band']}, "
          f"matched {e['engine_matched']:.2e} {'ok' if e['ok'] else 'FAIL'}")
     if "pool" in e:
         s += (f"\n{'':22s} MaxPool #{e['pool']} input: engine {e['pool_engine']:.2e} f32 {e['pool_f32']:.2e} "
@@ -423,7 +428,7 @@ def table(before_path, after_path):
         return d
     before, after = load(before_path), load(after_path)
     out = ["| architecture | weights | photo | PyTorch f32 | engine before | ratio | engine after | ratio | "
-           "bound | flips after | matched after |",
+           "bound | flips after (PyTorch f32) | matched after |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {a: i for i, a in enumerate(ARCHS)}
     goal = {}
@@ -434,7 +439,8 @@ def table(before_path, after_path):
         mark = lambda v: f"**{v:.2e}**" if v > e["bound"] else f"{v:.2e}"  # noqa: E731
         out.append(f"| {key[0]} | {key[1]} | {key[2]} | {f32:.2e} | "
                    + (f"{mark(b['engine'])} | {ratio(b['engine'])} | " if b else "- | - | ")
-                   + f"{mark(e['engine'])} | {ratio(e['engine'])} | {e['bound']:.1e} | {e['flips']} | "
+                   + f"{mark(e['engine'])} | {ratio(e['engine'])} | {e['bound']:.1e} | {e['flips']} "
+                   + f"({e.get('f32_flips', '-')}) | "
                    + f"{e['engine_matched']:.2e} |")
         goal.setdefault(key[:2], [[], []])
         goal[key[:2]][1].append(e)
