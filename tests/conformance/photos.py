@@ -327,11 +327,15 @@ def decisions(a, c64, c32, dumped):
     names = kinks.onnx_inputs(a.proto, c64)
     assert len(dumped) == len(c64), (len(dumped), len(c64))
     overrides, s = {}, {"near_kink_units": 0, "flips": 0, "outside_band": 0, "flipped": [], "outside": [],
-                        "f32_flips": 0, "f32_outside_band": 0}
+                        "f32_flips": 0, "f32_outside_band": 0, "err_ratios": []}
     for i, (c, c3, ze) in enumerate(zip(c64, c32, dumped)):
         assert ze.size == c.z.numel(), (names[i], ze.size, tuple(c.z.shape))
         ze = torch.from_numpy(ze.astype(np.float64)).reshape(c.z.shape)
-        band, _ = kinks.near_kink(c, c3)
+        band, err32 = kinks.near_kink(c, c3)
+        scale = float(c.scale()[0])
+        if scale > 0:   # the engine's rounding error at this node against PyTorch float32's
+            err_e = float((ze - c.z.double()).abs().max()) / scale
+            s["err_ratios"].append(err_e / max(float(err32[0]), kinks.ULP_FLOOR))
         d64, de, d32 = c.decide(), c.decide(ze), c.decide(c3.z)
         s["near_kink_units"] += int(band.sum())
         s["f32_flips"] += int(((d64 != d32) & band).sum())     # PyTorch float32's own, for comparison
@@ -385,6 +389,8 @@ def compare(a, name, r, pool):
          "logits_max_abs_err": float(np.abs(lg - r["logits64"]).max() / np.abs(r["logits64"]).max()),
          "near_kink_units": s["near_kink_units"], "flips": s["flips"], "outside_band": s["outside_band"],
          "f32_flips": s["f32_flips"], "f32_outside_band": s["f32_outside_band"],
+         "err_ratio_median": float(np.median(s["err_ratios"])) if s["err_ratios"] else None,
+         "err_ratio_max": max(s["err_ratios"], default=None),
          "flipped": s["flipped"][:20], "outside": s["outside"][:20], "engine_seconds": secs}
     e["bound"] = bound(e["f32"])
     if pool is not None:
