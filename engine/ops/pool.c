@@ -13,13 +13,12 @@
  * Ties: exact comparisons, the first maximum in scan order wins (PyTorch's CPU kernel: `val > maxval`, index
  * of the first; padding never wins). Flat image regions (letterbox bands, saturated pixels) make exact ties
  * common: PyTorch computes identical input patches to identical bits in float32 and float64, so ties there
- * are real and its gradient goes to the window's first position. The engine keeps them real by making its
- * convolutions give identical patches identical outputs (conv.c, same_patch_fixup), not by a tolerance here:
- * a rule "within k ulps of the maximum counts as a tie" needed k ~ 128 (relative to the window's maximum)
- * to absorb OpenBLAS's position-dependent rounding on the letterboxed photo, and any k > 0 sends near-ties
- * that float64 and PyTorch float32 both resolve by value to the first position instead (resnet18 at 224,
- * first MaxPool: 3 such windows at k = 2 ulps of the layer's scale, 0 with exact comparisons; see
- * docs/NUMERICS.md for the measurements).
+ * are real and its gradient goes to the window's first position. The engine keeps them real in the
+ * convolutions (conv.c, same_patch_fixup), not by a tolerance here: "within k ulps of the maximum is a tie"
+ * needed k ~ 128 of the window maximum to absorb the old position-dependent rounding, and on the fixed
+ * engine every k > 0 misroutes more near-ties that float64 resolves by value (vgg11_bn at 224, 5 MaxPools,
+ * 6 images: exact 7 windows unlike float64, as many as PyTorch float32; k = 2 of the window max 11, k = 8
+ * 33, k = 2 of the layer's max 55; tests/conformance/tie_rules.py, docs/NUMERICS.md).
  */
 #include <float.h>
 #include <math.h>
