@@ -20,6 +20,7 @@
  *   it (pool.c). Every forward algorithm (a future Winograd or direct path too) must end with it;
  *   tests/conformance/test_photos.py checks each path.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,8 +172,9 @@ static int uf_union(int32_t *parent, int32_t a, int32_t b)
     return 1;
 }
 
-static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *scratch)
+static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *scratch, size_t scratch_floats)
 {
+    assert(same_patch_floats(p) <= scratch_floats); /* conv_init plans it into scratch_fixed */
     const int hw = p->Ho * p->Wo;
     int32_t *root = (int32_t *)scratch, *runs = root + hw, *w = runs + 3 * (size_t)hw;
     nb_map_t nb[NB_DIRS];
@@ -464,7 +466,8 @@ static void conv_forward_batched(const conv_p *p, const exec_t *e, int chunk)
             }
         }
         for (int j = 0; j < nb; j++) /* col and tmp are spent: the scratch is free */
-            same_patch_fixup(p, e->x[0] + (size_t)(i0 + j) * in_sz, e->y + (size_t)(i0 + j) * out_sz, e->scratch);
+            same_patch_fixup(p, e->x[0] + (size_t)(i0 + j) * in_sz, e->y + (size_t)(i0 + j) * out_sz, e->scratch,
+                             e->scratch_floats);
     }
 }
 
@@ -526,7 +529,7 @@ static void conv_forward(const node_t *nd, const exec_t *e)
             eng_sgemm(0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
                       e->b ? 1.f : 0.f, y + (size_t)gi * p->Mg * out_hw, (int)out_hw);
         }
-        same_patch_fixup(p, x, y, e->scratch);
+        same_patch_fixup(p, x, y, e->scratch, e->scratch_floats);
     }
 }
 

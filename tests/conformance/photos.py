@@ -269,7 +269,8 @@ class Arch(Case):
         (pool: index of a MaxPool) the float64 / float32 gradients at that MaxPool's input."""
         d = out_dir() / "refs"
         d.mkdir(parents=True, exist_ok=True)
-        f = d / f"{self.arch}.{self.variant}.{name}.{'p%d' % pool if pool is not None else 'x'}.{refs_key(self.arch, self.variant)}.npz"
+        which = f"p{pool}" if pool is not None else "x"
+        f = d / f"{self.arch}.{self.variant}.{name}.{which}.{refs_key(self.arch, self.variant)}.npz"
         if f.exists():
             z = np.load(f)
             r = {k: z[k] for k in z.files}
