@@ -17,7 +17,8 @@ PHOTOS_DIR ?= $(BUILD)/photos
 PHOTOS_RUN := $(BUILD)/tools/conformance_run
 PHOTOS_ARCH ?=
 PHOTOS_ZOO_FLAGS ?=
-PHOTOS_ENV = PHOTOS_DIR=$(abspath $(PHOTOS_DIR)) CONFORMANCE_RUN=$(abspath $(PHOTOS_RUN)) GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+PHOTOS_ENV = PHOTOS_DIR=$(abspath $(PHOTOS_DIR)) CONFORMANCE_RUN=$(abspath $(PHOTOS_RUN)) \
+             GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
 .PHONY: photos photos-zoo
 
