@@ -15,7 +15,12 @@
  *   backward). A per-image GEMM of a 14x14 map is too thin for the BLAS kernels to run at speed.
  *   b is bounded by the workspace scratch (SCRATCH_BATCH_CAP).
  * Padding: pads = [top, left, bottom, right] or auto_pad SAME_UPPER / SAME_LOWER / VALID.
+ * Ties: outputs whose input patches are bitwise equal are made bitwise equal after the GEMM
+ *   (same_patch_fixup), as PyTorch computes them; max pooling's exact ties on flat image regions depend on
+ *   it (pool.c). Every forward algorithm (a future Winograd or direct path too) must end with it;
+ *   tests/conformance/test_photos.py checks each path.
  */
+#include <assert.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +58,194 @@ static int conv_out_dim(const char *autopad, int in, int k, int s, int d, int64_
     *pbegin = (int)p0;
     int64_t span = in + p0 + p1 - ext;
     return span < 0 ? 0 : (int)(span / s + 1);
+}
+
+/* Identical input patches give identical outputs.  OpenBLAS rounds the same dot product differently in
+ * different column blocks of one sgemm (its tile and edge kernels accumulate in different orders), so two
+ * pixels of a flat image region, which PyTorch (float32 and float64) computes to the same bits, could come
+ * out an ulp apart here, and MaxPool's "first maximum in scan order" would then pick another pixel than
+ * PyTorch and route the gradient there (docs/NUMERICS.md).  After the GEMM, output positions whose
+ * receptive fields are bitwise equal (==, padding counted as 0) to that of a neighbour (left, up, up-left,
+ * up-right: flat regions with diagonal edges repeat along the diagonal) are joined (union-find), and every
+ * position of a component takes the output of the component's first position in scan order.  The test
+ * runs on the input, not on im2col's columns, so it serves every path (1x1, im2col, batched, and any
+ * future algorithm).  For a neighbour at output offset (-dy, -dx), one byte map over input pixels:
+ *   m[ih][iw] = OR_c x[c][ih][iw] != x[c][ih - dy*sh][iw - dx*sw]          (x = 0 outside the image)
+ *   output (oh, ow) equals that neighbour  <=>  no m over the taps of (oh, ow).
+ * Each map row keeps the span [lo, hi) where unmarked pairs remain; later channels compare only there, so
+ * on a textured input the cost is about one channel's comparisons (measured: under 2.5 % of the
+ * convolution); on an all-flat input it is 4-60 % (a 1x1 convolution of 256 channels is the worst).
+ * The copy fills runs of positions that share a root. */
+enum { NB_DIRS = 4 };
+static const int nb_dy[NB_DIRS] = {0, 1, 1, 1}, nb_dx[NB_DIRS] = {1, 0, 1, -1};
+
+typedef struct {
+    int dy, dx, rows, cols, off; /* map entry (r, s) compares pixel (r, s - off) with its pair */
+    unsigned char *m;
+    int32_t *lo, *hi;            /* per row */
+    int32_t *sum;                /* per row, cols + 1 prefix counts of marks: a row's taps in O(1) */
+} nb_map_t;
+
+static void nb_dims(const conv_p *p, int d, int *rows, int *cols)
+{
+    *rows = p->H + nb_dy[d] * p->sh;
+    *cols = p->W + (nb_dx[d] ? p->sw : 0);
+}
+
+static size_t same_patch_floats(const conv_p *p)
+{
+    size_t hw = (size_t)p->Ho * p->Wo, words = 4 * hw;
+    for (int d = 0; d < NB_DIRS; d++) {
+        int rows, cols;
+        nb_dims(p, d, &rows, &cols);
+        /* lo, hi; prefix sums; the byte map rounded up to words */
+        words += 2 * (size_t)rows + (size_t)rows * (cols + 1) + ((size_t)rows * cols + 3) / 4;
+    }
+    return words;
+}
+
+static float xat(const conv_p *p, const float *xc, int ih, int iw)
+{
+    return ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? xc[(size_t)ih * p->W + iw] : 0.f;
+}
+
+/* 1 when no tap of output (oh, ow) is marked in the map */
+static int taps_clear(const conv_p *p, const nb_map_t *nb, int oh, int ow)
+{
+    const int s0 = ow * p->sw - p->pw + nb->off;
+    for (int i = 0; i < p->kh; i++) {
+        int ih = oh * p->sh - p->ph + i * p->dh;
+        if (ih < 0 || ih >= nb->rows) continue;
+        if (p->dw == 1) { /* the taps are the columns [s0, s0 + kw) of the row */
+            const int32_t *c = nb->sum + (size_t)ih * (nb->cols + 1);
+            int a = s0 < 0 ? 0 : s0, b = s0 + p->kw > nb->cols ? nb->cols : s0 + p->kw;
+            if (a < b && c[b] != c[a]) return 0;
+            continue;
+        }
+        const unsigned char *r = nb->m + (size_t)ih * nb->cols;
+        for (int j = 0; j < p->kw; j++) {
+            int s = s0 + j * p->dw;
+            if (s >= 0 && s < nb->cols && r[s]) return 0;
+        }
+    }
+    return 1;
+}
+
+/* marks row r of the map for channel xc; returns 1 while the row has an unmarked pair */
+static int nb_row(const conv_p *p, nb_map_t *nb, const float *xc, int r)
+{
+    int32_t *lo = nb->lo + r, *hi = nb->hi + r;
+    if (*lo >= *hi) return 0;
+    unsigned char *m = nb->m + (size_t)r * nb->cols;
+    const int r2 = r - nb->dy * p->sh, shift = nb->dx * p->sw; /* pair of (r, iw): (r2, iw - shift) */
+    /* the span where both pixels lie inside the image: s - off in [0, W) and s - off - shift in [0, W) */
+    int a = nb->off + (shift > 0 ? shift : 0), b = nb->off + p->W + (shift < 0 ? shift : 0);
+    if (r >= p->H || r2 < 0) a = b = *lo;
+    if (a < *lo) a = *lo;
+    if (b > *hi) b = *hi;
+    if (b < a) b = a;
+    for (int s = *lo; s < a; s++) m[s] |= xat(p, xc, r, s - nb->off) != xat(p, xc, r2, s - nb->off - shift);
+    if (a < b) {
+        const float *u = xc + (size_t)r * p->W, *v = xc + (size_t)r2 * p->W;
+        const int du = nb->off, dv = nb->off + shift; /* s - du and s - dv lie in [0, W) here */
+        for (int s = a; s < b; s++) m[s] |= u[s - du] != v[s - dv];
+    }
+    for (int s = b; s < *hi; s++) m[s] |= xat(p, xc, r, s - nb->off) != xat(p, xc, r2, s - nb->off - shift);
+    while (*lo < *hi && m[*lo]) ++*lo;
+    while (*hi > *lo && m[*hi - 1]) --*hi;
+    return *lo < *hi;
+}
+
+static int32_t uf_find(int32_t *parent, int32_t q)
+{
+    while (parent[q] != q) {
+        parent[q] = parent[parent[q]];
+        q = parent[q];
+    }
+    return q;
+}
+
+/* joins the components of a and b under the smaller root; 1 when they were apart */
+static int uf_union(int32_t *parent, int32_t a, int32_t b)
+{
+    a = uf_find(parent, a);
+    b = uf_find(parent, b);
+    if (a == b) return 0;
+    if (a < b) parent[b] = a;
+    else parent[a] = b;
+    return 1;
+}
+
+static void same_patch_fixup(const conv_p *p, const float *x, float *y, float *scratch, size_t scratch_floats)
+{
+    assert(same_patch_floats(p) <= scratch_floats); /* conv_init plans it into scratch_fixed */
+    const int hw = p->Ho * p->Wo;
+    int32_t *root = (int32_t *)scratch, *runs = root + hw, *w = runs + 3 * (size_t)hw;
+    nb_map_t nb[NB_DIRS];
+    int live = 0;
+    for (int d = 0; d < NB_DIRS; d++) {
+        nb[d].dy = nb_dy[d];
+        nb[d].dx = nb_dx[d];
+        nb_dims(p, d, &nb[d].rows, &nb[d].cols);
+        nb[d].off = nb_dx[d] < 0 ? p->sw : 0;
+        nb[d].lo = w;
+        nb[d].hi = w + nb[d].rows;
+        nb[d].sum = w + 2 * nb[d].rows;
+        nb[d].m = (unsigned char *)(nb[d].sum + (size_t)nb[d].rows * (nb[d].cols + 1));
+        w += 2 * (size_t)nb[d].rows + (size_t)nb[d].rows * (nb[d].cols + 1) + ((size_t)nb[d].rows * nb[d].cols + 3) / 4;
+        memset(nb[d].m, 0, (size_t)nb[d].rows * nb[d].cols);
+        for (int r = 0; r < nb[d].rows; r++) { /* columns where at least one pixel of the pair is inside */
+            int a_in = r < p->H, b_in = r - nb[d].dy * p->sh >= 0, shift = nb[d].dx * p->sw;
+            nb[d].lo[r] = a_in && b_in ? 0 : a_in ? nb[d].off : b_in ? nb[d].off + shift : 0;
+            nb[d].hi[r] = a_in && b_in ? nb[d].cols : a_in ? nb[d].off + p->W : b_in ? nb[d].off + shift + p->W : 0;
+            live += nb[d].lo[r] < nb[d].hi[r];
+        }
+    }
+    for (int c = 0; c < p->C && live; c++) {
+        const float *xc = x + (size_t)c * p->H * p->W;
+        live = 0;
+        for (int d = 0; d < NB_DIRS; d++)
+            for (int r = 0; r < nb[d].rows; r++) live += nb_row(p, &nb[d], xc, r);
+    }
+    if (!live) return; /* some pair differs in every row: no two neighbouring patches are equal */
+    if (p->dw == 1)
+        for (int d = 0; d < NB_DIRS; d++)
+            for (int r = 0; r < nb[d].rows; r++) {
+                const unsigned char *m = nb[d].m + (size_t)r * nb[d].cols;
+                int32_t *c = nb[d].sum + (size_t)r * (nb[d].cols + 1);
+                c[0] = 0;
+                for (int k = 0; k < nb[d].cols; k++) c[k + 1] = c[k] + m[k];
+            }
+    /* union-find over equal neighbours; a component's root is its first position in scan order */
+    int links = 0;
+    for (int q = 0; q < hw; q++) root[q] = q;
+    for (int oh = 0; oh < p->Ho; oh++)
+        for (int ow = 0; ow < p->Wo; ow++)
+            for (int d = 0; d < NB_DIRS; d++) {
+                int nh = oh - nb_dy[d], nw = ow - nb_dx[d];
+                if (nh >= 0 && nw >= 0 && nw < p->Wo && taps_clear(p, &nb[d], oh, ow))
+                    links += uf_union(root, oh * p->Wo + ow, nh * p->Wo + nw);
+            }
+    if (!links) return;
+    int nruns = 0;
+    for (int q = 0; q < hw; q++) {
+        root[q] = root[root[q]]; /* roots precede q: root[root[q]] is final */
+        if (root[q] == q) continue;
+        int32_t *last = runs + 3 * (nruns - 1);
+        if (nruns && last[0] + last[1] == q && last[2] == root[q]) last[1]++;
+        else {
+            int32_t *t = runs + 3 * nruns++;
+            t[0] = q; t[1] = 1; t[2] = root[q];
+        }
+    }
+    for (int m = 0; m < p->M; m++) {
+        float *ym = y + (size_t)m * hw;
+        for (int k = 0; k < nruns; k++) {
+            const int32_t *t = runs + 3 * k;
+            const float v = ym[t[2]];
+            for (int q = t[0]; q < t[0] + t[1]; q++) ym[q] = v;
+        }
+    }
 }
 
 static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
@@ -129,6 +322,7 @@ static int conv_init(graph_t *g, node_t *n, eng_err_t *err)
     int64_t od[4] = {1, p->M, p->Ho, p->Wo};
     value_set_shape(nout(g, n), 4, od);
     n->scratch_fixed = p->mode == CONV_IM2COL ? (size_t)p->K * p->Ho * p->Wo : 0;
+    if (p->mode != CONV_DEPTHWISE && n->scratch_fixed < same_patch_floats(p)) n->scratch_fixed = same_patch_floats(p);
     if (p->mode != CONV_DEPTHWISE && p->group == 1 && (int64_t)p->Ho * p->Wo <= BATCH_MAX_HW && (int64_t)p->M * p->K >= BATCH_MIN_MK)
         n->scratch_batched = (size_t)(p->K + p->M) * p->Ho * p->Wo; /* col + gathered output */
     n->flops = 2.0 * p->M * p->Ho * p->Wo * p->K;
@@ -287,6 +481,9 @@ static void conv_forward_batched(const conv_p *p, const exec_t *e, int chunk)
                 for (size_t q = 0; q < hw; q++) dst[q] = src[q] + b;
             }
         }
+        for (int j = 0; j < nb; j++) /* col and tmp are spent: the scratch is free */
+            same_patch_fixup(p, e->x[0] + (size_t)(i0 + j) * in_sz, e->y + (size_t)(i0 + j) * out_sz, e->scratch,
+                             e->scratch_floats);
     }
 }
 
@@ -348,6 +545,7 @@ static void conv_forward(const node_t *nd, const exec_t *e)
             eng_sgemm(0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
                       e->b ? 1.f : 0.f, y + (size_t)gi * p->Mg * out_hw, (int)out_hw);
         }
+        same_patch_fixup(p, x, y, e->scratch, e->scratch_floats);
     }
 }
 

@@ -9,6 +9,16 @@
  * ceil_mode:   out = ceil((H + pads - ext) / s) + 1, minus one when the last window would start
  *              in the end padding (PyTorch's rule).
  * Global*:     over all H*W; GlobalMaxPool saves its argmax like MaxPool.
+ *
+ * Ties: exact comparisons, the first maximum in scan order wins (PyTorch's CPU kernel: `val > maxval`, index
+ * of the first; padding never wins). Flat image regions (letterbox bands, saturated pixels) make exact ties
+ * common: PyTorch computes identical input patches to identical bits in float32 and float64, so ties there
+ * are real and its gradient goes to the window's first position. The engine keeps them real in the
+ * convolutions (conv.c, same_patch_fixup), not by a tolerance here: "within k ulps of the maximum is a tie"
+ * needed k ~ 128 of the window maximum to absorb the old position-dependent rounding, and on the fixed
+ * engine every k > 0 misroutes more near-ties that float64 resolves by value (vgg11_bn at 224, 5 MaxPools,
+ * 6 images: exact 7 windows unlike float64, as many as PyTorch float32; k = 2 of the window max 11, k = 8
+ * 33, k = 2 of the layer's max 55; tests/conformance/tie_rules.py, docs/NUMERICS.md).
  */
 #include <float.h>
 #include <math.h>
