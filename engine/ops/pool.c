@@ -96,8 +96,8 @@ static int pool_init_common(graph_t *g, node_t *n, eng_err_t *err, int is_max, i
         }
         if (p->Ho < 1 || p->Wo < 1) return node_err(g, n, err, ENG_EFORMAT, "the window is larger than the padded input");
         p->include_pad = (int)attr_int(n, "count_include_pad", 0);
-        if (!strcmp(n->op_type, "MaxPool") && attr_int(n, "storage_order", 0) != 0)
-            return node_err(g, n, err, ENG_EUNSUPPORTED, "storage_order=1");
+        /* storage_order only orders the optional Indices output, which graph_init_node refuses to
+         * have used: the values are the same either way */
     }
     int64_t od[4] = {1, p->C, p->Ho, p->Wo};
     value_set_shape(nout(g, n), 4, od);
