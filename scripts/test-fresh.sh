@@ -38,6 +38,7 @@ say() { echo "==== test-fresh: $*"; }
 # ---- inside the private namespaces (re-executed by unshare below) -------------------------------
 if [ "${1:-}" = --inside ]; then
   ROOT=$2 TARGET=$3
+  mount --bind "$ROOT" "$ROOT"   # / is a mount point on a real machine (buildah remounts it)
   mount -t proc proc "$ROOT/proc"
   mount -t sysfs sys "$ROOT/sys"
   mount --rbind /dev "$ROOT/dev"
@@ -165,8 +166,14 @@ chmod +x "$ROOT/usr/sbin/policy-rc.d"
 # the repository: HEAD as committed
 mkdir -p "$ROOT/src"
 git -C "$REPO" archive --format=tar HEAD | tar -x -C "$ROOT/src"
+# committed as the one commit of a new repository, as a clone has a .git (container-test stages its
+# build context with git ls-files)
+rev=$(git -C "$REPO" rev-parse --short HEAD)
+git -C "$ROOT/src" init -q
+git -C "$ROOT/src" add -A
+git -C "$ROOT/src" -c user.name=test-fresh -c user.email=test-fresh@localhost commit -q -m "git archive of $rev"
 dirty=$(git -C "$REPO" status --porcelain --untracked-files=no | wc -l)
-say "testing HEAD $(git -C "$REPO" rev-parse --short HEAD)$( [ "$dirty" -eq 0 ] || echo " (uncommitted changes in $dirty files are NOT tested)")"
+say "testing HEAD $rev$( [ "$dirty" -eq 0 ] || echo " (uncommitted changes in $dirty files are NOT tested)")"
 
 # ---- 3. make test inside ----------------------------------------------------------------------
 say "chroot $ROOT: cd /src && make $TARGET"
