@@ -11,8 +11,10 @@
 #             update-ca-certificates), its npm settings (/etc/npmrc, /usr/etc/npmrc, ~/.npmrc),
 #             /etc/resolv.conf and /etc/hosts; and policy-rc.d, so packages installed by the tests
 #             start no services (a chroot has no init). Then `git archive HEAD` into /src: committed
-#             work only, never build outputs or node_modules.
-#   3. test   in a private mount and PID namespace: proc, sys and dev mounted, chroot, `cd /src &&
+#             work only, never build outputs or node_modules; committed there as the one commit of
+#             a new repository, as a clone has a .git.
+#   3. test   in a private mount and PID namespace: the root bind-mounted on itself (/ is a mount
+#             point on a real machine), proc, sys, dev, /dev/shm and /run mounted, chroot, `cd /src &&
 #             make test` with a clean environment (PATH, HOME, LANG, TERM and proxy variables only).
 #             The namespace's mounts and processes go away with it, whatever happens; the trap
 #             unmounts anything left under the root all the same.
@@ -57,7 +59,8 @@ EOF
   chmod +x "$ROOT/tmp/test-fresh-run"
   set --
   for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-    eval "[ -n \"\${$v:-}\" ]" && eval "set -- \"\$@\" \"$v=\${$v}\""
+    val=$(eval "printf '%s' \"\${$v:-}\"")
+    if [ -n "$val" ]; then set -- "$@" "$v=$val"; fi
   done
   exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
     LANG=C.UTF-8 TERM="${TERM:-dumb}" "$@" chroot "$ROOT" /tmp/test-fresh-run
