@@ -24,7 +24,9 @@ missing=""
 node_wanted=""
 if [ "${1:-run}" = test ]; then
   node_wanted=1
-  if ! command -v node >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then
+  # no Node at all, or Debian's nodejs without its npm: Debian's nodejs and npm
+  node=$(command -v node 2>/dev/null || true)
+  if ! command -v npm >/dev/null 2>&1 && { [ -z "$node" ] || [ "$node" = /usr/bin/node ]; }; then
     want="$want nodejs npm"
   fi
 fi
