@@ -1,6 +1,7 @@
 # Browser tests of the dashboard (web/): tests/browser/*.test.mjs drive Debian's chromium
 # (/usr/bin/chromium, installed with apt when missing) through playwright-core from npm
-# (tests/browser/node_modules, from package-lock.json). No browser is ever downloaded.
+# (tests/browser/node_modules, from package-lock.json; 1.61, the last that runs on Debian bookworm's
+# Node 18). No browser is ever downloaded.
 # The models come from tests/browser/make_models.py (the shipped fashion-cnn, or a stand-in trained
 # once with python3-torch on dataset-fashion-mnist and cached in $(BUILD)/browser/models).
 #   make browser-test          both suites, about a minute; screenshot in $(BUILD)/browser/dashboard.png

@@ -1,7 +1,9 @@
 # mk/e2e.mk — the HTTP end-to-end suite (tests/e2e) and the OpenAPI lint, as `make e2e`; part of
 # `make test`. Needs Debian's python3 with pytest, requests, jsonschema, yaml, numpy, PIL, torch,
 # torchvision and onnx (scripts/install-deps.sh test), curl, and Node.js + npm for the linter,
-# which `npm ci` installs into tests/e2e/node_modules from the committed package-lock.json.
+# which `npm ci` installs into tests/e2e/node_modules from the committed package-lock.json:
+# @redocly/cli 1.x, whose tree runs on Node >= 18.19 (Debian bookworm's; its `npm >= 9.5` engines
+# only warn under bookworm's npm 9.2), with two 2.x rules from tests/e2e/redocly-rules.js.
 E2E_DIR   := tests/e2e
 E2E_NODE  := $(E2E_DIR)/node_modules
 E2E_LINT  := $(E2E_NODE)/.bin/redocly

@@ -155,12 +155,13 @@ def test_healthcheck_against_explaind_serve_and_its_drain(tmp_path):
                           "--port", str(port), "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          env=env)
     try:
-        for _ in range(600):
+        for _ in range(1200):   # wait for "ready": a 503 "loading" answer waits as a refused connect does
             try:
                 if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             except requests.RequestException:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         assert healthcheck("--port", str(port))[0] == 0
         assert healthcheck("--port", str(port), "--path", "/readyz")[0] == 0
         assert healthcheck("--port", str(port), "--path", "/nope")[0] == 1
