@@ -1,4 +1,4 @@
-# Methods conformance (tests/conformance/methods): every explanation method of shared/API.md against
+# Methods conformance (tests/conformance/methods): every explanation method of docs/API.md against
 # a PyTorch implementation on the same ONNX weights, plus the properties of the stochastic methods and
 # the fused pass counts. resnet18 is the engine conformance suite's export (shared cache
 # $(CONFORMANCE_DIR): `make conformance` runs first in `make test`; alone, this suite exports it there);

@@ -9,7 +9,7 @@
  *   with --request, service_run end to end as an HTTP worker runs it (decode, preprocess, explain,
  *   sanity checks when asked, PNG rendering, base64, the JSON document and its serialization).
  *   The input is --image preprocessed by the sidecar (else a fixed synthetic tensor); any request
- *   parameter of shared/API.md can follow as --name value (--scorecam_channels 64, --sanity model).
+ *   parameter of docs/API.md can follow as --name value (--scorecam_channels 64, --sanity model).
  *   The workspace batch is --batch, else what `serve` would use (config defaults). */
 #include <jansson.h>
 #include <stdio.h>

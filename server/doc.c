@@ -1,4 +1,4 @@
-/* doc.c — explain / predict documents (shared/API.md, "Explain response").
+/* doc.c — explain / predict documents (docs/API.md, "Explain response").
  *
  * PNG sizes: size=model renders at the model's input size over what the model saw
  * (model_view_image; for a tensor upload, the tensor's view, model_tensor_view). size=input renders at the uploaded image's size over the upload itself

@@ -1,4 +1,4 @@
-/* doc.h — the JSON documents of shared/API.md (predict, explain), built with jansson from the
+/* doc.h — the JSON documents of docs/API.md (predict, explain), built with jansson from the
  * engine's results. Rendering (PNG, base64) happens here, after the engine is done. */
 #ifndef EXPLAIND_DOC_H
 #define EXPLAIND_DOC_H

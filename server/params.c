@@ -1,4 +1,4 @@
-/* params.c — the request parameter table (see params.h). One row per parameter of shared/API.md:
+/* params.c — the request parameter table (see params.h). One row per parameter of docs/API.md:
  * name, kind, routes, and how to store and bound it. */
 #include "params.h"
 #include "utf8.h"

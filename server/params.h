@@ -1,4 +1,4 @@
-/* params.h — the request parameters of shared/API.md, declared once in a table (params.c) that
+/* params.h — the request parameters of docs/API.md, declared once in a table (params.c) that
  * parses them from query strings, multipart fields, JSON bodies and CLI flags alike, checks them
  * against the config limits, and reports errors as (status, detail) for problem+json:
  *   unknown, repeated, wrongly typed or out-of-range parameter -> 422 naming it and its range.

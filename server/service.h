@@ -2,7 +2,7 @@
  * workers and the CLI (predict, explain) both call service_run, so `explaind explain` prints the
  * very document the explain endpoint returns.
  *
- * Statuses follow shared/API.md: 400 undecodable image, 413 image over max_pixels or answer over
+ * Statuses follow docs/API.md: 400 undecodable image, 413 image over max_pixels or answer over
  * max_response_bytes, 415 not PNG or JPEG, 404 unknown layer, 422 parameters / method not
  * applicable, 504 deadline (rendering included), 499 cancelled (the client left), 500 a bug.
  */

@@ -1,4 +1,4 @@
-/* explaind dashboard: one page over the public API (shared/API.md), vanilla JS, no build step.
+/* explaind dashboard: one page over the public API (docs/API.md), vanilla JS, no build step.
  *
  *   GET  /v1/models              model picker
  *   GET  /v1/models/{m}          labels, input spec, layers, methods (family + one-line summary)
@@ -38,7 +38,7 @@
     activations: 'Activations', attention: 'Attention', edge: 'Edge detector',
   };
   const DEFAULT_METHODS = ['saliency', 'integrated_gradients', 'gradcam'];
-  /* API defaults (shared/API.md): a parameter equal to its default is not sent, which keeps the
+  /* API defaults (docs/API.md): a parameter equal to its default is not sent, which keeps the
    * request (and the curl line shown) short. */
   const DEFAULTS = {
     target: '', top_k: '5', ig_steps: '50', smoothgrad_samples: '25', smoothgrad_noise: '0.15',

@@ -1,4 +1,4 @@
-/* Request parameter table: the 422 cases of shared/API.md (unknown, repeated, out of range, not
+/* Request parameter table: the 422 cases of docs/API.md (unknown, repeated, out of range, not
  * applicable), NaN and Infinity, lists, and JSON values. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -245,7 +245,7 @@ def main():
             cells.append(" ".join(imgs))
         w(f"| `{m}` | " + " | ".join(cells) + f" | {cell(SHOWS[m])} |")
     w("")
-    w("Parameters: defaults of shared/API.md (target = top-1, layer = the model's CAM layer, IG 50 "
+    w("Parameters: defaults of docs/API.md (target = top-1, layer = the model's CAM layer, IG 50 "
       "Gauss-Legendre steps from the zero tensor, SmoothGrad 25 samples at 15 % noise, occlusion window "
       "1/8 of the side with stride half the window, seed 0), except Score-CAM on the photo: the 64 "
       "channels of highest mean activation of resnet18's 512.")

@@ -1,4 +1,4 @@
-"""Drive build/explaind (the CLI prints the explain JSON document of shared/API.md) and decode it."""
+"""Drive build/explaind (the CLI prints the explain JSON document of docs/API.md) and decode it."""
 import base64
 import json
 import os

@@ -12,7 +12,7 @@ these tests check what must hold whatever the numbers:
     reference's f(x), f(x0);
   - the same seed gives the same bytes of the whole explanations object (time_ms removed: it is a
     measurement), and another seed another SmoothGrad map.
-Fusion: `passes` counts each batched forward and backward (shared/API.md). The expected counts are
+Fusion: `passes` counts each batched forward and backward (docs/API.md). The expected counts are
 derived from engine/explain/explain.c and the method files, with B = 16 (config max_batch; the
 workspace budget does not lower it for these models):
   first forward 1; one ordinary backward if any of saliency, grad_x_input, gradcam, gradcam_pp,

@@ -1,4 +1,4 @@
-"""Input resizing (the sidecar's `input.resize`: stretch, center_crop, letterbox; shared/API.md)
+"""Input resizing (the sidecar's `input.resize`: stretch, center_crop, letterbox; docs/API.md)
 against PIL and torchvision, on a real photo (skimage's chelsea.png, 451x300, Debian python3-skimage)
 sent at its own size to a gray model (fashion-cnn, 28x28: RGB -> PIL "L" first) and an RGB model
 (resnet18, 64x64). Before issue 16 only stretch ever ran in a test; letterbox never did.
@@ -6,7 +6,7 @@ sent at its own size to a gray model (fashion-cnn, 28x28: RGB -> PIL "L" first) 
 What the engine fed the model is read back with `activations` on the graph input (the preprocessed
 tensor itself), un-normalized to pixels: p = (t·std + mean)·scale.
 
-The definitions (engine/model.c's header, shared/API.md):
+The definitions (engine/model.c's header, docs/API.md):
   stretch      PIL Image.resize((W, H), BILINEAR) (separable triangle filter, widened when shrinking:
                PIL's antialias, which torchvision's Resize applies to PIL images);
   center_crop  torchvision Resize(min(H, W)) then CenterCrop((H, W)) (the shorter side to the model's,

@@ -6,13 +6,13 @@ polar method from their published definitions, checked against the reference imp
 published outputs below), so the noise tensor PyTorch sees is the engine's, bit for bit, without
 any debug hook in the service.
 
-SmoothGrad (Smilkov et al. 2017; Captum NoiseTunnel semantics, shared/API.md): N noisy copies
+SmoothGrad (Smilkov et al. 2017; Captum NoiseTunnel semantics, docs/API.md): N noisy copies
 x_s = x + ε_s, ε_s ~ N(0, σ²), σ = smoothgrad_noise · (max x − min x), ε_s drawn sample after sample,
 element after element (C, H, W order); E(x_s) the base method in float64 autograd on the ONNX
 weights (mc_reference.py); smoothgrad = mean E, smoothgrad_sq = mean E², vargrad = mean E² − (mean E)².
 A reference with σ doubled must NOT match: the test sees the noise scale.
 
-Baselines (integrated_gradients.c's header, shared/API.md): blur = each channel filtered by a
+Baselines (integrated_gradients.c's header, docs/API.md): blur = each channel filtered by a
 Gaussian of σ = side/16 (side: the larger of H, W), 'reflect' borders, the kernel cut at radius
 ⌈3σ⌉ — scipy.ndimage.gaussian_filter(x, σ, mode='reflect', truncate=⌈3σ⌉/σ); uniform = U(min x, max x)
 drawn from the request seed. Checked through IG with one right-Riemann step, whose attribution is
