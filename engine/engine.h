@@ -17,6 +17,34 @@
  * an eng_err_t with a message that names the node, op type and opset when one is involved.
  * Ownership: every *_create / *_load is paired with a *_free; pointers returned by accessors are
  * borrowed and live as long as the object they came from.
+ *
+ * Basic usage (the saliency map of the top class; explain.h runs the methods for you):
+ *
+ *   model_t *m; ws_t *ws; eng_err_t err;
+ *   if (model_load("models", "fashion-cnn", NULL, &m, &err)) die(err.msg);   // .onnx + .json sidecar
+ *   if (ws_create(m->graph, 1, &ws, &err)) die(err.msg);                     // one per thread
+ *   float *x = malloc(model_input_size(m) * sizeof *x);
+ *   model_preprocess(m, &image, x, &err);                                    // PIL/torchvision-exact
+ *   ws_forward(ws, x, 1, &err);
+ *   int out = graph_output_value(m->graph), in = graph_input_value(m->graph);
+ *   const float *logits = ws_value(ws, out);                                 // valid until next forward
+ *   float seed[NCLASSES] = {0}; seed[top] = 1;                               // d(logit_top)/d(logits)
+ *   float *grad = malloc(model_input_size(m) * sizeof *grad);
+ *   bw_req_t rq = {.seed_value = out, .seed = seed, .n_capture = 1, .capture = &in, .capture_out = &grad};
+ *   ws_backward(ws, &rq, &err);                                              // grad = d(logit_top)/dx
+ *   ws_free(ws); model_free(m);
+ *
+ * Limitations
+ *   - Inference graphs of image classifiers: one 4-D float input (N,C,H,W), one output, ai.onnx
+ *     opsets 7..18, float32 only. The ops are listed by `explaind ops` (docs/OPS.md); a graph with
+ *     others is refused at load with every unsupported node named.
+ *   - Batch images never mix: a graph whose ops would combine images of a batch (a Reshape or
+ *     Flatten across the batch axis, a reduction over it) is refused.
+ *   - Backward computes activation gradients (vector-Jacobian products) only, never weight
+ *     gradients; no training.
+ *   - Input size is fixed per loaded model (the graph's static H, W or the sidecar's); no dynamic
+ *     shapes beyond the batch.
+ *   - Control flow (If, Loop, Scan), sequences, quantized and sparse tensors are not supported.
  */
 #ifndef EXPLAIND_ENGINE_H
 #define EXPLAIND_ENGINE_H
