@@ -68,7 +68,6 @@ typedef struct {
     int faithfulness;
     int faithfulness_steps; /* deletion/insertion steps */
     int activations_top;    /* channels drawn in the activations grid */
-    int max_batch_split;    /* unused by the engine; kept for callers */
 } explain_params_t;
 
 void explain_params_default(explain_params_t *p);

@@ -1,5 +1,6 @@
-/* cli.c — the offline subcommands: inspect, predict, explain, visualize. predict and explain go
- * through service_run, the HTTP workers' own path, so they print the same documents. */
+/* cli.c — the offline subcommands inspect, predict, explain and sanity (init, ops, bench and
+ * healthcheck have their own cli_*.c files). predict and explain go through service_run, the HTTP
+ * workers' own path, so they print the same documents. */
 #include "cli.h"
 
 #include <dirent.h>

@@ -21,6 +21,7 @@ typedef struct {
     const char *dflt;
     double min, max;
     const char *help;
+    const char *choices; /* a string key's allowed values, '|'-separated (Redis configEnum); NULL: any */
 } key_t_;
 
 #define F(field) offsetof(config_t, field), sizeof(((config_t *)0)->field)
@@ -52,8 +53,8 @@ static const key_t_ keys[] = {
     {"allow_partial", K_BOOL, F(allow_partial), "false", 0, 1, "start even if some models fail to load (they are logged and left out)"},
     {"api_keys_file", K_STR, F(api_keys_file), "", 0, 0, "file of API keys, one per line; empty = no authentication"},
     {"cors_origins", K_STR, F(cors_origins), "", 0, 0, "comma list of allowed CORS origins, or * for any; empty = no CORS headers"},
-    {"log_level", K_STR, F(log_level), "info", 0, 0, "debug, info, warn or error"},
-    {"log_format", K_STR, F(log_format), "json", 0, 0, "json (one object per line) or text"},
+    {"log_level", K_STR, F(log_level), "info", 0, 0, "debug, info, warn or error", "debug|info|warn|error"},
+    {"log_format", K_STR, F(log_format), "json", 0, 0, "json (one object per line) or text", "json|text"},
     {"top_k_max", K_INT, F(top_k_max), "1000", 1, 100000, "largest top_k"},
     {"ig_steps_max", K_INT, F(ig_steps_max), "1024", 1, 100000, "largest ig_steps"},
     {"smoothgrad_samples_max", K_INT, F(smoothgrad_samples_max), "1024", 1, 100000, "largest smoothgrad_samples"},
@@ -79,12 +80,29 @@ static const key_t_ *find_key(const char *name)
     return NULL;
 }
 
+/* Is v one of the '|'-separated choices? */
+static int is_choice(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, v, n)) return 1;
+        p += len + (bar != NULL);
+    }
+    return 0;
+}
+
 static int set_value(config_t *c, const key_t_ *k, const char *v, char *err, size_t errlen)
 {
     char *base = (char *)c + k->off, *end;
     errno = 0;
     switch (k->type) {
     case K_STR:
+        if (k->choices && !is_choice(k->choices, v)) {
+            snprintf(err, errlen, "%s: expected one of %s, got '%s'", k->name, k->choices, v);
+            return -1;
+        }
         if (strlen(v) >= k->size) {
             snprintf(err, errlen, "%s: value longer than %zu bytes", k->name, k->size - 1);
             return -1;

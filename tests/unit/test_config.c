@@ -36,6 +36,10 @@ static void test_out_of_range_value_is_rejected_with_the_range(void **st)
     assert_int_equal(config_set(&c, "port", "80x", err, sizeof err), -1);
     assert_int_equal(config_set(&c, "smoothgrad_noise_max", "nan", err, sizeof err), -1);
     assert_int_equal(config_set(&c, "allow_partial", "maybe", err, sizeof err), -1);
+    assert_int_equal(config_set(&c, "log_level", "verbose", err, sizeof err), -1); /* was silently info */
+    assert_non_null(strstr(err, "debug|info|warn|error"));
+    assert_int_equal(config_set(&c, "log_format", "xml", err, sizeof err), -1);
+    assert_int_equal(config_set(&c, "log_level", "warn", err, sizeof err), 0);
     assert_int_equal(config_set(&c, "port", "9090", err, sizeof err), 0);
     assert_int_equal(c.port, 9090);
 }
