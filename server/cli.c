@@ -179,11 +179,20 @@ void cli_env_free(cli_env_t *e)
     sanity_cache_free(e->cache);
 }
 
+/* The configuration `serve` would use, without its flags: defaults, the config file
+ * (EXPLAIND_CONFIG, else config/explaind.json when present), EXPLAIND_* variables. */
+static int cli_config(config_t *c, const char *cmd)
+{
+    char err[512];
+    if (!config_from_all(c, 0, NULL, err, sizeof err)) return 0;
+    fprintf(stderr, "explaind %s: configuration: %s\n", cmd, err);
+    return 2;
+}
+
 int cli_env_load(cli_env_t *e, const char *path, int with_twin, const char *cmd)
 {
     memset(e, 0, sizeof *e);
-    config_defaults(&e->cfg);
-    config_finalize(&e->cfg);
+    if (cli_config(&e->cfg, cmd)) return 2;
     eng_set_blas_threads(1);
     model_t *m;
     if (load_model(path, &m)) return 2;
@@ -251,8 +260,7 @@ static int run_doc(int route, int argc, char **argv)
     const char *files[1024];
     int nf = 0, pretty = 1, parallel_steps = 0;
     config_t cfg;
-    config_defaults(&cfg);
-    config_finalize(&cfg);
+    if (cli_config(&cfg, cmd)) return 2;
     request_t rq;
     params_init(&rq, route);
     char detail[768];
@@ -272,6 +280,8 @@ static int run_doc(int route, int argc, char **argv)
                 printf("usage: explaind %s --model MODEL.onnx --image IMAGE [--compact] [--PARAM VALUE ...]\n"
                        "Prints the JSON document of POST /v1/models/{model}/%s (openapi.yaml). MODEL.json next to the\n"
                        "model is its sidecar (docs/MODELS.md).\n", cmd, cmd);
+            printf("Limits (*_max keys) come from the configuration, as for serve: EXPLAIND_CONFIG or\n"
+                   "config/explaind.json, then EXPLAIND_* variables (explaind serve --help lists the keys).\n");
             printf("Parameters (dashes or underscores):\n");
             params_print_help(stdout, route);
             return 0;

@@ -3,6 +3,7 @@ parameter is a 422 (unknown, repeated in any combination of query and body, out 
 for the route, not applicable to the model)."""
 import base64
 import json
+import os
 import re
 import subprocess
 
@@ -224,3 +225,22 @@ def test_json_values_of_every_kind_are_accepted(client, boot_png):
     assert len(doc["predictions"]) == 2 and doc["target"]["index"] == 9
     assert doc["explanations"]["occlusion"]["extra"]["window"] == 7
     assert doc["explanations"]["gradcam"]["faithfulness"]["steps"] == 4
+
+
+def test_cli_reads_the_config_file_and_environment_like_serve(binary, repo, boot_png_path, tmp_path):
+    """`explaind explain` applies the same limits as `serve`: EXPLAIND_* variables and the config
+    file (EXPLAIND_CONFIG), not only the built-in defaults (it used to ignore both)."""
+    model = str(repo / "models" / "fashion-cnn.onnx")
+    cmd = [binary, "explain", "--model", model, "--image", boot_png_path, "--methods", "integrated_gradients",
+           "--ig_steps", "8", "--compact"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPLAIND_")}
+    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stderr
+    low = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**env, "EXPLAIND_IG_STEPS_MAX": "4"})
+    assert low.returncode == 2 and "ig_steps" in low.stderr and "1..4" in low.stderr, (low.returncode, low.stderr)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"ig_steps_max": 4}))
+    low = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**env, "EXPLAIND_CONFIG": str(cfg)})
+    assert low.returncode == 2 and "1..4" in low.stderr, (low.returncode, low.stderr)
+    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**env, "EXPLAIND_LOG_LEVEL": "verbose"})
+    assert bad.returncode == 2 and "log_level" in bad.stderr, (bad.returncode, bad.stderr)
