@@ -54,7 +54,7 @@ def metrics(name):
 @pytest.fixture(scope="module")
 def data():
     if not HAVE_DATA:
-        pytest.skip("dataset-fashion-mnist is not installed")
+        pytest.fail("dataset-fashion-mnist is not installed (make deps-test installs it): the models cannot be checked")
     d = train.load_fashion()
     return {"x_test": train.normalize(d["test"][0]), "y_test": d["test"][1],
             "x_train": train.normalize(d["train"][0][:10000]), "y_train": d["train"][1]}
