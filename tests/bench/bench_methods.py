@@ -104,7 +104,7 @@ class TorchSide:
         self.name, self.net, self.B, self.p = name, net, B, params
         self.cam_module, self.attn_module = cam_module, attn_module
         self.x = torch.from_numpy(x)
-        self.head = net.fc  # both models end in GAP + fc
+        self.head = getattr(net, "fc", None)  # GAP + fc heads (cam); bench_peers.py also runs others
         self.target = None  # None: the top-1 class of the image (a request's default); else fixed
 
     # one forward with the CAM layer's activation captured (requires_grad: backward stops there)

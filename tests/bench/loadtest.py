@@ -73,13 +73,14 @@ def free_port():
 
 
 class Server:
-    def __init__(self, models_dir, log_path, workers):
+    def __init__(self, models_dir, log_path, workers, extra=()):
         self.port = free_port()
         self.log = open(log_path, "w")
         cmd = [bc.EXPLAIND, "serve", "--config", os.path.join(bc.ROOT, "config", "explaind.json"), "--listen",
                "127.0.0.1", "--port", str(self.port), "--models_dir", models_dir]
         if workers:
             cmd += ["--workers", str(workers)]
+        cmd += list(extra)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=bc.engine_env(1), cwd=bc.ROOT)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 120
