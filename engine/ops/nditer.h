@@ -72,6 +72,50 @@ static inline void ndi_collapse(ndi_t *t)
     t->rank = r;
 }
 
+/* Numpy broadcasting of inputs first..first+k-1 of n with the batch kept first: every activation
+ * has the result's rank and a constant of that rank has a leading 1 (else the batch axis would
+ * move or mix). Fills *rank and the result's dims od (od[0] = 1, the batch). */
+static inline int ndi_broadcast_shape(graph_t *g, node_t *n, int first, int k, int *rank, int64_t *od, eng_err_t *err)
+{
+    int r = 0;
+    for (int j = first; j < first + k; j++)
+        if (nin(g, n, j)->rank > r) r = nin(g, n, j)->rank;
+    for (int i = 0; i < r; i++) od[i] = 1;
+    for (int j = first; j < first + k; j++) {
+        const value_t *v = nin(g, n, j);
+        if (!v->is_const && v->rank != r)
+            return node_err(g, n, err, ENG_EUNSUPPORTED,
+                            "activation '%s' has rank %d, below the output's %d: broadcasting would move its batch axis",
+                            v->name, v->rank, r);
+        if (v->is_const && v->rank == r && v->dims[0] != 1)
+            return node_err(g, n, err, ENG_EUNSUPPORTED, "constant '%s' has a leading dimension %lld over the batch",
+                            v->name, (long long)v->dims[0]);
+        for (int i = 0; i < v->rank; i++) {
+            int oi = r - v->rank + i;
+            int64_t d = v->dims[i];
+            if (d != 1 && od[oi] != 1 && od[oi] != d)
+                return node_err(g, n, err, ENG_EFORMAT, "shapes do not broadcast at dimension %d (%lld vs %lld)", oi,
+                                (long long)od[oi], (long long)d);
+            if (d != 1) od[oi] = d;
+        }
+    }
+    *rank = r;
+    return ENG_OK;
+}
+
+/* Element strides of v read over the broadcast result box (rank, od): 0 along the axes v is
+ * broadcast on; axis 0 (the batch) steps a whole image for an activation, 0 for a constant. */
+static inline void ndi_operand_strides(const value_t *v, int rank, const int64_t *od, int64_t *s)
+{
+    int64_t vd[ENG_MAX_RANK], vs[ENG_MAX_RANK];
+    for (int i = 0; i < rank; i++) {
+        int vi = i - (rank - v->rank);
+        vd[i] = vi < 0 ? 1 : v->dims[vi];
+    }
+    ndi_strides(rank, vd, vs);
+    for (int i = 0; i < rank; i++) s[i] = i == 0 ? (v->is_const ? 0 : (int64_t)v->size) : (vd[i] == 1 && od[i] != 1) ? 0 : vs[i];
+}
+
 /* The view for a batch of n, collapsed. */
 static inline ndi_t ndi_for_batch(const ndi_t *view, int n)
 {

@@ -25,36 +25,18 @@ typedef struct {
 static int var_init_kind(graph_t *g, node_t *n, eng_err_t *err, int kind)
 {
     if (n->n_in < 1) return node_err(g, n, err, ENG_EFORMAT, "no inputs");
-    int rank = 0, acts = 0;
+    int acts = 0;
     for (int j = 0; j < n->n_in; j++) {
         if (n->in[j] < 0) return node_err(g, n, err, ENG_EFORMAT, "input %d is missing", j);
         const value_t *v = nin(g, n, j);
-        if (v->is_const && v->dtype != DT_FLOAT)
-            return node_err(g, n, err, ENG_EUNSUPPORTED, "input '%s' is not float", v->name);
-        if (v->rank > rank) rank = v->rank;
+        if (v->is_const && v->dtype != DT_FLOAT) return node_err(g, n, err, ENG_EUNSUPPORTED, "input '%s' is not float", v->name);
         acts += !v->is_const;
     }
     if (!acts) return node_err(g, n, err, ENG_EFORMAT, "every input is constant");
+    int rank;
     int64_t od[ENG_MAX_RANK];
-    for (int i = 0; i < rank; i++) od[i] = 1;
-    for (int j = 0; j < n->n_in; j++) {
-        const value_t *v = nin(g, n, j);
-        if (!v->is_const && v->rank != rank)
-            return node_err(g, n, err, ENG_EUNSUPPORTED,
-                            "activation '%s' has rank %d, below the output's %d: broadcasting would move its batch axis",
-                            v->name, v->rank, rank);
-        if (v->is_const && v->rank == rank && v->dims[0] != 1)
-            return node_err(g, n, err, ENG_EUNSUPPORTED, "constant '%s' has a leading dimension %lld over the batch",
-                            v->name, (long long)v->dims[0]);
-        for (int i = 0; i < v->rank; i++) {
-            int oi = rank - v->rank + i;
-            int64_t d = v->dims[i];
-            if (d != 1 && od[oi] != 1 && od[oi] != d)
-                return node_err(g, n, err, ENG_EFORMAT, "shapes do not broadcast at dimension %d (%lld vs %lld)", oi,
-                                (long long)od[oi], (long long)d);
-            if (d != 1) od[oi] = d;
-        }
-    }
+    int rc = ndi_broadcast_shape(g, n, 0, n->n_in, &rank, od, err);
+    if (rc) return rc;
     var_p *p = calloc(1, sizeof *p + sizeof(ndi_t) * (size_t)n->n_in);
     if (!p) return node_err(g, n, err, ENG_ENOMEM, "out of memory");
     n->p = p;
@@ -62,18 +44,10 @@ static int var_init_kind(graph_t *g, node_t *n, eng_err_t *err, int kind)
     p->k = n->n_in;
     for (int j = 0; j < n->n_in; j++) {
         const value_t *v = nin(g, n, j);
-        int64_t vd[ENG_MAX_RANK], vs[ENG_MAX_RANK];
-        for (int i = 0; i < rank; i++) {
-            int vi = i - (rank - v->rank);
-            vd[i] = vi < 0 ? 1 : v->dims[vi];
-        }
-        ndi_strides(rank, vd, vs);
         ndi_t *t = &p->view[j];
         t->rank = rank;
-        for (int i = 0; i < rank; i++) {
-            t->d[i] = od[i];
-            t->s[0][i] = i == 0 ? (v->is_const ? 0 : (int64_t)v->size) : (vd[i] == 1 && od[i] != 1) ? 0 : vs[i];
-        }
+        for (int i = 0; i < rank; i++) t->d[i] = od[i];
+        ndi_operand_strides(v, rank, od, t->s[0]);
     }
     value_set_shape(nout(g, n), rank, od);
     const size_t osz = shape_size(rank, od);

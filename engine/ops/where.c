@@ -25,35 +25,17 @@ static int where_init(graph_t *g, node_t *n, eng_err_t *err)
     if (!c->is_const)
         return node_err(g, n, err, ENG_EUNSUPPORTED,
                         "the condition '%s' depends on the image; only constant conditions are supported", c->name);
-    int rank = 0, acts = 0;
-    for (int k = 0; k < 3; k++) {
+    int acts = 0;
+    for (int k = 1; k < 3; k++) {
         const value_t *v = nin(g, n, k);
-        if (k > 0 && v->is_const && v->dtype != DT_FLOAT)
-            return node_err(g, n, err, ENG_EUNSUPPORTED, "input '%s' is not float", v->name);
-        if (v->rank > rank) rank = v->rank;
+        if (v->is_const && v->dtype != DT_FLOAT) return node_err(g, n, err, ENG_EUNSUPPORTED, "input '%s' is not float", v->name);
         acts += !v->is_const;
     }
     if (!acts) return node_err(g, n, err, ENG_EFORMAT, "every input is constant");
+    int rank;
     int64_t od[ENG_MAX_RANK];
-    for (int i = 0; i < rank; i++) od[i] = 1;
-    for (int k = 0; k < 3; k++) {
-        const value_t *v = nin(g, n, k);
-        if (!v->is_const && v->rank != rank)
-            return node_err(g, n, err, ENG_EUNSUPPORTED,
-                            "activation '%s' has rank %d, below the output's %d: broadcasting would move its batch axis",
-                            v->name, v->rank, rank);
-        if (v->is_const && v->rank == rank && v->dims[0] != 1)
-            return node_err(g, n, err, ENG_EUNSUPPORTED, "constant '%s' has a leading dimension %lld over the batch",
-                            v->name, (long long)v->dims[0]);
-        for (int i = 0; i < v->rank; i++) {
-            int oi = rank - v->rank + i;
-            int64_t d = v->dims[i];
-            if (d != 1 && od[oi] != 1 && od[oi] != d)
-                return node_err(g, n, err, ENG_EFORMAT, "shapes do not broadcast at dimension %d (%lld vs %lld)", oi,
-                                (long long)od[oi], (long long)d);
-            if (d != 1) od[oi] = d;
-        }
-    }
+    int rc = ndi_broadcast_shape(g, n, 0, 3, &rank, od, err);
+    if (rc) return rc;
     where_p *p = calloc(1, sizeof *p + c->size + 1);
     if (!p) return node_err(g, n, err, ENG_ENOMEM, "out of memory");
     n->p = p;
@@ -61,17 +43,7 @@ static int where_init(graph_t *g, node_t *n, eng_err_t *err)
     ndi_t *t = &p->view;
     t->rank = rank;
     for (int i = 0; i < rank; i++) t->d[i] = od[i];
-    for (int k = 0; k < 3; k++) {
-        const value_t *v = nin(g, n, k);
-        int64_t vd[ENG_MAX_RANK], vs[ENG_MAX_RANK];
-        for (int i = 0; i < rank; i++) {
-            int vi = i - (rank - v->rank);
-            vd[i] = vi < 0 ? 1 : v->dims[vi];
-        }
-        ndi_strides(rank, vd, vs);
-        for (int i = 0; i < rank; i++)
-            t->s[k][i] = i == 0 ? (v->is_const ? 0 : (int64_t)v->size) : (vd[i] == 1 && od[i] != 1) ? 0 : vs[i];
-    }
+    for (int k = 0; k < 3; k++) ndi_operand_strides(nin(g, n, k), rank, od, t->s[k]);
     value_set_shape(nout(g, n), rank, od);
     n->flops = (double)shape_size(rank, od);
     return ENG_OK;
