@@ -233,14 +233,17 @@ void ex_upsample_bilinear(const float *src, int sh, int sw, float *dst, int dh, 
         int y0 = (int)fy;
         if (y0 > sh - 1) y0 = sh - 1;
         int y1 = y0 + (y0 < sh - 1);
-        float ly = (float)(fy - y0), hy = 1.f - ly;
+        /* past the last centre both taps are the edge pixel: weight it 1 exactly, so a clamped band
+         * repeats the edge value bit for bit (hy·v + ly·v can round away from v, and pixels that are
+         * equal by definition would then rank apart in the faithfulness metrics) */
+        float ly = y1 == y0 ? 0.f : (float)(fy - y0), hy = 1.f - ly;
         for (int x = 0; x < dw; x++) {
             double fx = (x + 0.5) * sx - 0.5;
             if (fx < 0) fx = 0;
             int x0 = (int)fx;
             if (x0 > sw - 1) x0 = sw - 1;
             int x1 = x0 + (x0 < sw - 1);
-            float lx = (float)(fx - x0), hx = 1.f - lx;
+            float lx = x1 == x0 ? 0.f : (float)(fx - x0), hx = 1.f - lx;
             dst[(size_t)y * dw + x] = hy * (hx * src[y0 * sw + x0] + lx * src[y0 * sw + x1]) +
                                       ly * (hx * src[y1 * sw + x0] + lx * src[y1 * sw + x1]);
         }
