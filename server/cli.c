@@ -1,4 +1,4 @@
-/* cli.c — the offline subcommands inspect, predict, explain and sanity (init, ops, bench and
+/* cli.c — the offline subcommands inspect, predict, explain and sanity (init, ops, methods, bench and
  * healthcheck have their own cli_*.c files). predict and explain go through service_run, the HTTP
  * workers' own path, so they print the same documents. */
 #include "cli.h"

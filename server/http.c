@@ -733,10 +733,7 @@ static json_t *model_info(const service_model_t *sm)
     for (int i = 0; i < m->n_attention; i++) json_array_append_new(att, json_string(doc_value_display_name(m, m->attention_values[i])));
     for (int i = 0; i < M_COUNT; i++) {
         if (!method_name(i) || method_from_name(method_name(i)) < 0) continue;
-        json_array_append_new(methods, json_pack("{s:s, s:s, s:s}", "name", method_name(i), "family",
-                                                 method_family(i) == 'g' ? "gradient" : method_family(i) == 'c' ? "cam" :
-                                                 method_family(i) == 'x' ? "combined" : method_family(i) == 'p' ? "perturbation" :
-                                                 method_family(i) == 'i' ? "internals" : "baseline",
+        json_array_append_new(methods, json_pack("{s:s, s:s, s:s}", "name", method_name(i), "family", method_family_name(i),
                                                  "summary", method_summary(i)));
     }
     json_object_set_new(o, "labels", labels);

@@ -19,7 +19,7 @@ typedef struct prow {
     const char *name;
     pkind_t kind;
     int routes;
-    const char *const *choices; /* P_ENUM / P_LIST values */
+    const char *const *choices; /* P_ENUM / P_LIST values (METHOD_CHOICES: read from the method table) */
     double min;                  /* P_INT / P_DBL lower bound */
     size_t max_off;              /* offset of the config key bounding it (or SIZE_MAX: use max) */
     int max_is_double;
@@ -32,10 +32,9 @@ typedef struct prow {
 #define CF(field) offsetof(config_t, field)
 #define NOCF ((size_t)-1)
 #define ALLX (R_EXPLAIN | R_SANITY)
+/* choices read from the method table (explain.h method_names) rather than written here */
+static const char *const c_methods[] = {NULL}, *const c_sgbase[] = {NULL};
 
-static const char *const c_methods[] = {"saliency", "grad_x_input", "integrated_gradients", "smoothgrad", "guided_backprop",
-                                        "deconvnet", "cam", "gradcam", "gradcam_pp", "xgradcam", "layercam", "scorecam",
-                                        "eigencam", "guided_gradcam", "occlusion", "activations", "attention", "edge", NULL};
 static const char *const c_output[] = {"heatmap_png", "overlay_png", "raw", "attribution", NULL};
 static const char *const c_colormap[] = {"jet", "turbo", "viridis", "inferno", "gray", NULL};
 static const char *const c_size[] = {"input", "model", NULL};
@@ -43,7 +42,6 @@ static const char *const c_reduce[] = {"abs_sum", "abs_max", "sum", "l2", NULL};
 static const char *const c_ig[] = {"riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", NULL};
 static const char *const c_baseline[] = {"zero", "black", "blur", "uniform", NULL};
 static const char *const c_sgtype[] = {"smoothgrad", "smoothgrad_sq", "vargrad", NULL};
-static const char *const c_sgbase[] = {"saliency", "grad_x_input", "integrated_gradients", "guided_backprop", NULL};
 static const char *const c_sanity[] = {"model", "label", "random_logit", "all", NULL};
 static const char *const c_order[] = {"cascading_top_down", "cascading_bottom_up", "independent", NULL};
 static const char *const c_init[] = {"default", "normal", NULL};
@@ -89,6 +87,13 @@ static const prow_t rows[] = {
     {"blur_sigma", P_DBL, R_FILTER, NULL, 0, NOCF, 0, 10, RQ(fv.blur_sigma), "blur sigma, pixels"},
 };
 #define NROWS ((int)(sizeof rows / sizeof rows[0]))
+
+static const char *const *row_choices(const prow_t *row)
+{
+    if (row->choices == c_methods) return method_names(0);
+    if (row->choices == c_sgbase) return method_names(MN_SMOOTHABLE);
+    return row->choices;
+}
 
 const char *params_output_name(unsigned bit)
 {
@@ -218,19 +223,21 @@ static int store(request_t *r, const prow_t *row, const config_t *cfg, const cha
         return 0;
     }
     case P_ENUM: {
-        int i = find_choice(row->choices, v, strlen(v));
+        const char *const *choices = row_choices(row);
+        int i = find_choice(choices, v, strlen(v));
         if (i < 0) {
             char b[512];
-            choices_text(row->choices, b, sizeof b);
+            choices_text(choices, b, sizeof b);
             snprintf(d, dl, "%s must be one of: %s", row->name, b);
             return 422;
         }
-        if (row->off == RQ(colormap)) snprintf(r->colormap, sizeof r->colormap, "%s", row->choices[i]);
-        else if (row->off == RQ(ep.smoothgrad_base)) r->ep.smoothgrad_base = method_from_name(row->choices[i]);
+        if (row->off == RQ(colormap)) snprintf(r->colormap, sizeof r->colormap, "%s", choices[i]);
+        else if (row->off == RQ(ep.smoothgrad_base)) r->ep.smoothgrad_base = method_from_name(choices[i]);
         else *(int *)dst = i;
         return 0;
     }
     case P_LIST: {
+        const char *const *choices = row_choices(row);
         unsigned bits = 0;
         const char *p = v;
         int any = 0;
@@ -240,15 +247,15 @@ static int store(request_t *r, const prow_t *row, const config_t *cfg, const cha
             while (len && isspace((unsigned char)*p)) { p++; len--; }
             while (len && isspace((unsigned char)p[len - 1])) len--;
             if (len) {
-                int i = find_choice(row->choices, p, len);
+                int i = find_choice(choices, p, len);
                 if (i < 0) {
                     char b[1024];
-                    choices_text(row->choices, b, sizeof b);
+                    choices_text(choices, b, sizeof b);
                     snprintf(d, dl, "%s: unknown value '%.*s'; expected any of: %s", row->name, utf8_cut(p, len > 64 ? 64 : (int)len), p, b);
                     return 422;
                 }
-                if (row->off == RQ(sanity) && !strcmp(row->choices[i], "all")) bits |= SANITY_MODEL | SANITY_LABEL | SANITY_RANDOM_LOGIT;
-                else if (row->off == RQ(ep.methods)) bits |= 1u << method_from_name(row->choices[i]);
+                if (row->off == RQ(sanity) && !strcmp(choices[i], "all")) bits |= SANITY_MODEL | SANITY_LABEL | SANITY_RANDOM_LOGIT;
+                else if (row->off == RQ(ep.methods)) bits |= 1u << method_from_name(choices[i]);
                 else bits |= 1u << i;
                 any = 1;
             }
@@ -416,7 +423,7 @@ void params_print_help(FILE *f, int route)
         const prow_t *row = &rows[i];
         if (!(row->routes & route)) continue;
         char b[512] = "";
-        if (row->choices) choices_text(row->choices, b, sizeof b);
+        if (row->choices) choices_text(row_choices(row), b, sizeof b);
         fprintf(f, "  --%-22s %s%s%s%s\n", row->name, row->help, *b ? " [" : "", b, *b ? "]" : "");
     }
 }

@@ -42,7 +42,6 @@
 #include "metrics.h"
 
 #define BIT(m) (1u << (m))
-#define BATCHED (BIT(M_INTEGRATED_GRADIENTS) | BIT(M_SMOOTHGRAD) | BIT(M_SCORECAM) | BIT(M_OCCLUSION))
 
 typedef struct {
     const sanity_env_t *env;
@@ -385,7 +384,8 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
      * helper workspace, the steps of a sweep are split between this thread (even steps) and a
      * helper thread (odd steps), each comparing its steps' maps as they come; each step writes only
      * its own slots, so the result is the same. */
-    unsigned sweeps[2] = {c->mask & ~BATCHED, c->mask & BATCHED};
+    const unsigned batched = methods_needing(MN_OTHER_INPUTS); /* they forward other inputs: full passes */
+    unsigned sweeps[2] = {c->mask & ~batched, c->mask & batched};
     for (int sw = 0; sw < 2 && !rc; sw++) {
         if (!sweeps[sw]) continue;
         steps_job_t jobs[2];
@@ -393,7 +393,7 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
         for (int t = 0; t < nj; t++)
             jobs[t] = (steps_job_t){.c = c, .ws = t ? env->helper_ws : env->ws, .mask = sweeps[sw], .first = t, .stride = nj,
                                     .reuse = sw == 0 && sp->noise_samples == 0 && !sp->full_recompute,
-                                    .set_targets = sw == 0 || !(c->mask & ~BATCHED), .ow = ow, .ob = ob, .last_maps = last,
+                                    .set_targets = sw == 0 || !(c->mask & ~batched), .ow = ow, .ob = ob, .last_maps = last,
                                     .targets = targets, .scratch = t ? h_scratch : c->scratch, .p_b = t ? h_p_b : c->p_b};
         pthread_t th;
         int threaded = nj == 2 && pthread_create(&th, NULL, run_steps, &jobs[1]) == 0;

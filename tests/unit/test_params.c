@@ -26,6 +26,29 @@ static void test_defaults_follow_the_contract(void **st)
     assert_true(r.clip_percentile == 99.5);
 }
 
+/* The method table is the only list of methods: every row is complete, and the methods and
+ * smoothgrad_base parameters take exactly the names its rows give. */
+static void test_every_method_row_is_complete_and_a_choice(void **st)
+{
+    (void)st;
+    int smoothable = 0;
+    for (int m = 0; m < M_COUNT; m++) {
+        request_t r;
+        params_init(&r, R_EXPLAIN);
+        char d[1024];
+        assert_int_equal(method_from_name(method_name(m)), m);
+        assert_string_not_equal(method_family_name(m), "?");
+        assert_true(strlen(method_display(m)) > 0 && strlen(method_summary(m)) > 0);
+        assert_int_equal(params_set(&r, &cfg, "methods", method_name(m), d, sizeof d), 0);
+        assert_int_equal(r.ep.methods, 1u << m);
+        int st_base = params_set(&r, &cfg, "smoothgrad_base", method_name(m), d, sizeof d);
+        assert_int_equal(st_base, method_needs(m) & MN_SMOOTHABLE ? 0 : 422);
+        if (!st_base) assert_int_equal(r.ep.smoothgrad_base, m);
+        smoothable += !st_base;
+    }
+    assert_int_equal(smoothable, 4);
+}
+
 static void test_unknown_parameter_is_422(void **st)
 {
     (void)st;
@@ -166,6 +189,7 @@ int main(void)
     config_finalize(&cfg);
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_defaults_follow_the_contract),
+        cmocka_unit_test(test_every_method_row_is_complete_and_a_choice),
         cmocka_unit_test(test_unknown_parameter_is_422),
         cmocka_unit_test(test_repeated_parameter_is_422),
         cmocka_unit_test(test_out_of_range_names_the_range),
