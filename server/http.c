@@ -869,8 +869,7 @@ static void job_run(void *arg, worker_ctx_t *w)
             json_t *arr = json_array();
             int failed = 0;
             for (int i = 0; i < r->form.n_images && !failed; i++) {
-                request_t rq = r->rq; /* per instance: resolution mutates it */
-                json_t *doc = service_run(&env, r->model_idx, &rq, &blobs[i], 1, r->request_id, &oc);
+                json_t *doc = service_run(&env, r->model_idx, &r->rq, &blobs[i], 1, r->request_id, &oc);
                 if (!doc) {
                     set_problem(r, oc.status, "instance %d: %s", i, oc.detail);
                     failed = 1;

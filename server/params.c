@@ -362,10 +362,13 @@ int params_set_json(request_t *r, const config_t *cfg, const char *name, const j
     return store(r, row, cfg, buf, d, dl);
 }
 
-int params_resolve(request_t *r, const model_t *m, char *d, size_t dl)
+int params_resolve(const request_t *r, const model_t *m, resolved_t *out, char *d, size_t dl)
 {
     const graph_t *g = m->graph;
-    r->ep.target = -1;
+    explain_params_t *ep = &out->ep;
+    *ep = r->ep;
+    out->top_k = r->top_k;
+    ep->target = -1;
     if (r->target_given) {
         char *end;
         errno = 0;
@@ -375,42 +378,42 @@ int params_resolve(request_t *r, const model_t *m, char *d, size_t dl)
                 snprintf(d, dl, "target must be a class index in 0..%d or a label", m->n_labels - 1);
                 return 422;
             }
-            r->ep.target = (int)t;
+            ep->target = (int)t;
         } else {
             for (int k = 0; k < m->n_labels; k++)
-                if (!strcmp(m->labels[k], r->target)) r->ep.target = k;
-            if (r->ep.target < 0) {
+                if (!strcmp(m->labels[k], r->target)) ep->target = k;
+            if (ep->target < 0) {
                 snprintf(d, dl, "target '%.*s' is not a label of model '%s'", utf8_cut(r->target, 64), r->target, m->name);
                 return 422;
             }
         }
     }
-    r->ep.layer = -1;
+    ep->layer = -1;
     if (r->layer[0]) {
         char sug[600];
-        r->ep.layer = graph_resolve_layer(g, r->layer, sug, sizeof sug);
-        if (r->ep.layer < 0) { /* the layer parameter: 422; the path of /layers/{layer}/activations: 404 */
+        ep->layer = graph_resolve_layer(g, r->layer, sug, sizeof sug);
+        if (ep->layer < 0) { /* the layer parameter: 422; the path of /layers/{layer}/activations: 404 */
             snprintf(d, dl, "layer '%.*s' is not a node, value or module of model '%s'; closest: %s",
                      utf8_cut(r->layer, 200), r->layer, m->name, sug);
             return r->route == R_ACTIVATIONS ? 404 : 422;
         }
     }
-    if (r->top_k > m->n_labels) r->top_k = m->n_labels;
-    if ((r->ep.methods & (1u << M_ATTENTION)) && m->n_attention == 0) {
+    if (out->top_k > m->n_labels) out->top_k = m->n_labels;
+    if ((ep->methods & (1u << M_ATTENTION)) && m->n_attention == 0) {
         snprintf(d, dl, "method 'attention' does not apply: model '%s' declares no attention_layers", m->name);
         return 422;
     }
-    if (r->ep.ig_method == IG_RIEMANN_TRAPEZOID && r->ep.ig_steps < 2 &&
-        (r->ep.methods & ((1u << M_INTEGRATED_GRADIENTS) | (1u << M_SMOOTHGRAD)))) {
+    if (ep->ig_method == IG_RIEMANN_TRAPEZOID && ep->ig_steps < 2 &&
+        (ep->methods & ((1u << M_INTEGRATED_GRADIENTS) | (1u << M_SMOOTHGRAD)))) {
         snprintf(d, dl, "ig_method riemann_trapezoid needs ig_steps >= 2");
         return 422;
     }
-    if (r->ep.occlusion_window && (r->ep.occlusion_window > m->input.width || r->ep.occlusion_window > m->input.height)) {
+    if (ep->occlusion_window && (ep->occlusion_window > m->input.width || ep->occlusion_window > m->input.height)) {
         snprintf(d, dl, "occlusion_window must be at most the model input side (%d)",
                  m->input.width < m->input.height ? m->input.width : m->input.height);
         return 422;
     }
-    if (r->ep.occlusion_stride && r->ep.occlusion_window && r->ep.occlusion_stride > r->ep.occlusion_window) {
+    if (ep->occlusion_stride && ep->occlusion_window && ep->occlusion_stride > ep->occlusion_window) {
         snprintf(d, dl, "occlusion_stride must not exceed occlusion_window");
         return 422;
     }

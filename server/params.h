@@ -59,9 +59,15 @@ void params_init(request_t *r, int route);
 int params_set(request_t *r, const config_t *cfg, const char *name, const char *value, char *detail, size_t dlen);
 /* Set one parameter from a JSON value (application/json bodies). */
 int params_set_json(request_t *r, const config_t *cfg, const char *name, const json_t *v, char *detail, size_t dlen);
-/* Resolve names against the model (target label, layer) and check applicability. 0, 404 (unknown
- * layer) or 422. */
-int params_resolve(request_t *r, const model_t *m, char *detail, size_t dlen);
+/* What a request means on one model: its explain parameters with the target (index or label) and
+ * the layer (name) resolved, and top_k capped at the model's classes. */
+typedef struct {
+    explain_params_t ep;
+    int top_k;
+} resolved_t;
+/* Resolve names against the model (target label, layer) and check applicability; r is not changed,
+ * so one request serves several models or instances (KServe). 0, 404 (unknown layer) or 422. */
+int params_resolve(const request_t *r, const model_t *m, resolved_t *out, char *detail, size_t dlen);
 /* Is `name` a parameter of any route? (for the JSON body's non-parameter keys) */
 int params_known(const char *name);
 /* Names and one-line help, for --help. */
