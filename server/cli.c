@@ -295,7 +295,7 @@ static int run_doc(int route, int argc, char **argv)
             continue;
         }
         if (route == R_SANITY && !strcmp(a, "--full-recompute")) {
-            rq.sanity_full_recompute = 1; /* the naive reference: every pass from the input */
+            rq.sp.full_recompute = 1; /* the naive reference: every pass from the input */
             continue;
         }
         if (route == R_SANITY && !strcmp(a, "--images")) {

@@ -1,15 +1,19 @@
-/* cli_methods.c — `explaind methods`: the method table (engine/explain/explain.c) as the engine
- * holds it, read through explain.h's accessors, never from a copy:
- *   explaind methods          a text table
- *   explaind methods --json   for machines: tests/e2e checks openapi.yaml's method lists and the
- *                             dashboard's (web/app.js) against it, and reads the method names from it
- * Rows in table order (the order of the `methods` parameter's choices). */
+/* cli_methods.c — the two tables a request is made of, printed from the tables themselves, never
+ * from a copy:
+ *   explaind methods [--json]  the method table (engine/explain/explain.c, through explain.h's
+ *                              accessors), in table order (the `methods` parameter's choices)
+ *   explaind params --json     the request parameter table (server/params.c): types, defaults,
+ *                              bounds (with the built-in config's *_max values), choices
+ * tests/e2e/test_methods.py checks openapi.yaml's method lists, its defaults and the dashboard's
+ * (web/app.js) against them; tests/e2e/helpers.py reads the method names from the first. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 #include "explain.h"
+#include "params.h"
 
 static const struct {
     unsigned bit;
@@ -75,6 +79,25 @@ int cli_methods(int argc, char **argv)
                    json_string_value(json_object_get(r, "family")), *needs ? needs : "-", *params ? params : "-");
         }
     }
+    json_decref(a);
+    return 0;
+}
+
+int cli_params(int argc, char **argv)
+{
+    if (argc != 1 || strcmp(argv[0], "--json")) {
+        fprintf(argc == 1 && !strcmp(argv[0], "--help") ? stdout : stderr,
+                "usage: explaind params --json\n"
+                "The request parameters (docs/API.md) from their table: name, type, routes, default, choices,\n"
+                "bounds (the max of the built-in configuration, and the config key that sets it) and help.\n");
+        return argc == 1 && !strcmp(argv[0], "--help") ? 0 : 2;
+    }
+    config_t cfg;
+    config_defaults(&cfg);
+    json_t *a = params_table_json(&cfg);
+    if (!a) return 3;
+    json_dumpf(a, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
     json_decref(a);
     return 0;
 }

@@ -857,7 +857,7 @@ static void job_run(void *arg, worker_ctx_t *w)
     } else if (!(r->stream = stream_new(S.cfg.max_response_bytes))) {
         set_problem(r, 503, "out of memory");
     } else {
-        if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
+        if ((r->rq.sp.checks & SANITY_CHECK_MODEL) || (r->rq.route == R_SANITY && !r->rq.sp.checks)) env.helper_ws = sanity_helpers(st, r->model_idx);
         env.stream = r->stream;
         guard_workspaces(st, r->deadline, &r->cancel);
         outcome_t oc;

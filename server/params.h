@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "explain.h"
+#include "sanity.h"
 
 /* routes a parameter applies to */
 enum {
@@ -21,10 +22,6 @@ enum {
 };
 
 enum { OUT_HEATMAP = 1, OUT_OVERLAY = 2, OUT_RAW = 4, OUT_ATTRIBUTION = 8 };
-enum { SANITY_MODEL = 1, SANITY_LABEL = 2, SANITY_RANDOM_LOGIT = 4 };
-enum { ORDER_TOP_DOWN, ORDER_BOTTOM_UP, ORDER_INDEPENDENT };
-enum { INIT_DEFAULT, INIT_NORMAL };
-enum { STARGET_FIXED, STARGET_ARGMAX };
 
 #define PARAM_MAX 64
 
@@ -40,14 +37,11 @@ typedef struct {
     double alpha;
     int size_model;          /* size=model */
     double clip_percentile;
-    unsigned sanity;
-    int sanity_order;
-    char sanity_layers[4096]; /* "all", "blocks", "groups" or a comma list */
-    int sanity_init;
-    double sanity_init_std;
-    int sanity_target;
-    int sanity_noise_samples;
-    int sanity_full_recompute; /* CLI --full-recompute only (tests, benchmarks): no prefix reuse */
+    /* the sanity parameters, like the explain ones: checks (0: none asked), order, init, init_std,
+     * target, noise_samples; full_recompute from the CLI's --full-recompute only (tests, benchmarks).
+     * The layers and what comes from the config: sanity_params_from_request. */
+    sanity_params_t sp;
+    char sanity_layers[4096]; /* "auto", "all", "blocks", "groups" or a comma list */
     int per_image;
     filterviz_params_t fv;
     unsigned char seen[PARAM_MAX];
@@ -74,5 +68,11 @@ int params_known(const char *name);
 void params_print_help(FILE *f, int route);
 /* Name lists for the enum parameters, for docs and errors. */
 const char *params_output_name(unsigned bit);
+/* The i-th choice of an enum parameter, as the API names it (params_choice("sanity_order",
+ * SANITY_ORDER_INDEPENDENT) = "independent"); "?" if there is none. */
+const char *params_choice(const char *param, int i);
+/* The table for machines (`explaind params --json`): per parameter its name, type, routes,
+ * default, choices, bounds (min, max, the config key of the max) and help. */
+json_t *params_table_json(const config_t *cfg);
 
 #endif

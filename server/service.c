@@ -326,7 +326,7 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, const request
     }
     sanity_params_t sp;
     sanity_params_from_request(rq, env->cfg, &sp);
-    if (!rq->sanity) sp.checks = SANITY_CHECK_MODEL | SANITY_CHECK_LABEL; /* the report's point: default to both tests */
+    if (!rq->sp.checks) sp.checks = SANITY_CHECK_MODEL | SANITY_CHECK_LABEL; /* the report's point: default to both tests */
     sp.n_images = n; /* sanity_layers=auto shares its budget between the images */
     sanity_env_t se = sanity_env_for(env, mi);
     sanity_agg_t *agg = sanity_agg_create();
@@ -554,7 +554,7 @@ static json_t *run(const service_env_t *env, int mi, const request_t *rq, const 
         goto done;
     }
     json_t *sanity = NULL;
-    if (rq->sanity && rq->route == R_EXPLAIN) {
+    if (rq->sp.checks && rq->route == R_EXPLAIN) {
         sanity_params_t sp;
         sanity_params_from_request(rq, cfg, &sp);
         sanity_env_t se = sanity_env_for(env, mi);
@@ -606,10 +606,10 @@ int service_deadline_hint(const request_t *rq, const model_t *m, const config_t 
     if (ms & (1u << M_SCORECAM)) ADD("scorecam: scorecam_channels (now %d%s)", ep->scorecam_channels, ep->scorecam_channels ? "" : " = every channel of the layer");
     if (ms & (1u << M_OCCLUSION)) ADD("occlusion: a larger occlusion_stride or occlusion_window (fewer windows)");
     if (ep->faithfulness) ADD("faithfulness_steps (now %d), or faithfulness=false", ep->faithfulness_steps);
-    if (rq->route != R_PREDICT && rq->route != R_FILTER && (rq->sanity & SANITY_MODEL || (rq->route == R_SANITY && !rq->sanity))) {
+    if (rq->route != R_PREDICT && rq->route != R_FILTER && (rq->sp.checks & SANITY_CHECK_MODEL || (rq->route == R_SANITY && !rq->sp.checks))) {
         ADD("sanity=model: sanity_layers (now %s; 'blocks' or a short comma list of layers run fewer steps%s)", rq->sanity_layers,
             !strcmp(rq->sanity_layers, "auto") ? ", and a smaller sanity_auto_gflop makes auto choose fewer" : "");
-        if (rq->sanity_noise_samples) ADD("sanity_noise_samples (now %d)", rq->sanity_noise_samples);
+        if (rq->sp.noise_samples) ADD("sanity_noise_samples (now %d)", rq->sp.noise_samples);
         if (rq->route == R_SANITY) ADD("fewer images per /sanity request");
     }
     ADD("or a longer request_timeout_ms (now %d; a server setting)", cfg->request_timeout_ms);

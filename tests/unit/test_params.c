@@ -49,6 +49,42 @@ static void test_every_method_row_is_complete_and_a_choice(void **st)
     assert_int_equal(smoothable, 4);
 }
 
+/* The table's default column is what a request starts from; the engine keeps its own defaults for
+ * callers without a request (explain_params_default, filterviz_params_default): they must agree. */
+static void test_table_defaults_are_the_engine_defaults(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    explain_params_t ep;
+    filterviz_params_t fv;
+    explain_params_default(&ep);
+    filterviz_params_default(&fv);
+    assert_memory_equal(&r.ep, &ep, sizeof ep);
+    assert_memory_equal(&r.fv, &fv, sizeof fv);
+    assert_true(r.sp.init_std == 0.01f);
+    assert_string_equal(r.sanity_layers, "auto");
+}
+
+/* The sanity parameters are stored as sanity.h's values: no second enum to translate through. */
+static void test_sanity_choices_are_the_engine_values(void **st)
+{
+    (void)st;
+    request_t r;
+    char d[256];
+    params_init(&r, R_SANITY);
+    const char *set[][2] = {{"sanity_order", "independent"}, {"sanity_init", "normal"}, {"sanity_target", "argmax"},
+                            {"sanity", "label,random_logit"}};
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) assert_int_equal(params_set(&r, &cfg, set[i][0], set[i][1], d, sizeof d), 0);
+    assert_int_equal(r.sp.order, SANITY_ORDER_INDEPENDENT);
+    assert_int_equal(r.sp.init, SANITY_INIT_NORMAL);
+    assert_int_equal(r.sp.target, SANITY_TARGET_ARGMAX);
+    assert_int_equal(r.sp.checks, SANITY_CHECK_LABEL | SANITY_CHECK_RANDOM_LOGIT);
+    assert_string_equal(params_choice("sanity_order", SANITY_ORDER_BOTTOM_UP), "cascading_bottom_up");
+    assert_string_equal(params_choice("sanity_target", SANITY_TARGET_FIXED), "fixed");
+    assert_string_equal(params_choice("sanity_init", 7), "?");
+}
+
 static void test_unknown_parameter_is_422(void **st)
 {
     (void)st;
@@ -147,7 +183,7 @@ static void test_lists_and_enums(void **st)
     assert_int_equal(params_set(&r, &cfg, "colormap", "viridis", d, sizeof d), 0);
     assert_string_equal(r.colormap, "viridis");
     assert_int_equal(params_set(&r, &cfg, "sanity", "all", d, sizeof d), 0);
-    assert_int_equal(r.sanity, SANITY_MODEL | SANITY_LABEL | SANITY_RANDOM_LOGIT);
+    assert_int_equal(r.sp.checks, SANITY_CHECK_MODEL | SANITY_CHECK_LABEL | SANITY_CHECK_RANDOM_LOGIT);
     assert_int_equal(params_set(&r, &cfg, "smoothgrad_base", "guided_backprop", d, sizeof d), 0);
     assert_int_equal(r.ep.smoothgrad_base, M_GUIDED_BACKPROP);
 }
@@ -190,6 +226,8 @@ int main(void)
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_defaults_follow_the_contract),
         cmocka_unit_test(test_every_method_row_is_complete_and_a_choice),
+        cmocka_unit_test(test_table_defaults_are_the_engine_defaults),
+        cmocka_unit_test(test_sanity_choices_are_the_engine_values),
         cmocka_unit_test(test_unknown_parameter_is_422),
         cmocka_unit_test(test_repeated_parameter_is_422),
         cmocka_unit_test(test_out_of_range_names_the_range),
