@@ -149,6 +149,11 @@ int explain_uses_other_inputs(const explain_params_t *p);
 int explain_predict(const model_t *m, ws_t *ws, const float *input, explain_out_t *out, eng_err_t *err);
 void explain_out_free(explain_out_t *out);
 
+/* The input tensor as a grayscale image in pixel/scale units: de-normalized, RGB weighted as
+ * skimage.color.rgb2gray (0.2125, 0.7154, 0.0721), gray as is (edge.c; the edge method and the
+ * sanity checks' edge similarity run maps_sobel on it). gray: H x W floats. */
+void explain_input_gray(const model_t *m, const float *x, float *gray);
+
 /* Activation maximization (Erhan et al. 2009; Yosinski et al. 2015): gradient ascent on the input
  * from seeded noise maximizing a channel's mean activation (layer >= 0) or a class logit. */
 typedef struct {

@@ -152,56 +152,6 @@ void explain_params_default(explain_params_t *p)
     p->activations_top = 16;
 }
 
-/* ---- randomness ------------------------------------------------------------------------------------ */
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-void rng_seed(rng_t *r, uint64_t seed, uint64_t stream)
-{
-    uint64_t x = seed ^ (stream * 0xd1342543de82ef95ULL);
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
-    r->has_spare = 0;
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t rng_u64(rng_t *r)
-{
-    uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return res;
-}
-
-double rng_uniform(rng_t *r) { return (double)(rng_u64(r) >> 11) * 0x1.0p-53; }
-
-double rng_normal(rng_t *r)
-{
-    if (r->has_spare) {
-        r->has_spare = 0;
-        return r->spare;
-    }
-    double u, v, s;
-    do {
-        u = 2 * rng_uniform(r) - 1;
-        v = 2 * rng_uniform(r) - 1;
-        s = u * u + v * v;
-    } while (s >= 1 || s == 0);
-    double f = sqrt(-2 * log(s) / s);
-    r->spare = v * f;
-    r->has_spare = 1;
-    return u * f;
-}
-
 /* ---- helpers ---------------------------------------------------------------------------------------- */
 int ex_max_batch(const ectx_t *c) { return ws_max_batch(c->ws); }
 
@@ -297,30 +247,6 @@ void ex_add_extra(method_result_t *r, const char *key, double v)
     snprintf(r->extra[r->n_extra].key, sizeof r->extra[0].key, "%s", key);
     r->extra[r->n_extra].value = v;
     r->n_extra++;
-}
-
-void ex_upsample_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw)
-{
-    /* half-pixel centres, clamped at the edges (align_corners=False, no antialias) */
-    const double sy = (double)sh / dh, sx = (double)sw / dw;
-    for (int y = 0; y < dh; y++) {
-        double fy = (y + 0.5) * sy - 0.5;
-        if (fy < 0) fy = 0;
-        int y0 = (int)fy;
-        if (y0 > sh - 1) y0 = sh - 1;
-        int y1 = y0 + (y0 < sh - 1);
-        float ly = (float)(fy - y0), hy = 1.f - ly;
-        for (int x = 0; x < dw; x++) {
-            double fx = (x + 0.5) * sx - 0.5;
-            if (fx < 0) fx = 0;
-            int x0 = (int)fx;
-            if (x0 > sw - 1) x0 = sw - 1;
-            int x1 = x0 + (x0 < sw - 1);
-            float lx = (float)(fx - x0), hx = 1.f - lx;
-            dst[(size_t)y * dw + x] = hy * (hx * src[y0 * sw + x0] + lx * src[y0 * sw + x1]) +
-                                      ly * (hx * src[y1 * sw + x0] + lx * src[y1 * sw + x1]);
-        }
-    }
 }
 
 /* ---- the request ------------------------------------------------------------------------------------- */

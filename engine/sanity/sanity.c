@@ -36,8 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../explain/methods.h"
+#include "../explain.h"
 #include "../graph.h"
+#include "../rng.h"
 #include "../sanity.h"
 #include "metrics.h"
 
@@ -91,7 +92,7 @@ static float *comparable(const sctx_t *c, const method_result_t *r, int *C)
     float *a = malloc(sizeof(float) * c->hw);
     if (a) {
         if (h == c->H && w == c->W) memcpy(a, src, sizeof(float) * c->hw);
-        else ex_upsample_bilinear(src, h, w, a, c->H, c->W);
+        else maps_upsample_bilinear(src, h, w, a, c->H, c->W);
     }
     free(sum);
     return a;
@@ -495,8 +496,8 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
     float *gray = malloc(sizeof(float) * c.hw);
     int rc = (!c.scratch || !c.edge || !gray || !c.p_edge || !c.p_b) ? eng_errf(err, ENG_ENOMEM, "out of memory") : ENG_OK;
     if (!rc) { /* the Sobel edges of the input, as the edge method computes them */
-        ex_input_gray(m, x, gray);
-        ex_sobel(gray, c.H, c.W, c.edge);
+        explain_input_gray(m, x, gray);
+        maps_sobel(gray, c.H, c.W, c.edge);
         sim_prepare(c.p_edge, c.edge, 0, 0, c.scratch);
     }
     free(gray);
