@@ -53,6 +53,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "maps.h" /* operations on maps: percentile, bilinear upsampling, blur, Sobel */
+
 /* ---- errors ---------------------------------------------------------------------------------- */
 enum {
     ENG_OK = 0,

@@ -41,13 +41,36 @@ typedef enum {
     M_COUNT
 } method_t;
 
+/* The method table (engine/explain/explain.c) is the one source of what a method is; everything
+ * below reads its row. Adding a method: its file, its enum constant above M_COUNT, its prototype in
+ * methods.h and its row. `explaind methods --json` prints the rows. */
+
 /* "saliency" -> M_SALIENCY; -1 if unknown. */
 int method_from_name(const char *name);
 const char *method_name(int m);
 /* family: 'g' gradient (input-resolution, has attribution), 'c' CAM (layer resolution),
  * 'x' guided_gradcam, 'p' perturbation, 'i' internals, 'b' baseline */
 char method_family(int m);
+/* the family's API name: gradient, cam, combined, perturbation, internals, baseline */
+const char *method_family_name(int m);
 const char *method_summary(int m); /* one line for docs and the dashboard */
+const char *method_display(int m); /* the dashboard's title, e.g. "Grad-CAM" */
+const char *method_params(int m);  /* comma list of the request parameters it reads (besides target) */
+
+/* What a method needs from the planner (its row's needs column). */
+enum {
+    MN_PLAIN_INPUT = 1,   /* the input gradient of the one ordinary backward pass */
+    MN_PLAIN_LAYER = 2,   /* the CAM layer's gradient from that same pass */
+    MN_GUIDED = 4,        /* the input gradient of the one guided backward pass */
+    MN_LAYER = 8,         /* the CAM layer's activation (p->layer or the model's cam layer) */
+    MN_OTHER_INPUTS = 16, /* batched passes over other inputs: the workspace loses the image's forward */
+    MN_SMOOTHABLE = 32,   /* a base method SmoothGrad can average (smoothgrad_base) */
+};
+unsigned method_needs(int m);
+/* bit (1u << method_t) of every method whose row has any of `needs` */
+uint32_t methods_needing(unsigned needs);
+/* NULL-terminated names in table order: every method (needs 0) or the MN_SMOOTHABLE ones. */
+const char *const *method_names(unsigned needs);
 
 enum { IG_RIEMANN_LEFT, IG_RIEMANN_RIGHT, IG_RIEMANN_MIDDLE, IG_RIEMANN_TRAPEZOID, IG_GAUSS_LEGENDRE };
 enum { BASELINE_ZERO, BASELINE_BLACK, BASELINE_BLUR, BASELINE_UNIFORM };
@@ -125,6 +148,11 @@ int explain_uses_other_inputs(const explain_params_t *p);
 /* Forward only: logits and probabilities (predict). */
 int explain_predict(const model_t *m, ws_t *ws, const float *input, explain_out_t *out, eng_err_t *err);
 void explain_out_free(explain_out_t *out);
+
+/* The input tensor as a grayscale image in pixel/scale units: de-normalized, RGB weighted as
+ * skimage.color.rgb2gray (0.2125, 0.7154, 0.0721), gray as is (edge.c; the edge method and the
+ * sanity checks' edge similarity run maps_sobel on it). gray: H x W floats. */
+void explain_input_gray(const model_t *m, const float *x, float *gray);
 
 /* Activation maximization (Erhan et al. 2009; Yosinski et al. 2015): gradient ascent on the input
  * from seeded noise maximizing a channel's mean activation (layer >= 0) or a class logit. */

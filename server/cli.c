@@ -1,4 +1,4 @@
-/* cli.c — the offline subcommands inspect, predict, explain and sanity (init, ops, bench and
+/* cli.c — the offline subcommands inspect, predict, explain and sanity (init, ops, methods, bench and
  * healthcheck have their own cli_*.c files). predict and explain go through service_run, the HTTP
  * workers' own path, so they print the same documents. */
 #include "cli.h"
@@ -295,7 +295,7 @@ static int run_doc(int route, int argc, char **argv)
             continue;
         }
         if (route == R_SANITY && !strcmp(a, "--full-recompute")) {
-            rq.sanity_full_recompute = 1; /* the naive reference: every pass from the input */
+            rq.sp.full_recompute = 1; /* the naive reference: every pass from the input */
             continue;
         }
         if (route == R_SANITY && !strcmp(a, "--images")) {

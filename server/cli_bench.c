@@ -179,15 +179,14 @@ static int bench_methods(const char *model, const char *methods, const char *ima
     for (int k = 0; k < 8; k++) tk[k] = calloc(reps, sizeof(double));
     char *sets = strdup(methods), *save = NULL;
     for (char *set = strtok_r(sets, ";", &save); set && !rc; set = strtok_r(NULL, ";", &save)) {
-        request_t *rq = malloc(sizeof *rq), *one = malloc(sizeof *one);
+        request_t *rq = malloc(sizeof *rq);
         if ((rc = bench_request(rq, &ce.cfg, set, np, pn, pv))) {
             free(rq);
-            free(one);
             break;
         }
         char detail[768];
-        memcpy(one, rq, sizeof *rq);
-        if (!as_request && (rc = params_resolve(one, m, detail, sizeof detail))) {
+        resolved_t res;
+        if (!as_request && (rc = params_resolve(rq, m, &res, detail, sizeof detail))) {
             fprintf(stderr, "explaind bench: %s: %d: %s\n", set, rc, detail);
             rc = 3;
         }
@@ -199,12 +198,11 @@ static int bench_methods(const char *model, const char *methods, const char *ima
             if (profile && r == 0) ws_set_profile(ce.ws[0], pf, pb);
             int64_t t0 = eng_now_ns(), c0 = cpu_ns();
             if (as_request) {
-                memcpy(one, rq, sizeof *rq);
                 blob_t blob = {img_bytes, img_len};
                 outcome_t oc;
                 char rid[33];
                 service_new_request_id(rid);
-                json_t *doc = service_run(&ce.env, 0, one, &blob, 1, rid, &oc);
+                json_t *doc = service_run(&ce.env, 0, rq, &blob, 1, rid, &oc);
                 if (!doc) {
                     fprintf(stderr, "explaind bench: %s: %d: %s\n", set, oc.status, oc.detail);
                     rc = 3;
@@ -223,7 +221,7 @@ static int bench_methods(const char *model, const char *methods, const char *ima
                 json_decref(doc);
             } else {
                 explain_out_t out;
-                if (explain_run(m, ce.ws[0], x, &one->ep, &out, &err)) {
+                if (explain_run(m, ce.ws[0], x, &res.ep, &out, &err)) {
                     fprintf(stderr, "explaind bench: %s: %s\n", set, err.msg);
                     rc = 3;
                     break;
@@ -261,7 +259,6 @@ static int bench_methods(const char *model, const char *methods, const char *ima
             emit(o);
         }
         free(rq);
-        free(one);
     }
     free(sets);
     free(t);

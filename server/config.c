@@ -80,6 +80,19 @@ static const key_t_ *find_key(const char *name)
     return NULL;
 }
 
+double config_number(const config_t *c, const char *key)
+{
+    const key_t_ *k = find_key(key);
+    if (!k) return NAN;
+    const char *b = (const char *)c + k->off;
+    switch (k->type) {
+    case K_INT: return *(const int *)b;
+    case K_I64: return (double)*(const int64_t *)b;
+    case K_DBL: return *(const double *)b;
+    default: return NAN;
+    }
+}
+
 /* Is v one of the '|'-separated choices? */
 static int is_choice(const char *choices, const char *v)
 {

@@ -80,6 +80,9 @@ int config_from_all(config_t *c, int argc, char **argv, char *err, size_t errlen
 int config_set(config_t *c, const char *key, const char *value, char *err, size_t errlen);
 /* --help text and the documented JSON file. */
 void config_print_help(FILE *f);
+/* The value of a numeric key (the *_max bounds of the request parameters); NAN for an unknown or
+ * non-numeric key. */
+double config_number(const config_t *c, const char *key);
 /* documented: precede each key with "_key": "help" (keys starting with '_' are ignored when read). */
 void config_print_json(FILE *f, const config_t *c, int documented);
 /* Resolve derived defaults (workers 0 -> number of cores). */

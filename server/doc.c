@@ -127,7 +127,7 @@ static json_t *header(const doc_ctx_t *d, const explain_out_t *out)
                            d->image ? d->image->height : 0, "format", d->format ? d->format : "", "tensor_shape", 1,
                            m->input.channels, m->input.height, m->input.width);
     json_object_set_new(doc, "input", in);
-    json_object_set_new(doc, "predictions", doc_predictions(m, out, d->rq->top_k));
+    json_object_set_new(doc, "predictions", doc_predictions(m, out, d->top_k));
     return doc;
 }
 

@@ -13,6 +13,7 @@ typedef struct {
     const char *request_id;
     const model_t *model;
     const request_t *rq;
+    int top_k;               /* the request's, capped at the model's classes (params_resolve) */
     const image_t *image;    /* the decoded upload (for size=input overlays); 1 or 3 channels */
     const char *format;      /* "png" / "jpeg" / "npy" */
     int image_is_model_view; /* image is already in the model's frame (a tensor upload's view) */

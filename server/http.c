@@ -733,10 +733,7 @@ static json_t *model_info(const service_model_t *sm)
     for (int i = 0; i < m->n_attention; i++) json_array_append_new(att, json_string(doc_value_display_name(m, m->attention_values[i])));
     for (int i = 0; i < M_COUNT; i++) {
         if (!method_name(i) || method_from_name(method_name(i)) < 0) continue;
-        json_array_append_new(methods, json_pack("{s:s, s:s, s:s}", "name", method_name(i), "family",
-                                                 method_family(i) == 'g' ? "gradient" : method_family(i) == 'c' ? "cam" :
-                                                 method_family(i) == 'x' ? "combined" : method_family(i) == 'p' ? "perturbation" :
-                                                 method_family(i) == 'i' ? "internals" : "baseline",
+        json_array_append_new(methods, json_pack("{s:s, s:s, s:s}", "name", method_name(i), "family", method_family_name(i),
                                                  "summary", method_summary(i)));
     }
     json_object_set_new(o, "labels", labels);
@@ -860,7 +857,7 @@ static void job_run(void *arg, worker_ctx_t *w)
     } else if (!(r->stream = stream_new(S.cfg.max_response_bytes))) {
         set_problem(r, 503, "out of memory");
     } else {
-        if ((r->rq.sanity & SANITY_MODEL) || (r->rq.route == R_SANITY && !r->rq.sanity)) env.helper_ws = sanity_helpers(st, r->model_idx);
+        if ((r->rq.sp.checks & SANITY_CHECK_MODEL) || (r->rq.route == R_SANITY && !r->rq.sp.checks)) env.helper_ws = sanity_helpers(st, r->model_idx);
         env.stream = r->stream;
         guard_workspaces(st, r->deadline, &r->cancel);
         outcome_t oc;
@@ -872,8 +869,7 @@ static void job_run(void *arg, worker_ctx_t *w)
             json_t *arr = json_array();
             int failed = 0;
             for (int i = 0; i < r->form.n_images && !failed; i++) {
-                request_t rq = r->rq; /* per instance: resolution mutates it */
-                json_t *doc = service_run(&env, r->model_idx, &rq, &blobs[i], 1, r->request_id, &oc);
+                json_t *doc = service_run(&env, r->model_idx, &r->rq, &blobs[i], 1, r->request_id, &oc);
                 if (!doc) {
                     set_problem(r, oc.status, "instance %d: %s", i, oc.detail);
                     failed = 1;

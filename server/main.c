@@ -18,6 +18,8 @@ static int usage(FILE *f)
             "  bench      engine benchmark (forward, forward + input gradient)\n"
             "  healthcheck  GET /healthz of a running server; exit 0 on 200 (container health checks)\n"
             "  ops        the ONNX ops the engine runs, with their opsets (docs/OPS.md)\n"
+            "  methods    the explanation methods: family, shared passes, parameters (the method table)\n"
+            "  params     the request parameters: type, default, bounds, choices (--json)\n"
             "Run 'explaind <command> --help' for a command's options.\n");
     return f == stdout ? 0 : 2;
 }
@@ -36,6 +38,8 @@ int main(int argc, char **argv)
     if (!strcmp(c, "bench")) return cli_bench(argc - 2, argv + 2);
     if (!strcmp(c, "healthcheck")) return cli_healthcheck(argc - 2, argv + 2);
     if (!strcmp(c, "ops")) return cli_ops(argc - 2, argv + 2);
+    if (!strcmp(c, "methods")) return cli_methods(argc - 2, argv + 2);
+    if (!strcmp(c, "params")) return cli_params(argc - 2, argv + 2);
     fprintf(stderr, "explaind: unknown command '%s'\n", c);
     return usage(stderr);
 }

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "explain.h"
+#include "sanity.h"
 
 /* routes a parameter applies to */
 enum {
@@ -21,10 +22,6 @@ enum {
 };
 
 enum { OUT_HEATMAP = 1, OUT_OVERLAY = 2, OUT_RAW = 4, OUT_ATTRIBUTION = 8 };
-enum { SANITY_MODEL = 1, SANITY_LABEL = 2, SANITY_RANDOM_LOGIT = 4 };
-enum { ORDER_TOP_DOWN, ORDER_BOTTOM_UP, ORDER_INDEPENDENT };
-enum { INIT_DEFAULT, INIT_NORMAL };
-enum { STARGET_FIXED, STARGET_ARGMAX };
 
 #define PARAM_MAX 64
 
@@ -40,14 +37,11 @@ typedef struct {
     double alpha;
     int size_model;          /* size=model */
     double clip_percentile;
-    unsigned sanity;
-    int sanity_order;
-    char sanity_layers[4096]; /* "all", "blocks", "groups" or a comma list */
-    int sanity_init;
-    double sanity_init_std;
-    int sanity_target;
-    int sanity_noise_samples;
-    int sanity_full_recompute; /* CLI --full-recompute only (tests, benchmarks): no prefix reuse */
+    /* the sanity parameters, like the explain ones: checks (0: none asked), order, init, init_std,
+     * target, noise_samples; full_recompute from the CLI's --full-recompute only (tests, benchmarks).
+     * The layers and what comes from the config: sanity_params_from_request. */
+    sanity_params_t sp;
+    char sanity_layers[4096]; /* "auto", "all", "blocks", "groups" or a comma list */
     int per_image;
     filterviz_params_t fv;
     unsigned char seen[PARAM_MAX];
@@ -59,14 +53,26 @@ void params_init(request_t *r, int route);
 int params_set(request_t *r, const config_t *cfg, const char *name, const char *value, char *detail, size_t dlen);
 /* Set one parameter from a JSON value (application/json bodies). */
 int params_set_json(request_t *r, const config_t *cfg, const char *name, const json_t *v, char *detail, size_t dlen);
-/* Resolve names against the model (target label, layer) and check applicability. 0, 404 (unknown
- * layer) or 422. */
-int params_resolve(request_t *r, const model_t *m, char *detail, size_t dlen);
+/* What a request means on one model: its explain parameters with the target (index or label) and
+ * the layer (name) resolved, and top_k capped at the model's classes. */
+typedef struct {
+    explain_params_t ep;
+    int top_k;
+} resolved_t;
+/* Resolve names against the model (target label, layer) and check applicability; r is not changed,
+ * so one request serves several models or instances (KServe). 0, 404 (unknown layer) or 422. */
+int params_resolve(const request_t *r, const model_t *m, resolved_t *out, char *detail, size_t dlen);
 /* Is `name` a parameter of any route? (for the JSON body's non-parameter keys) */
 int params_known(const char *name);
 /* Names and one-line help, for --help. */
 void params_print_help(FILE *f, int route);
 /* Name lists for the enum parameters, for docs and errors. */
 const char *params_output_name(unsigned bit);
+/* The i-th choice of an enum parameter, as the API names it (params_choice("sanity_order",
+ * SANITY_ORDER_INDEPENDENT) = "independent"); "?" if there is none. */
+const char *params_choice(const char *param, int i);
+/* The table for machines (`explaind params --json`): per parameter its name, type, routes,
+ * default, choices, bounds (min, max, the config key of the max) and help. */
+json_t *params_table_json(const config_t *cfg);
 
 #endif

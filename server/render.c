@@ -1,6 +1,10 @@
 /* render.c — maps to pictures (normalize, bilinear resize, colormap, overlay, PNG), raw float32
  * maps and base64. The order of operations and every rounding rule is documented in render.h; the
  * references the tests compare against are numpy.percentile, torch F.interpolate and matplotlib.
+ * The percentile is the engine's (engine/maps.h); the bilinear kernel here is ATen's with float32
+ * coordinates, which the engine's maps_upsample_bilinear (float64 coordinates) is not: the two
+ * differ in the last bits whenever a scale is not a power of two, so they stay two until a change
+ * that may move the engine's numbers (sanity metrics, faithfulness, Score-CAM masks) unifies them.
  */
 #include "render.h"
 
@@ -16,85 +20,6 @@
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #define STB_IMAGE_RESIZE_STATIC
 #include <stb/stb_image_resize.h>
-
-/* ---- percentile by selection ----------------------------------------------------------------- */
-
-static inline void swapf(float *a, float *b)
-{
-    float t = *a;
-    *a = *b;
-    *b = t;
-}
-
-/* Rearrange a[left..right] (no NaN) so that a[k] holds the value a full sort would put there,
- * everything before it is <= a[k] and everything after it >= a[k] (C++ nth_element).
- * Floyd & Rivest 1975 ("Algorithm 489: SELECT", CACM 18(3)): recursively select from a sample of
- * about n^(2/3) elements a pivot just beside the k-th, so one partition pass leaves a small
- * window; n + min(k, n - k) + o(n) comparisons expected. For the high percentiles used here the
- * scans are almost always taken branches, which is what makes it fast in practice; Hoare-style
- * scans that stop on equal keys keep maps full of ties (ReLU'd CAMs are mostly 0) linear too. */
-static void select_kth(float *a, ptrdiff_t left, ptrdiff_t right, ptrdiff_t k)
-{
-    while (right > left) {
-        if (right - left > 600) {
-            double n = (double)(right - left + 1), i = (double)(k - left + 1);
-            double z = log(n), s = 0.5 * exp(2.0 * z / 3.0);
-            double sd = 0.5 * sqrt(z * s * (n - s) / n) * (i < n / 2 ? -1.0 : 1.0);
-            double nl = floor((double)k - i * s / n + sd), nr = floor((double)k + (n - i) * s / n + sd);
-            select_kth(a, nl > (double)left ? (ptrdiff_t)nl : left, nr < (double)right ? (ptrdiff_t)nr : right, k);
-        }
-        float t = a[k];
-        ptrdiff_t i = left, j = right;
-        swapf(&a[left], &a[k]);
-        if (a[right] > t) swapf(&a[right], &a[left]);
-        while (i < j) { /* a[left] and a[right] bracket t: the scans below cannot run off */
-            swapf(&a[i], &a[j]);
-            i++;
-            j--;
-            while (a[i] < t) i++;
-            while (a[j] > t) j--;
-        }
-        if (a[left] == t) {
-            swapf(&a[left], &a[j]);
-        } else {
-            j++;
-            swapf(&a[j], &a[right]);
-        }
-        if (j <= k) left = j + 1;
-        if (k <= j) right = j - 1;
-    }
-}
-
-double map_percentile(float *buf, size_t n, double p)
-{
-    if (n == 0) return 0.0;
-    if (!(p >= 0.0)) p = 0.0; /* also NaN */
-    if (p > 100.0) p = 100.0;
-    /* numpy 1.24 _quantile, method 'linear': virtual index (n-1)*q with q = p/100 in float64;
-     * at or past the last index both neighbours are the maximum. */
-    double q = p / 100.0;
-    double vi = (double)(n - 1) * q;
-    size_t k0, k1;
-    if (vi >= (double)(n - 1)) {
-        k0 = k1 = n - 1;
-    } else {
-        k0 = (size_t)floor(vi);
-        k1 = k0 + 1;
-    }
-    double t = vi - (double)k0;
-    select_kth(buf, 0, (ptrdiff_t)n - 1, (ptrdiff_t)k0);
-    float a = buf[k0], b = a;
-    if (k1 != k0) { /* the next order statistic: the minimum of what selection left above k0 */
-        b = buf[k1];
-        for (size_t i = k1 + 1; i < n; i++)
-            if (buf[i] < b) b = buf[i];
-    }
-    /* numpy's _lerp, dtype for dtype: b - a in float32, the rest in float64, and from the upper
-     * end when t >= 0.5 (it is monotonic and exact at t == 1). */
-    float d = b - a;
-    if (t >= 0.5) return (double)b - (double)d * (1.0 - t);
-    return (double)a + (double)d * t;
-}
 
 void map_normalize(const float *map, size_t n, double clip_percentile, float *out)
 {

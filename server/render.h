@@ -43,13 +43,7 @@ int colormap_count(void);
 const char *colormap_name(int i); /* i in 0..colormap_count()-1, else NULL (for "must be one of") */
 
 /* ---- maps ------------------------------------------------------------------------------------ */
-/* The p-th percentile (p in [0,100], clamped) of buf[0..n-1], numpy.percentile's default
- * 'linear' method: rank r = (n - 1) * p / 100, result = a[floor r] interpolated towards
- * a[floor r + 1] of the sorted values, with numpy 1.24's arithmetic (float32 difference, float64
- * interpolation from the nearer end), so results are bit-equal to numpy's in our build.
- * Reorders buf (Floyd-Rivest selection: O(n) expected, no sort). buf must hold no NaN (NaN has no
- * place in an order; map_normalize replaces it first). n == 0 returns 0. */
-double map_percentile(float *buf, size_t n, double p);
+/* map_percentile (numpy.percentile of float32 data) is the engine's: engine/maps.h. */
 
 /* out[i] = clip((map[i] - lo) / (hi - lo), 0, 1), computed in double as (v - lo) * (1 / (hi - lo)),
  * with lo = min(map) and hi = the clip_percentile-th percentile of map (map_percentile). When

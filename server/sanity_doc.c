@@ -8,7 +8,6 @@
 
 #include "doc.h"
 
-static const char *const order_names[] = {"cascading_top_down", "cascading_bottom_up", "independent"};
 static const char *const sim_keys[] = {"spearman", "spearman_abs", "ssim", "hog", "edge_spearman", "edge_ssim"};
 #define NSIM 6
 
@@ -28,10 +27,7 @@ static json_t *num_or_null(double v) { return isnan(v) || isinf(v) ? json_null()
 
 void sanity_params_from_request(const request_t *rq, const config_t *cfg, sanity_params_t *sp)
 {
-    memset(sp, 0, sizeof *sp);
-    sp->checks = (rq->sanity & SANITY_MODEL ? SANITY_CHECK_MODEL : 0) | (rq->sanity & SANITY_LABEL ? SANITY_CHECK_LABEL : 0) |
-                 (rq->sanity & SANITY_RANDOM_LOGIT ? SANITY_CHECK_RANDOM_LOGIT : 0);
-    sp->order = rq->sanity_order;
+    *sp = rq->sp;
     sp->auto_budget_flops = cfg->sanity_auto_gflop * 1e9;
     sp->n_images = 1;
     if (!strcmp(rq->sanity_layers, "auto")) sp->layers = SANITY_LAYERS_AUTO;
@@ -42,11 +38,6 @@ void sanity_params_from_request(const request_t *rq, const config_t *cfg, sanity
         sp->layers = SANITY_LAYERS_LIST;
         sp->layer_list = rq->sanity_layers;
     }
-    sp->init = rq->sanity_init == INIT_NORMAL ? SANITY_INIT_NORMAL : SANITY_INIT_DEFAULT;
-    sp->init_std = (float)rq->sanity_init_std;
-    sp->target = rq->sanity_target == STARGET_ARGMAX ? SANITY_TARGET_ARGMAX : SANITY_TARGET_FIXED;
-    sp->noise_samples = rq->sanity_noise_samples;
-    sp->full_recompute = rq->sanity_full_recompute;
     sp->spearman_threshold = cfg->sanity_spearman_threshold;
     sp->ssim_threshold = cfg->sanity_ssim_threshold;
 }
@@ -125,9 +116,9 @@ json_t *sanity_doc(const model_t *m, const request_t *rq, const sanity_params_t 
 {
     json_t *doc = json_object();
     if (r->has_model) {
-        json_t *mr = json_pack("{s:s, s:I, s:s, s:s, s:s}", "order", order_names[sp->order], "seed", (json_int_t)rq->ep.seed,
-                               "layers", rq->sanity_layers, "init", sp->init == SANITY_INIT_NORMAL ? "normal" : "default",
-                               "target", sp->target == SANITY_TARGET_FIXED ? "fixed" : "argmax");
+        json_t *mr = json_pack("{s:s, s:I, s:s, s:s, s:s}", "order", params_choice("sanity_order", sp->order), "seed",
+                               (json_int_t)rq->ep.seed, "layers", rq->sanity_layers, "init", params_choice("sanity_init", sp->init),
+                               "target", params_choice("sanity_target", sp->target));
         if (sp->init == SANITY_INIT_NORMAL) json_object_set_new(mr, "init_std", json_real(sp->init_std));
         if (sp->layers == SANITY_LAYERS_AUTO) json_object_set_new(mr, "layers_auto", sanity_auto_json(&r->auto_info));
         json_t *steps = json_array();
@@ -325,9 +316,9 @@ json_t *sanity_agg_doc(const sanity_agg_t *a, const model_t *m, const request_t 
     (void)m;
     json_t *doc = json_object();
     if (a->has_model) {
-        json_t *mr = json_pack("{s:s, s:I, s:s, s:s, s:s, s:O}", "order", order_names[sp->order], "seed", (json_int_t)rq->ep.seed,
-                               "layers", rq->sanity_layers, "init", sp->init == SANITY_INIT_NORMAL ? "normal" : "default",
-                               "target", sp->target == SANITY_TARGET_FIXED ? "fixed" : "argmax", "steps",
+        json_t *mr = json_pack("{s:s, s:I, s:s, s:s, s:s, s:O}", "order", params_choice("sanity_order", sp->order), "seed",
+                               (json_int_t)rq->ep.seed, "layers", rq->sanity_layers, "init", params_choice("sanity_init", sp->init),
+                               "target", params_choice("sanity_target", sp->target), "steps",
                                a->steps_doc ? a->steps_doc : json_array());
         if (sp->layers == SANITY_LAYERS_AUTO) json_object_set_new(mr, "layers_auto", sanity_auto_json(&a->auto_info));
         json_t *ms = json_object();

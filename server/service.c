@@ -303,8 +303,8 @@ static sanity_env_t sanity_env_for(const service_env_t *env, int mi)
 }
 
 /* POST /v1/models/{m}/sanity: the checks over every image, aggregated */
-static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n,
-                                 const char *request_id, outcome_t *oc)
+static json_t *run_sanity_report(const service_env_t *env, int mi, const request_t *rq, const resolved_t *res,
+                                 const blob_t *images, int n, const char *request_id, outcome_t *oc)
 {
     const model_t *m = env->models[mi].model;
     int64_t t0 = eng_now_ns();
@@ -324,9 +324,9 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
         snprintf(d, sizeof d, "%d images sent; the limit is %d (sanity_images_max)", n, env->cfg->sanity_images_max);
         return fail(oc, 413, d);
     }
-    if (!rq->sanity) rq->sanity = SANITY_MODEL | SANITY_LABEL; /* the report's point: default to both tests */
     sanity_params_t sp;
     sanity_params_from_request(rq, env->cfg, &sp);
+    if (!rq->sp.checks) sp.checks = SANITY_CHECK_MODEL | SANITY_CHECK_LABEL; /* the report's point: default to both tests */
     sp.n_images = n; /* sanity_layers=auto shares its budget between the images */
     sanity_env_t se = sanity_env_for(env, mi);
     sanity_agg_t *agg = sanity_agg_create();
@@ -339,7 +339,6 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
         return fail(oc, 503, "out of memory");
     }
     json_t *doc = NULL;
-    int targets_given = rq->ep.target;
     double explain_ms = 0, sanity_ms = 0;
     for (int i = 0; i < n; i++) {
         image_t img;
@@ -355,9 +354,8 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
         image_free(&img);
         explain_out_t out;
         eng_err_t err = {0};
-        rq->ep.target = targets_given;
         int64_t t1 = eng_now_ns();
-        int rc = explain_run(m, env->ws[mi], x, &rq->ep, &out, &err);
+        int rc = explain_run(m, env->ws[mi], x, &res->ep, &out, &err);
         explain_ms += ms_since(t1);
         if (rc) {
             char d[600];
@@ -367,7 +365,7 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, request_t *rq
         }
         sanity_result_t sr;
         int64_t t2 = eng_now_ns();
-        rc = sanity_run(&se, x, &rq->ep, &out, &sp, &sr, &err);
+        rc = sanity_run(&se, x, &res->ep, &out, &sp, &sr, &err);
         sanity_ms += ms_since(t2);
         if (rc) {
             explain_out_free(&out);
@@ -414,7 +412,7 @@ out:
     return doc;
 }
 
-static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
+static json_t *run(const service_env_t *env, int mi, const request_t *rq, const blob_t *images, int n_images,
                    const char *request_id, outcome_t *oc)
 {
     const config_t *cfg = env->cfg;
@@ -424,7 +422,8 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
     oc->status = 200;
     oc->detail[0] = 0;
     char detail[768];
-    int st = params_resolve(rq, m, detail, sizeof detail);
+    resolved_t res;
+    int st = params_resolve(rq, m, &res, detail, sizeof detail);
     if (st) return fail(oc, st, detail);
     if (env->stream && stream_max(env->stream) > 0) { /* what is known before any work */
         int64_t floor = service_answer_floor(m, rq), have = stream_bytes(env->stream);
@@ -436,13 +435,13 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
             return fail(oc, 413, detail);
         }
     }
-    if (rq->route == R_SANITY) return run_sanity_report(env, mi, rq, images, n_images, request_id, oc);
+    if (rq->route == R_SANITY) return run_sanity_report(env, mi, rq, &res, images, n_images, request_id, oc);
 
     image_t img;
     memset(&img, 0, sizeof img);
     const char *fmt = "";
     eng_err_t err = {0};
-    doc_ctx_t d = {.request_id = request_id, .model = m, .rq = rq, .image = NULL, .format = "", .image_size_max = cfg->image_size_max,
+    doc_ctx_t d = {.request_id = request_id, .model = m, .rq = rq, .top_k = res.top_k, .image = NULL, .format = "", .image_size_max = cfg->image_size_max,
                    .stream = env->stream, .ws = ws};
     float *x = NULL;
     json_t *doc = NULL;
@@ -460,8 +459,9 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
             free(curve);
             return fail(oc, 503, "out of memory");
         }
-        rq->fv.seed = rq->ep.seed;
-        int rc = explain_filter_visualize(m, ws, &rq->fv, x, curve, &err);
+        filterviz_params_t fv = rq->fv;
+        fv.seed = rq->ep.seed;
+        int rc = explain_filter_visualize(m, ws, &fv, x, curve, &err);
         if (rc) {
             free(x);
             free(curve);
@@ -548,19 +548,19 @@ static json_t *run(const service_env_t *env, int mi, request_t *rq, const blob_t
         doc_set_timing(doc, &d, &out, 0, ms_since(t0));
         goto done;
     }
-    rc = explain_run(m, ws, x, &rq->ep, &out, &err);
+    rc = explain_run(m, ws, x, &res.ep, &out, &err);
     if (rc) {
         fail(oc, run_status(env, mi, rc), err.msg);
         goto done;
     }
     json_t *sanity = NULL;
-    if (rq->sanity && rq->route == R_EXPLAIN) {
+    if (rq->sp.checks && rq->route == R_EXPLAIN) {
         sanity_params_t sp;
         sanity_params_from_request(rq, cfg, &sp);
         sanity_env_t se = sanity_env_for(env, mi);
         sanity_result_t sr;
         int64_t ts = eng_now_ns();
-        rc = sanity_run(&se, x, &rq->ep, &out, &sp, &sr, &err);
+        rc = sanity_run(&se, x, &res.ep, &out, &sp, &sr, &err);
         d.sanity_ms = ms_since(ts);
         if (rc) {
             fail(oc, run_status(env, mi, rc), err.msg);
@@ -606,10 +606,10 @@ int service_deadline_hint(const request_t *rq, const model_t *m, const config_t 
     if (ms & (1u << M_SCORECAM)) ADD("scorecam: scorecam_channels (now %d%s)", ep->scorecam_channels, ep->scorecam_channels ? "" : " = every channel of the layer");
     if (ms & (1u << M_OCCLUSION)) ADD("occlusion: a larger occlusion_stride or occlusion_window (fewer windows)");
     if (ep->faithfulness) ADD("faithfulness_steps (now %d), or faithfulness=false", ep->faithfulness_steps);
-    if (rq->route != R_PREDICT && rq->route != R_FILTER && (rq->sanity & SANITY_MODEL || (rq->route == R_SANITY && !rq->sanity))) {
+    if (rq->route != R_PREDICT && rq->route != R_FILTER && (rq->sp.checks & SANITY_CHECK_MODEL || (rq->route == R_SANITY && !rq->sp.checks))) {
         ADD("sanity=model: sanity_layers (now %s; 'blocks' or a short comma list of layers run fewer steps%s)", rq->sanity_layers,
             !strcmp(rq->sanity_layers, "auto") ? ", and a smaller sanity_auto_gflop makes auto choose fewer" : "");
-        if (rq->sanity_noise_samples) ADD("sanity_noise_samples (now %d)", rq->sanity_noise_samples);
+        if (rq->sp.noise_samples) ADD("sanity_noise_samples (now %d)", rq->sp.noise_samples);
         if (rq->route == R_SANITY) ADD("fewer images per /sanity request");
     }
     ADD("or a longer request_timeout_ms (now %d; a server setting)", cfg->request_timeout_ms);
@@ -618,7 +618,7 @@ int service_deadline_hint(const request_t *rq, const model_t *m, const config_t 
     return (int)w;
 }
 
-json_t *service_run(const service_env_t *env, int mi, request_t *rq, const blob_t *images, int n_images,
+json_t *service_run(const service_env_t *env, int mi, const request_t *rq, const blob_t *images, int n_images,
                     const char *request_id, outcome_t *oc)
 {
     json_t *doc = run(env, mi, rq, images, n_images, request_id, oc);

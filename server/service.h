@@ -69,7 +69,7 @@ int service_find_model(const service_env_t *env, const char *name);
 /* Run rq (its route says which) for models[model] on the uploaded images (none for filter
  * visualization; one for predict/explain/activations; one or more for /sanity, or none: the
  * model's probe set, 400 when it has none). */
-json_t *service_run(const service_env_t *env, int model, request_t *rq, const blob_t *images, int n_images,
+json_t *service_run(const service_env_t *env, int model, const request_t *rq, const blob_t *images, int n_images,
                     const char *request_id, outcome_t *oc);
 
 /* For a 504: the parameters of rq that shorten its work, per method (ig_steps, smoothgrad_samples,

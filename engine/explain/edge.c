@@ -13,23 +13,7 @@
 
 #include "methods.h"
 
-void ex_sobel(const float *g, int h, int w, float *out)
-{
-#define AT(y, x) g[(size_t)((y) < 0 ? -(y) - 1 : (y) >= h ? 2 * h - (y) - 1 : (y)) * w + \
-                   ((x) < 0 ? -(x) - 1 : (x) >= w ? 2 * w - (x) - 1 : (x))]
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            /* axis 0 derivative (rows), smoothed along columns; and the transpose */
-            double d0 = ((double)AT(y - 1, x - 1) + 2.0 * AT(y - 1, x) + AT(y - 1, x + 1) - AT(y + 1, x - 1) -
-                         2.0 * AT(y + 1, x) - AT(y + 1, x + 1)) / 4.0;
-            double d1 = ((double)AT(y - 1, x - 1) + 2.0 * AT(y, x - 1) + AT(y + 1, x - 1) - AT(y - 1, x + 1) -
-                         2.0 * AT(y, x + 1) - AT(y + 1, x + 1)) / 4.0;
-            out[(size_t)y * w + x] = (float)sqrt((d0 * d0 + d1 * d1) / 2.0);
-        }
-#undef AT
-}
-
-void ex_input_gray(const model_t *m, const float *x, float *gray)
+void explain_input_gray(const model_t *m, const float *x, float *gray)
 {
     const input_spec_t *s = &m->input;
     const size_t hw = (size_t)s->height * s->width;
@@ -54,8 +38,8 @@ int explain_edge(ectx_t *c, method_result_t *r, eng_err_t *err)
         free(map);
         return eng_errf(err, ENG_ENOMEM, "out of memory");
     }
-    ex_input_gray(c->m, c->x, gray);
-    ex_sobel(gray, c->H, c->W, map);
+    explain_input_gray(c->m, c->x, gray);
+    maps_sobel(gray, c->H, c->W, map);
     free(gray);
     ex_set_map2d(r, map, c->H, c->W);
     return ENG_OK;

@@ -10,39 +10,78 @@
  * workspace before a batched pass can overwrite it.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "methods.h"
 
+/* One row per method: the only place that says what a method is and what it needs. Every list of
+ * methods (the request parameter's choices, the masks of the shared passes below and in sanity.c,
+ * the family names of the model document, `explaind methods`, the openapi.yaml and dashboard lists
+ * checked by tests/e2e/test_methods.py) is read from these rows through explain.h's accessors. */
 typedef struct {
-    const char *name;
-    char family;
+    const char *name;     /* the API's name (the `methods` parameter, the explanations' keys) */
+    char family;          /* see method_family() */
+    unsigned needs;       /* MN_* */
     method_fn fn;
+    const char *display;  /* the dashboard's title */
+    const char *params;   /* the request parameters it reads, besides target */
     const char *summary;
 } method_def_t;
 
+#define GRADIENT_PARAMS "reduce"
+#define LAYER_PARAMS "layer"
+#define IG_PARAMS "ig_steps,ig_method,baseline,seed"
 static const method_def_t methods[M_COUNT] = {
-    [M_SALIENCY] = {"saliency", 'g', explain_saliency, "|∂y_c/∂x|: pixels whose change moves the class score most (Simonyan et al. 2014)"},
-    [M_GRAD_X_INPUT] = {"grad_x_input", 'g', explain_grad_x_input, "x ⊙ ∂y_c/∂x: gradient weighted by the input (Shrikumar et al. 2016)"},
-    [M_INTEGRATED_GRADIENTS] = {"integrated_gradients", 'g', explain_integrated_gradients, "path integral of gradients from a baseline; sums to f(x) − f(x₀) (Sundararajan et al. 2017)"},
-    [M_SMOOTHGRAD] = {"smoothgrad", 'g', explain_smoothgrad, "average of a gradient method over noisy copies of the input (Smilkov et al. 2017)"},
-    [M_GUIDED_BACKPROP] = {"guided_backprop", 'g', explain_guided_backprop, "gradient with ReLU passing only positive signals both ways (Springenberg et al. 2015)"},
-    [M_DECONVNET] = {"deconvnet", 'g', explain_deconvnet, "backward ReLU applied to the gradient only (Zeiler & Fergus 2014)"},
-    [M_CAM] = {"cam", 'c', explain_cam, "class activation map from the linear head's weights; GAP + linear heads only (Zhou et al. 2016)"},
-    [M_GRADCAM] = {"gradcam", 'c', explain_gradcam, "layer activations weighted by their average gradient, ReLU'd (Selvaraju et al. 2017)"},
-    [M_GRADCAM_PP] = {"gradcam_pp", 'c', explain_gradcam_pp, "Grad-CAM with higher-order pixel weights, better for several objects (Chattopadhay et al. 2018)"},
-    [M_XGRADCAM] = {"xgradcam", 'c', explain_xgradcam, "Grad-CAM with activation-normalized gradient weights (Fu et al. 2020)"},
-    [M_LAYERCAM] = {"layercam", 'c', explain_layercam, "element-wise ReLU(gradient) ⊙ activation, finer maps at shallow layers (Jiang et al. 2021)"},
-    [M_SCORECAM] = {"scorecam", 'c', explain_scorecam, "channels weighted by the score of the input masked with each channel; no gradients (Wang et al. 2020)"},
-    [M_EIGENCAM] = {"eigencam", 'c', explain_eigencam, "first principal component of the layer's activations; class-agnostic (Muhammad & Yeasin 2020)"},
-    [M_GUIDED_GRADCAM] = {"guided_gradcam", 'x', explain_guided_gradcam, "guided backprop ⊙ upsampled Grad-CAM: fine detail, class-specific (Selvaraju et al. 2017)"},
-    [M_OCCLUSION] = {"occlusion", 'p', explain_occlusion, "drop in the class score when a sliding window is replaced by a baseline (Zeiler & Fergus 2014)"},
-    [M_ACTIVATIONS] = {"activations", 'i', explain_activations, "the layer's feature maps: the channels with the highest mean activation"},
-    [M_ATTENTION] = {"attention", 'i', explain_attention, "the model's own attention maps, e.g. CBAM spatial attention (Woo et al. 2018)"},
-    [M_EDGE] = {"edge", 'b', explain_edge, "Sobel edge magnitude of the input: model-independent, the reference of Adebayo et al. 2018"},
+    [M_SALIENCY] = {"saliency", 'g', MN_PLAIN_INPUT | MN_SMOOTHABLE, explain_saliency, "Saliency", GRADIENT_PARAMS,
+                    "|∂y_c/∂x|: pixels whose change moves the class score most (Simonyan et al. 2014)"},
+    [M_GRAD_X_INPUT] = {"grad_x_input", 'g', MN_PLAIN_INPUT | MN_SMOOTHABLE, explain_grad_x_input, "Gradient × Input",
+                        GRADIENT_PARAMS, "x ⊙ ∂y_c/∂x: gradient weighted by the input (Shrikumar et al. 2016)"},
+    [M_INTEGRATED_GRADIENTS] = {"integrated_gradients", 'g', MN_OTHER_INPUTS | MN_SMOOTHABLE, explain_integrated_gradients,
+                                "Integrated Gradients", GRADIENT_PARAMS "," IG_PARAMS,
+                                "path integral of gradients from a baseline; sums to f(x) − f(x₀) (Sundararajan et al. 2017)"},
+    [M_SMOOTHGRAD] = {"smoothgrad", 'g', MN_OTHER_INPUTS, explain_smoothgrad, "SmoothGrad",
+                      GRADIENT_PARAMS ",smoothgrad_samples,smoothgrad_noise,smoothgrad_type,smoothgrad_base," IG_PARAMS,
+                      "average of a gradient method over noisy copies of the input (Smilkov et al. 2017)"},
+    [M_GUIDED_BACKPROP] = {"guided_backprop", 'g', MN_GUIDED | MN_SMOOTHABLE, explain_guided_backprop, "Guided Backprop",
+                           GRADIENT_PARAMS, "gradient with ReLU passing only positive signals both ways (Springenberg et al. 2015)"},
+    [M_DECONVNET] = {"deconvnet", 'g', 0, explain_deconvnet, "DeconvNet", GRADIENT_PARAMS,
+                     "backward ReLU applied to the gradient only (Zeiler & Fergus 2014)"},
+    [M_CAM] = {"cam", 'c', MN_LAYER, explain_cam, "CAM", LAYER_PARAMS,
+               "class activation map from the linear head's weights; GAP + linear heads only (Zhou et al. 2016)"},
+    [M_GRADCAM] = {"gradcam", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_gradcam, "Grad-CAM", LAYER_PARAMS,
+                   "layer activations weighted by their average gradient, ReLU'd (Selvaraju et al. 2017)"},
+    [M_GRADCAM_PP] = {"gradcam_pp", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_gradcam_pp, "Grad-CAM++", LAYER_PARAMS,
+                      "Grad-CAM with higher-order pixel weights, better for several objects (Chattopadhay et al. 2018)"},
+    [M_XGRADCAM] = {"xgradcam", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_xgradcam, "XGrad-CAM", LAYER_PARAMS,
+                    "Grad-CAM with activation-normalized gradient weights (Fu et al. 2020)"},
+    [M_LAYERCAM] = {"layercam", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_layercam, "LayerCAM", LAYER_PARAMS,
+                    "element-wise ReLU(gradient) ⊙ activation, finer maps at shallow layers (Jiang et al. 2021)"},
+    [M_SCORECAM] = {"scorecam", 'c', MN_LAYER | MN_OTHER_INPUTS, explain_scorecam, "Score-CAM", LAYER_PARAMS ",scorecam_channels",
+                    "channels weighted by the score of the input masked with each channel; no gradients (Wang et al. 2020)"},
+    [M_EIGENCAM] = {"eigencam", 'c', MN_LAYER, explain_eigencam, "Eigen-CAM", LAYER_PARAMS,
+                    "first principal component of the layer's activations; class-agnostic (Muhammad & Yeasin 2020)"},
+    [M_GUIDED_GRADCAM] = {"guided_gradcam", 'x', MN_LAYER | MN_PLAIN_LAYER | MN_GUIDED, explain_guided_gradcam,
+                          "Guided Grad-CAM", LAYER_PARAMS "," GRADIENT_PARAMS,
+                          "guided backprop ⊙ upsampled Grad-CAM: fine detail, class-specific (Selvaraju et al. 2017)"},
+    [M_OCCLUSION] = {"occlusion", 'p', MN_OTHER_INPUTS, explain_occlusion, "Occlusion",
+                     "occlusion_window,occlusion_stride,baseline,seed",
+                     "drop in the class score when a sliding window is replaced by a baseline (Zeiler & Fergus 2014)"},
+    [M_ACTIVATIONS] = {"activations", 'i', MN_LAYER, explain_activations, "Activations", LAYER_PARAMS,
+                       "the layer's feature maps: the channels with the highest mean activation"},
+    [M_ATTENTION] = {"attention", 'i', 0, explain_attention, "Attention", LAYER_PARAMS,
+                     "the model's own attention maps, e.g. CBAM spatial attention (Woo et al. 2018)"},
+    [M_EDGE] = {"edge", 'b', 0, explain_edge, "Edge detector", "",
+                "Sobel edge magnitude of the input: model-independent, the reference of Adebayo et al. 2018"},
 };
+
+static const struct {
+    char code;
+    const char *name;
+} families[] = {{'g', "gradient"}, {'c', "cam"}, {'x', "combined"}, {'p', "perturbation"}, {'i', "internals"},
+                {'b', "baseline"}};
 
 int method_from_name(const char *name)
 {
@@ -55,6 +94,43 @@ int method_from_name(const char *name)
 const char *method_name(int m) { return m >= 0 && m < M_COUNT ? methods[m].name : "?"; }
 char method_family(int m) { return m >= 0 && m < M_COUNT ? methods[m].family : '?'; }
 const char *method_summary(int m) { return m >= 0 && m < M_COUNT ? methods[m].summary : ""; }
+const char *method_display(int m) { return m >= 0 && m < M_COUNT ? methods[m].display : "?"; }
+const char *method_params(int m) { return m >= 0 && m < M_COUNT ? methods[m].params : ""; }
+unsigned method_needs(int m) { return m >= 0 && m < M_COUNT ? methods[m].needs : 0; }
+
+const char *method_family_name(int m)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (families[i].code == method_family(m)) return families[i].name;
+    return "?";
+}
+
+uint32_t methods_needing(unsigned needs)
+{
+    uint32_t mask = 0;
+    for (int i = 0; i < M_COUNT; i++)
+        if (methods[i].needs & needs) mask |= 1u << i;
+    return mask;
+}
+
+static const char *names_all[M_COUNT + 1], *names_smoothable[M_COUNT + 1];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void names_build(void)
+{
+    int a = 0, s = 0;
+    for (int i = 0; i < M_COUNT; i++) {
+        if (!methods[i].fn) continue;
+        names_all[a++] = methods[i].name;
+        if (methods[i].needs & MN_SMOOTHABLE) names_smoothable[s++] = methods[i].name;
+    }
+}
+
+const char *const *method_names(unsigned needs)
+{
+    pthread_once(&names_once, names_build);
+    return needs == MN_SMOOTHABLE ? names_smoothable : names_all;
+}
 
 void explain_params_default(explain_params_t *p)
 {
@@ -74,56 +150,6 @@ void explain_params_default(explain_params_t *p)
     p->seed = 0;
     p->faithfulness_steps = 20;
     p->activations_top = 16;
-}
-
-/* ---- randomness ------------------------------------------------------------------------------------ */
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-void rng_seed(rng_t *r, uint64_t seed, uint64_t stream)
-{
-    uint64_t x = seed ^ (stream * 0xd1342543de82ef95ULL);
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
-    r->has_spare = 0;
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t rng_u64(rng_t *r)
-{
-    uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return res;
-}
-
-double rng_uniform(rng_t *r) { return (double)(rng_u64(r) >> 11) * 0x1.0p-53; }
-
-double rng_normal(rng_t *r)
-{
-    if (r->has_spare) {
-        r->has_spare = 0;
-        return r->spare;
-    }
-    double u, v, s;
-    do {
-        u = 2 * rng_uniform(r) - 1;
-        v = 2 * rng_uniform(r) - 1;
-        s = u * u + v * v;
-    } while (s >= 1 || s == 0);
-    double f = sqrt(-2 * log(s) / s);
-    r->spare = v * f;
-    r->has_spare = 1;
-    return u * f;
 }
 
 /* ---- helpers ---------------------------------------------------------------------------------------- */
@@ -223,39 +249,8 @@ void ex_add_extra(method_result_t *r, const char *key, double v)
     r->n_extra++;
 }
 
-void ex_upsample_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw)
-{
-    /* half-pixel centres, clamped at the edges (align_corners=False, no antialias) */
-    const double sy = (double)sh / dh, sx = (double)sw / dw;
-    for (int y = 0; y < dh; y++) {
-        double fy = (y + 0.5) * sy - 0.5;
-        if (fy < 0) fy = 0;
-        int y0 = (int)fy;
-        if (y0 > sh - 1) y0 = sh - 1;
-        int y1 = y0 + (y0 < sh - 1);
-        /* past the last centre both taps are the edge pixel: weight it 1 exactly, so a clamped band
-         * repeats the edge value bit for bit (hy·v + ly·v can round away from v, and pixels that are
-         * equal by definition would then rank apart in the faithfulness metrics) */
-        float ly = y1 == y0 ? 0.f : (float)(fy - y0), hy = 1.f - ly;
-        for (int x = 0; x < dw; x++) {
-            double fx = (x + 0.5) * sx - 0.5;
-            if (fx < 0) fx = 0;
-            int x0 = (int)fx;
-            if (x0 > sw - 1) x0 = sw - 1;
-            int x1 = x0 + (x0 < sw - 1);
-            float lx = x1 == x0 ? 0.f : (float)(fx - x0), hx = 1.f - lx;
-            dst[(size_t)y * dw + x] = hy * (hx * src[y0 * sw + x0] + lx * src[y0 * sw + x1]) +
-                                      ly * (hx * src[y1 * sw + x0] + lx * src[y1 * sw + x1]);
-        }
-    }
-}
-
 /* ---- the request ------------------------------------------------------------------------------------- */
 #define BIT(m) (1u << (m))
-#define USES_PLAIN_INPUT (BIT(M_SALIENCY) | BIT(M_GRAD_X_INPUT))
-#define USES_PLAIN_LAYER (BIT(M_GRADCAM) | BIT(M_GRADCAM_PP) | BIT(M_XGRADCAM) | BIT(M_LAYERCAM) | BIT(M_GUIDED_GRADCAM))
-#define USES_GUIDED (BIT(M_GUIDED_BACKPROP) | BIT(M_GUIDED_GRADCAM))
-#define USES_LAYER (USES_PLAIN_LAYER | BIT(M_CAM) | BIT(M_SCORECAM) | BIT(M_EIGENCAM) | BIT(M_ACTIVATIONS))
 
 static double ms_since(int64_t t0) { return (double)(eng_now_ns() - t0) / 1e6; }
 
@@ -295,7 +290,7 @@ int explain_predict(const model_t *m, ws_t *ws, const float *input, explain_out_
 
 int explain_uses_other_inputs(const explain_params_t *p)
 {
-    return p->faithfulness || (p->methods & (BIT(M_INTEGRATED_GRADIENTS) | BIT(M_SMOOTHGRAD) | BIT(M_SCORECAM) | BIT(M_OCCLUSION)));
+    return p->faithfulness || (p->methods & methods_needing(MN_OTHER_INPUTS));
 }
 
 int explain_run(const model_t *m, ws_t *ws, const float *input, const explain_params_t *p, explain_out_t *out,
@@ -312,6 +307,8 @@ int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_n
     for (int i = 0; i < M_COUNT; i++)
         if ((p->methods & BIT(i)) && !methods[i].fn) return eng_errf(err, ENG_EINVAL, "unknown method %d", i);
     ectx_t c = {.m = m, .g = g, .ws = ws, .p = p, .out = out, .x = input, .att_value = -1};
+    const uint32_t plain_input = methods_needing(MN_PLAIN_INPUT), plain_layer = methods_needing(MN_PLAIN_LAYER),
+                   guided = methods_needing(MN_GUIDED), uses_layer = methods_needing(MN_LAYER);
     float *seed = NULL;
     const value_t *in = &g->values[g->input];
     c.in_size = in->size;
@@ -336,7 +333,7 @@ int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_n
     out->target = c.target;
 
     c.layer = -1;
-    if (p->methods & USES_LAYER) {
+    if (p->methods & uses_layer) {
         c.layer = p->layer >= 0 ? p->layer : m->cam_value;
         if (c.layer < 0) {
             rc = eng_errf(err, ENG_EINVAL,
@@ -348,7 +345,10 @@ int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_n
             rc = eng_errf(err, ENG_EINVAL, "layer '%s' is not an activation", graph_value_user_name(g, c.layer));
             goto done;
         }
-        if ((p->methods & (USES_LAYER & ~BIT(M_ACTIVATIONS))) && lv->rank != 4) {
+        uint32_t needs_4d = 0; /* internals (activations) show any layer; the CAM family needs a feature map */
+        for (int i = 0; i < M_COUNT; i++)
+            if ((uses_layer & BIT(i)) && method_family(i) != 'i') needs_4d |= BIT(i);
+        if ((p->methods & needs_4d) && lv->rank != 4) {
             rc = eng_errf(err, ENG_EINVAL, "layer '%s' has rank %d; the CAM family needs a 4-D feature map",
                           graph_value_user_name(g, c.layer),
                           lv->rank);
@@ -388,24 +388,24 @@ int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_n
     double plain_ms = 0, guided_ms = 0;
     int plain_users = 0, guided_users = 0;
     for (int i = 0; i < M_COUNT; i++) {
-        plain_users += (p->methods & BIT(i) & (USES_PLAIN_INPUT | USES_PLAIN_LAYER)) != 0;
-        guided_users += (p->methods & BIT(i) & USES_GUIDED) != 0;
+        plain_users += (p->methods & BIT(i) & (plain_input | plain_layer)) != 0;
+        guided_users += (p->methods & BIT(i) & guided) != 0;
     }
-    if (p->methods & (USES_PLAIN_INPUT | USES_PLAIN_LAYER)) {
+    if (p->methods & (plain_input | plain_layer)) {
         int64_t t = eng_now_ns();
         int caps[2], nc = 0;
         float *outs[2];
-        if (p->methods & USES_PLAIN_INPUT) {
+        if (p->methods & plain_input) {
             c.grad_input = malloc(sizeof(float) * c.in_size);
             caps[nc] = g->input;
             outs[nc++] = c.grad_input;
         }
-        if (p->methods & USES_PLAIN_LAYER) {
+        if (p->methods & plain_layer) {
             c.grad_layer = malloc(sizeof(float) * c.layer_size);
             caps[nc] = c.layer;
             outs[nc++] = c.grad_layer;
         }
-        if ((p->methods & USES_PLAIN_INPUT && !c.grad_input) || (p->methods & USES_PLAIN_LAYER && !c.grad_layer)) {
+        if ((p->methods & plain_input && !c.grad_input) || (p->methods & plain_layer && !c.grad_layer)) {
             rc = eng_errf(err, ENG_ENOMEM, "out of memory");
             goto done;
         }
@@ -414,7 +414,7 @@ int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_n
         out->passes_backward++;
         plain_ms = ms_since(t);
     }
-    if (p->methods & USES_GUIDED) {
+    if (p->methods & guided) {
         int64_t t = eng_now_ns();
         c.guided_input = malloc(sizeof(float) * c.in_size);
         if (!c.guided_input) {
@@ -438,8 +438,8 @@ int explain_run_from(const model_t *m, ws_t *ws, const float *input, int start_n
         if (!rc && p->faithfulness && r->map && method_family(i) != 'i' && method_family(i) != 'b')
             rc = ex_faithfulness(&c, r, err);
         r->time_ms = ms_since(t);
-        if (BIT(i) & (USES_PLAIN_INPUT | USES_PLAIN_LAYER)) r->time_ms += plain_ms / plain_users;
-        if (BIT(i) & USES_GUIDED) r->time_ms += guided_ms / guided_users;
+        if (BIT(i) & (plain_input | plain_layer)) r->time_ms += plain_ms / plain_users;
+        if (BIT(i) & guided) r->time_ms += guided_ms / guided_users;
         r->present = !rc;
     }
 done:

@@ -52,7 +52,7 @@ int ex_faithfulness(ectx_t *c, method_result_t *r, eng_err_t *err)
     int rc = ENG_OK;
     if (!key || !black || !blur || !order || !xs || !lg || !prob) { rc = eng_errf(err, ENG_ENOMEM, "out of memory"); goto out; }
     if (r->rank == 2 && r->dims[0] == c->H && r->dims[1] == c->W) memcpy(key, r->map, sizeof(float) * hw);
-    else if (r->rank == 2) ex_upsample_bilinear(r->map, r->dims[0], r->dims[1], key, c->H, c->W);
+    else if (r->rank == 2) maps_upsample_bilinear(r->map, r->dims[0], r->dims[1], key, c->H, c->W);
     else { rc = ENG_OK; goto out; } /* not a 2-D map: nothing to rank */
     if (sort_desc(key, order, hw)) { rc = eng_errf(err, ENG_ENOMEM, "out of memory"); goto out; }
     if ((rc = ex_make_baseline(c, BASELINE_BLACK, 0, black, err))) goto out;

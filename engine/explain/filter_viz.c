@@ -79,7 +79,7 @@ int explain_filter_visualize(const model_t *m, ws_t *ws, const filterviz_params_
         float scale = p->lr / (float)(sqrt(ss / (double)S) + 1e-8);
         for (size_t i = 0; i < S; i++) x[i] = (1.f - p->l2_decay) * (x[i] + scale * gb[i]);
         if (p->blur_every > 0 && p->blur_sigma > 0 && (step + 1) % p->blur_every == 0) {
-            ex_blur(x, C, H, W, p->blur_sigma, xr);
+            maps_blur(x, C, H, W, p->blur_sigma, xr);
             memcpy(x, xr, sizeof(float) * S);
         }
     }

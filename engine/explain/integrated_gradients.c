@@ -76,51 +76,6 @@ int ig_rule(int method, int n, double *alpha, double *w)
     return 0;
 }
 
-static void blur_channel(const float *src, int h, int w, double sigma, float *dst)
-{
-    int rad = (int)ceil(3 * sigma);
-    if (rad < 1) rad = 1;
-    double *k = malloc(sizeof(double) * (2 * rad + 1)), s = 0;
-    float *tmp = malloc(sizeof(float) * (size_t)h * w);
-    if (!k || !tmp) {
-        memcpy(dst, src, sizeof(float) * (size_t)h * w);
-        free(k);
-        free(tmp);
-        return;
-    }
-    for (int i = -rad; i <= rad; i++) s += k[i + rad] = exp(-0.5 * i * i / (sigma * sigma));
-    for (int i = 0; i <= 2 * rad; i++) k[i] /= s;
-#define REFL(i, n) ((i) < 0 ? -(i) - 1 : (i) >= (n) ? 2 * (n) - (i) - 1 : (i))
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            double a = 0;
-            for (int d = -rad; d <= rad; d++) {
-                int xx = REFL(x + d, w);
-                xx = xx < 0 ? 0 : xx >= w ? w - 1 : xx;
-                a += k[d + rad] * src[y * w + xx];
-            }
-            tmp[y * w + x] = (float)a;
-        }
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            double a = 0;
-            for (int d = -rad; d <= rad; d++) {
-                int yy = REFL(y + d, h);
-                yy = yy < 0 ? 0 : yy >= h ? h - 1 : yy;
-                a += k[d + rad] * tmp[yy * w + x];
-            }
-            dst[y * w + x] = (float)a;
-        }
-#undef REFL
-    free(k);
-    free(tmp);
-}
-
-void ex_blur(const float *x, int C, int h, int w, double sigma, float *out)
-{
-    for (int c = 0; c < C; c++) blur_channel(x + (size_t)c * h * w, h, w, sigma, out + (size_t)c * h * w);
-}
-
 int ex_make_baseline(ectx_t *c, int kind, uint64_t seed, float *out, eng_err_t *err)
 {
     const input_spec_t *s = &c->m->input;
@@ -134,7 +89,7 @@ int ex_make_baseline(ectx_t *c, int kind, uint64_t seed, float *out, eng_err_t *
             for (size_t i = 0; i < hw; i++) out[ch * hw + i] = v;
         }
         break;
-    case BASELINE_BLUR: ex_blur(c->x, c->C, c->H, c->W, (c->H > c->W ? c->H : c->W) / 16.0, out); break;
+    case BASELINE_BLUR: maps_blur(c->x, c->C, c->H, c->W, (c->H > c->W ? c->H : c->W) / 16.0, out); break;
     case BASELINE_UNIFORM: {
         float lo = c->x[0], hi = c->x[0];
         for (size_t i = 0; i < c->in_size; i++) {

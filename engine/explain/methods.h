@@ -1,11 +1,13 @@
 /* methods.h — what the method files share: the request context that explain.c fills (the one
- * forward pass and the fused backward passes), and helpers for batches, maps and randomness.
+ * forward pass and the fused backward passes), and helpers for batches and results (maps:
+ * engine/maps.h; randomness: engine/rng.h).
  * Internal to engine/explain/. */
 #ifndef EXPLAIND_METHODS_H
 #define EXPLAIND_METHODS_H
 
 #include "../explain.h"
 #include "../graph.h"
+#include "../rng.h"
 
 typedef struct {
     const model_t *m;
@@ -69,8 +71,6 @@ int ex_set_gradient_result(ectx_t *c, method_result_t *r, float *attribution /* 
 void ex_set_map2d(method_result_t *r, float *map, int h, int w);
 void ex_add_extra(method_result_t *r, const char *key, double v);
 void ex_stats(method_result_t *r);
-/* Bilinear upsampling as torch F.interpolate(mode='bilinear', align_corners=False). */
-void ex_upsample_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw);
 
 /* Guided backprop / deconvnet ReLU rules (guided_backprop.c). */
 extern const bw_hook_t ex_guided_hook, ex_deconv_hook;
@@ -78,29 +78,11 @@ extern const bw_hook_t ex_guided_hook, ex_deconv_hook;
 /* Baselines for IG and occlusion (integrated_gradients.c): fills in_size floats. */
 int ex_make_baseline(ectx_t *c, int kind, uint64_t seed, float *out, eng_err_t *err);
 
-/* Gaussian blur of C planes, σ in pixels, reflect borders (integrated_gradients.c). */
-void ex_blur(const float *x, int C, int h, int w, double sigma, float *out);
 /* IG of xin against the baseline x0 (integrated_gradients.c); fx, fx0: target logits. */
 int ex_ig_attribute(ectx_t *c, const float *xin, const float *x0, float *attr, double *fx, double *fx0, eng_err_t *err);
 
-/* The input tensor as a grayscale image in pixel/scale units: de-normalized, RGB weighted as
- * skimage.color.rgb2gray (0.2125, 0.7154, 0.0721), gray as is (edge.c). */
-void ex_input_gray(const model_t *m, const float *x, float *gray);
-/* Sobel edge magnitude of the input, skimage.filters.sobel on the grayscale image (edge.c). */
-void ex_sobel(const float *gray, int h, int w, float *out);
 
 /* Deletion / insertion AUC (Petsiuk et al. 2018) for a map (faithfulness.c). */
 int ex_faithfulness(ectx_t *c, method_result_t *r, eng_err_t *err);
-
-/* ---- deterministic randomness: splitmix64-seeded xoshiro256** ---- */
-typedef struct {
-    uint64_t s[4];
-    int has_spare;
-    double spare;
-} rng_t;
-void rng_seed(rng_t *r, uint64_t seed, uint64_t stream);
-uint64_t rng_u64(rng_t *r);
-double rng_uniform(rng_t *r); /* [0, 1) */
-double rng_normal(rng_t *r);  /* N(0, 1), Box-Muller */
 
 #endif

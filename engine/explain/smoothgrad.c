@@ -19,7 +19,7 @@ int explain_smoothgrad(ectx_t *c, method_result_t *r, eng_err_t *err)
     const explain_params_t *p = c->p;
     const int N = p->smoothgrad_samples, B = ex_max_batch(c), base = p->smoothgrad_base;
     const size_t S = c->in_size;
-    if (base != M_SALIENCY && base != M_GRAD_X_INPUT && base != M_INTEGRATED_GRADIENTS && base != M_GUIDED_BACKPROP)
+    if (!(method_needs(base) & MN_SMOOTHABLE))
         return eng_errf(err, ENG_EINVAL, "smoothgrad_base must be saliency, grad_x_input, integrated_gradients or guided_backprop");
     float lo = c->x[0], hi = c->x[0];
     for (size_t i = 0; i < S; i++) {

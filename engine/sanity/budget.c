@@ -39,8 +39,9 @@ static double explain_flops(const model_t *m, const explain_params_t *ep, int fr
     const double F = flops_from(g, 0);
     const unsigned ms = ep->methods;
     double c = flops_from(g, from);
-    const unsigned input_grad = BIT(M_SALIENCY) | BIT(M_GRAD_X_INPUT);
-    const unsigned cam_grad = BIT(M_GRADCAM) | BIT(M_GRADCAM_PP) | BIT(M_XGRADCAM) | BIT(M_LAYERCAM);
+    const unsigned input_grad = methods_needing(MN_PLAIN_INPUT);
+    /* guided_gradcam's share of the ordinary pass is counted with the guided pass below */
+    const unsigned cam_grad = methods_needing(MN_PLAIN_LAYER) & ~methods_needing(MN_GUIDED);
     int cam = ep->layer >= 0 ? ep->layer : m->cam_value, cam_node = cam >= 0 ? g->values[cam].producer : 0;
     if (ms & input_grad) c += F;
     else if (ms & cam_grad) c += flops_from(g, cam_node); /* the pass stops at the CAM layer */
@@ -100,7 +101,7 @@ double sanity_estimate_flops(const model_t *m, const explain_params_t *ep, const
     const int reuse = sp->noise_samples == 0 && !sp->full_recompute;
     const int noise = sp->noise_samples > 0 ? sp->noise_samples : 1;
     explain_params_t light = *ep, heavy = *ep; /* methods on the reused prefix, and those that batch other inputs */
-    const unsigned batched = BIT(M_INTEGRATED_GRADIENTS) | BIT(M_SMOOTHGRAD) | BIT(M_SCORECAM) | BIT(M_OCCLUSION);
+    const unsigned batched = methods_needing(MN_OTHER_INPUTS);
     light.methods &= ~batched;
     heavy.methods &= batched;
     heavy.faithfulness = 0;

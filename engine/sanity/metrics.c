@@ -9,7 +9,8 @@
 #include <string.h>
 
 #include "metrics.h"
-#include "../explain/methods.h" /* rng_t */
+#include "../maps.h"
+#include "../rng.h"
 
 /* ---- reasons ------------------------------------------------------------------------------------ */
 
@@ -116,78 +117,6 @@ static int all_finite_d(const double *x, size_t n)
 static void fill_nan(double *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
-}
-
-/* ---- percentile: introselect + numpy 1.24's _lerp ----------------------------------------------- */
-
-static int cmp_double(const void *pa, const void *pb)
-{
-    double a = *(const double *)pa, b = *(const double *)pb;
-    return (a > b) - (a < b);
-}
-
-/* Move the k-th smallest to x[k], smaller ones before it and larger ones after (Hoare partition,
- * median of three; after 16 + 2·log2(n) rounds without converging it sorts what is left:
- * O(n log n) worst case, never quadratic). */
-static void select_kth(double *x, size_t n, size_t k)
-{
-    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
-    int budget = 16;
-    for (size_t m = n; m > 1; m >>= 1) budget += 2;
-    while (hi > lo) {
-        if (budget-- == 0) {
-            qsort(x + lo, (size_t)(hi - lo + 1), sizeof(double), cmp_double);
-            return;
-        }
-        ptrdiff_t mid = lo + (hi - lo) / 2;
-        double t;
-        if (x[mid] < x[lo]) t = x[mid], x[mid] = x[lo], x[lo] = t;
-        if (x[hi] < x[lo]) t = x[hi], x[hi] = x[lo], x[lo] = t;
-        if (x[hi] < x[mid]) t = x[hi], x[hi] = x[mid], x[mid] = t;
-        double pivot = x[mid];
-        ptrdiff_t i = lo, j = hi;
-        while (i <= j) {
-            while (x[i] < pivot) i++;
-            while (x[j] > pivot) j--;
-            if (i <= j) {
-                t = x[i], x[i] = x[j], x[j] = t;
-                i++;
-                j--;
-            }
-        }
-        /* [lo, j] <= pivot, (j, i) == pivot, [i, hi] >= pivot */
-        if (kk <= j) hi = j;
-        else if (kk >= i) lo = i;
-        else return;
-    }
-}
-
-double map_percentile_linear(double *x, size_t n, double q)
-{
-    if (n == 0) return NAN;
-    if (!(q >= 0)) q = 0; /* NaN too */
-    if (q > 100) q = 100;
-    double qq = q / 100.0;                /* np.true_divide(q, 100) */
-    double vi = (double)(n - 1) * qq;     /* 'linear': (n - 1) * quantile */
-    double prev_f = floor(vi);
-    size_t prev, next;
-    if (vi >= (double)(n - 1)) {          /* numpy: both indexes -1, gamma = vi + 1 */
-        prev = next = n - 1;
-        prev_f = -1.0;
-    } else {
-        prev = (size_t)prev_f;
-        next = prev + 1;
-    }
-    double gamma = vi - prev_f;
-    select_kth(x, n, prev);
-    double a = x[prev], b = a;
-    if (next != prev) {
-        b = x[next];
-        for (size_t i = next + 1; i < n; i++)
-            if (x[i] < b) b = x[i];
-    }
-    double diff = b - a;
-    return gamma >= 0.5 ? b - diff * (1 - gamma) : a + diff * gamma;
 }
 
 /* ---- normalizations ----------------------------------------------------------------------------- */

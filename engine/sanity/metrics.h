@@ -15,7 +15,7 @@
  *   sim_compare(map_orig, map_rand, C, H, W, scratch, &s);   C = 0 for a 2-D (H,W) map
  *   if (isnan(s.ssim)) report null with sim_why_text(s.why_ssim);
  *
- *   edge similarity:  ex_sobel(gray, H, W, edge);  sim_compare_edge(map, C, edge, H, W, ...)
+ *   edge similarity:  maps_sobel(gray, H, W, edge);  sim_compare_edge(map, C, edge, H, W, ...)
  *   random floor:     map_fill_normal(noise, C*H*W, seed, stream); sim_compare(map, noise, C, ...)
  *   Efficient MPRT:   metric_entropy_rise(map_entropy(orig, n, NULL), map_entropy(rand, n, NULL), &why)
  *
@@ -86,7 +86,7 @@
  *   even disagree on it). The factor is reported (sim_t.upsample). Shrinking the window instead
  *   would average SSIM over one pixel of a 7x7 map; upsampling keeps skimage's parameters and
  *   matches what the paper compared (maps at image resolution). Callers that want the paper's
- *   exact setting upsample CAM maps to the input size themselves (ex_upsample_bilinear) first.
+ *   exact setting upsample CAM maps to the input size themselves (maps_upsample_bilinear) first.
  *
  * ---- NaN: a metric that is undefined is NaN, never 0 -----------------------------------------
  *
@@ -221,9 +221,7 @@ int map_norm_abs(const float *a, int C, int H, int W, double *out, double *work)
  * (SIM_CONSTANT when s is all 0). */
 int map_norm_diverging(const float *a, int C, int H, int W, double *out, double *work);
 
-/* numpy.percentile(x[0..n-1], q, method='linear'), bit-equal with numpy 1.24. Reorders x
- * (introselect, O(n)); x must be free of NaN. q is clamped to [0, 100]. n == 0 gives NaN. */
-double map_percentile_linear(double *x, size_t n, double q);
+/* map_percentile_linear (numpy.percentile of float64 data) is engine/maps.h's. */
 
 /* ---- metrics ----------------------------------------------------------------------------------- */
 

@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../explain/methods.h"
 #include "../graph.h"
+#include "../rng.h"
 #include "../sanity.h"
 
 static int fan_in_of(const graph_t *g, const node_t *n)

@@ -36,13 +36,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../explain/methods.h"
+#include "../explain.h"
 #include "../graph.h"
+#include "../rng.h"
 #include "../sanity.h"
 #include "metrics.h"
 
 #define BIT(m) (1u << (m))
-#define BATCHED (BIT(M_INTEGRATED_GRADIENTS) | BIT(M_SMOOTHGRAD) | BIT(M_SCORECAM) | BIT(M_OCCLUSION))
 
 typedef struct {
     const sanity_env_t *env;
@@ -92,7 +92,7 @@ static float *comparable(const sctx_t *c, const method_result_t *r, int *C)
     float *a = malloc(sizeof(float) * c->hw);
     if (a) {
         if (h == c->H && w == c->W) memcpy(a, src, sizeof(float) * c->hw);
-        else ex_upsample_bilinear(src, h, w, a, c->H, c->W);
+        else maps_upsample_bilinear(src, h, w, a, c->H, c->W);
     }
     free(sum);
     return a;
@@ -385,7 +385,8 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
      * helper workspace, the steps of a sweep are split between this thread (even steps) and a
      * helper thread (odd steps), each comparing its steps' maps as they come; each step writes only
      * its own slots, so the result is the same. */
-    unsigned sweeps[2] = {c->mask & ~BATCHED, c->mask & BATCHED};
+    const unsigned batched = methods_needing(MN_OTHER_INPUTS); /* they forward other inputs: full passes */
+    unsigned sweeps[2] = {c->mask & ~batched, c->mask & batched};
     for (int sw = 0; sw < 2 && !rc; sw++) {
         if (!sweeps[sw]) continue;
         steps_job_t jobs[2];
@@ -393,7 +394,7 @@ static int run_model_randomization(sctx_t *c, eng_err_t *err)
         for (int t = 0; t < nj; t++)
             jobs[t] = (steps_job_t){.c = c, .ws = t ? env->helper_ws : env->ws, .mask = sweeps[sw], .first = t, .stride = nj,
                                     .reuse = sw == 0 && sp->noise_samples == 0 && !sp->full_recompute,
-                                    .set_targets = sw == 0 || !(c->mask & ~BATCHED), .ow = ow, .ob = ob, .last_maps = last,
+                                    .set_targets = sw == 0 || !(c->mask & ~batched), .ow = ow, .ob = ob, .last_maps = last,
                                     .targets = targets, .scratch = t ? h_scratch : c->scratch, .p_b = t ? h_p_b : c->p_b};
         pthread_t th;
         int threaded = nj == 2 && pthread_create(&th, NULL, run_steps, &jobs[1]) == 0;
@@ -495,8 +496,8 @@ int sanity_run(const sanity_env_t *env, const float *x, const explain_params_t *
     float *gray = malloc(sizeof(float) * c.hw);
     int rc = (!c.scratch || !c.edge || !gray || !c.p_edge || !c.p_b) ? eng_errf(err, ENG_ENOMEM, "out of memory") : ENG_OK;
     if (!rc) { /* the Sobel edges of the input, as the edge method computes them */
-        ex_input_gray(m, x, gray);
-        ex_sobel(gray, c.H, c.W, c.edge);
+        explain_input_gray(m, x, gray);
+        maps_sobel(gray, c.H, c.W, c.edge);
         sim_prepare(c.p_edge, c.edge, 0, 0, c.scratch);
     }
     free(gray);

@@ -1,12 +1,22 @@
 """Small helpers shared by the tests: PNG and raw-array decoding, explain document comparison."""
 import base64
 import io
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 
-ALL_METHODS = ["saliency", "grad_x_input", "integrated_gradients", "smoothgrad", "guided_backprop", "deconvnet",
-               "cam", "gradcam", "gradcam_pp", "xgradcam", "layercam", "scorecam", "eigencam", "guided_gradcam",
-               "occlusion", "activations", "attention", "edge"]
+
+def _methods_of_the_binary():
+    """The method names in table order, from `explaind methods --json` (the engine's method table)."""
+    binary = os.environ.get("EXPLAIND_BIN", str(Path(__file__).resolve().parents[2] / "build" / "explaind"))
+    return [m["name"] for m in json.loads(subprocess.run([binary, "methods", "--json"], capture_output=True, text=True,
+                                                         timeout=60, check=True).stdout)]
+
+
+ALL_METHODS = _methods_of_the_binary()
 
 
 def png_image(b64):

@@ -14,7 +14,7 @@
  *   metrics_check hog-features A H W CELL      map_hog_features -> {"features": [...]}
  *   metrics_check gray A H W                   map_gray_image -> {"why", "H", "W", "map": [...]}
  *   metrics_check entropy A N                  map_entropy
- *   metrics_check sobel G H W                  ex_sobel -> {"map": [...]}
+ *   metrics_check sobel G H W                  maps_sobel -> {"map": [...]}
  *   metrics_check floor SEED STREAM N          map_fill_normal -> {"map": [...]}
  *   metrics_check bench C H W ITERS            mean time of sim_compare on seeded random maps
  *
@@ -253,7 +253,7 @@ int main(int argc, char **argv)
         float *g = read_f(argv[2], n), *e = malloc(sizeof(float) * n);
         double *d = malloc(sizeof(double) * n);
         if (!e || !d) die("out of memory", NULL);
-        ex_sobel(g, (int)H, (int)W, e);
+        maps_sobel(g, (int)H, (int)W, e);
         for (size_t i = 0; i < n; i++) d[i] = e[i];
         putchar('{');
         put_array("map", d, n);

@@ -600,7 +600,7 @@ static void test_sim_compare_mixed_edge_map(void **state)
     static float g[3 * N], gray[N], e[N];
     map_fill_normal(g, 3 * N, 4, 0);
     for (int i = 0; i < N; i++) gray[i] = (float)((i % W) > 9) + 0.1f * g[i];
-    ex_sobel(gray, H, W, e);
+    maps_sobel(gray, H, W, e);
     sim_t s;
     assert_int_equal(sim_compare_mixed(g, 3, e, 0, H, W, NULL, &s), SIM_OK);
     static double na[N], ne[N], work[N];
@@ -623,7 +623,7 @@ static void test_sim_compare_edge_equals_mixed_for_the_edge_metrics(void **state
     static float g[3 * N], gray[N], e[N];
     map_fill_normal(g, 3 * N, 5, 0);
     for (int i = 0; i < N; i++) gray[i] = (float)((i / W) > 13) + 0.1f * g[i];
-    ex_sobel(gray, H, W, e);
+    maps_sobel(gray, H, W, e);
     for (int C = 0; C <= 3; C += 3) {
         sim_t full, edge;
         assert_int_equal(sim_compare_mixed(g, C, e, 0, H, W, NULL, &full), SIM_OK);

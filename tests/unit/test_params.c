@@ -26,6 +26,65 @@ static void test_defaults_follow_the_contract(void **st)
     assert_true(r.clip_percentile == 99.5);
 }
 
+/* The method table is the only list of methods: every row is complete, and the methods and
+ * smoothgrad_base parameters take exactly the names its rows give. */
+static void test_every_method_row_is_complete_and_a_choice(void **st)
+{
+    (void)st;
+    int smoothable = 0;
+    for (int m = 0; m < M_COUNT; m++) {
+        request_t r;
+        params_init(&r, R_EXPLAIN);
+        char d[1024];
+        assert_int_equal(method_from_name(method_name(m)), m);
+        assert_string_not_equal(method_family_name(m), "?");
+        assert_true(strlen(method_display(m)) > 0 && strlen(method_summary(m)) > 0);
+        assert_int_equal(params_set(&r, &cfg, "methods", method_name(m), d, sizeof d), 0);
+        assert_int_equal(r.ep.methods, 1u << m);
+        int st_base = params_set(&r, &cfg, "smoothgrad_base", method_name(m), d, sizeof d);
+        assert_int_equal(st_base, method_needs(m) & MN_SMOOTHABLE ? 0 : 422);
+        if (!st_base) assert_int_equal(r.ep.smoothgrad_base, m);
+        smoothable += !st_base;
+    }
+    assert_int_equal(smoothable, 4);
+}
+
+/* The table's default column is what a request starts from; the engine keeps its own defaults for
+ * callers without a request (explain_params_default, filterviz_params_default): they must agree. */
+static void test_table_defaults_are_the_engine_defaults(void **st)
+{
+    (void)st;
+    request_t r;
+    params_init(&r, R_EXPLAIN);
+    explain_params_t ep;
+    filterviz_params_t fv;
+    explain_params_default(&ep);
+    filterviz_params_default(&fv);
+    assert_memory_equal(&r.ep, &ep, sizeof ep);
+    assert_memory_equal(&r.fv, &fv, sizeof fv);
+    assert_true(r.sp.init_std == 0.01f);
+    assert_string_equal(r.sanity_layers, "auto");
+}
+
+/* The sanity parameters are stored as sanity.h's values: no second enum to translate through. */
+static void test_sanity_choices_are_the_engine_values(void **st)
+{
+    (void)st;
+    request_t r;
+    char d[256];
+    params_init(&r, R_SANITY);
+    const char *set[][2] = {{"sanity_order", "independent"}, {"sanity_init", "normal"}, {"sanity_target", "argmax"},
+                            {"sanity", "label,random_logit"}};
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) assert_int_equal(params_set(&r, &cfg, set[i][0], set[i][1], d, sizeof d), 0);
+    assert_int_equal(r.sp.order, SANITY_ORDER_INDEPENDENT);
+    assert_int_equal(r.sp.init, SANITY_INIT_NORMAL);
+    assert_int_equal(r.sp.target, SANITY_TARGET_ARGMAX);
+    assert_int_equal(r.sp.checks, SANITY_CHECK_LABEL | SANITY_CHECK_RANDOM_LOGIT);
+    assert_string_equal(params_choice("sanity_order", SANITY_ORDER_BOTTOM_UP), "cascading_bottom_up");
+    assert_string_equal(params_choice("sanity_target", SANITY_TARGET_FIXED), "fixed");
+    assert_string_equal(params_choice("sanity_init", 7), "?");
+}
+
 static void test_unknown_parameter_is_422(void **st)
 {
     (void)st;
@@ -124,7 +183,7 @@ static void test_lists_and_enums(void **st)
     assert_int_equal(params_set(&r, &cfg, "colormap", "viridis", d, sizeof d), 0);
     assert_string_equal(r.colormap, "viridis");
     assert_int_equal(params_set(&r, &cfg, "sanity", "all", d, sizeof d), 0);
-    assert_int_equal(r.sanity, SANITY_MODEL | SANITY_LABEL | SANITY_RANDOM_LOGIT);
+    assert_int_equal(r.sp.checks, SANITY_CHECK_MODEL | SANITY_CHECK_LABEL | SANITY_CHECK_RANDOM_LOGIT);
     assert_int_equal(params_set(&r, &cfg, "smoothgrad_base", "guided_backprop", d, sizeof d), 0);
     assert_int_equal(r.ep.smoothgrad_base, M_GUIDED_BACKPROP);
 }
@@ -166,6 +225,9 @@ int main(void)
     config_finalize(&cfg);
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_defaults_follow_the_contract),
+        cmocka_unit_test(test_every_method_row_is_complete_and_a_choice),
+        cmocka_unit_test(test_table_defaults_are_the_engine_defaults),
+        cmocka_unit_test(test_sanity_choices_are_the_engine_values),
         cmocka_unit_test(test_unknown_parameter_is_422),
         cmocka_unit_test(test_repeated_parameter_is_422),
         cmocka_unit_test(test_out_of_range_names_the_range),
