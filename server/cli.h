@@ -40,6 +40,7 @@ int cli_healthcheck(int argc, char **argv);
 int cli_ops(int argc, char **argv); /* cli_ops.c */
 int cli_methods(int argc, char **argv); /* cli_methods.c: the method table */
 int cli_params(int argc, char **argv);  /* cli_methods.c: the request parameter table */
+int cli_routes(int argc, char **argv);  /* cli_methods.c: the route table */
 /* The op listing in one of its forms (docs/OPS.md is the markdown form); 0, or 3 out of memory. */
 enum { CLI_OPS_TEXT, CLI_OPS_JSON, CLI_OPS_MARKDOWN };
 int cli_ops_print(FILE *f, int form);

@@ -4,6 +4,8 @@
  *                              accessors), in table order (the `methods` parameter's choices)
  *   explaind params --json     the request parameter table (server/params.c): types, defaults,
  *                              bounds (with the built-in config's *_max values), choices
+ *   explaind routes --json     the route table (server/routes.c): template, HTTP method, API key,
+ *                              parameter set, KServe alias, images
  * tests/e2e/test_methods.py checks openapi.yaml's method lists, its defaults and the dashboard's
  * (web/app.js) against them; tests/e2e/helpers.py reads the method names from the first. */
 #include <jansson.h>
@@ -14,6 +16,7 @@
 #include "config.h"
 #include "explain.h"
 #include "params.h"
+#include "routes.h"
 
 static const struct {
     unsigned bit;
@@ -96,6 +99,34 @@ int cli_params(int argc, char **argv)
     config_defaults(&cfg);
     json_t *a = params_table_json(&cfg);
     if (!a) return 3;
+    json_dumpf(a, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(a);
+    return 0;
+}
+
+int cli_routes(int argc, char **argv)
+{
+    if (argc != 1 || strcmp(argv[0], "--json")) {
+        fprintf(argc == 1 && !strcmp(argv[0], "--help") ? stdout : stderr,
+                "usage: explaind routes --json\n"
+                "The HTTP routes from their table (server/routes.c): path template, method, whether an API\n"
+                "key is needed, the request parameters' route, KServe alias, and how many images it takes.\n");
+        return argc == 1 && !strcmp(argv[0], "--help") ? 0 : 2;
+    }
+    static const char *const route_param[] = {[R_PREDICT] = "predict", [R_EXPLAIN] = "explain", [R_SANITY] = "sanity",
+                                              [R_ACTIVATIONS] = "activations", [R_FILTER] = "filter"};
+    static const char *const images[] = {[IMG_NONE] = "none", [IMG_ONE] = "one", [IMG_MANY] = "many",
+                                         [IMG_PROBES] = "any (none: the probe set)"};
+    json_t *a = json_array();
+    for (int rt = 0; rt < RT_COUNT; rt++) {
+        const route_t *r = route_get(rt);
+        if (rt == RT_PREFLIGHT || rt == RT_NOT_FOUND) continue; /* not paths */
+        json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s?, s:b, s:s}", "path", r->path, "method",
+                                           r->post ? "POST" : "GET", "auth", r->auth,
+                                           "parameters", r->params ? route_param[r->params] : NULL, "kserve", r->kserve,
+                                           "images", images[r->images]));
+    }
     json_dumpf(a, stdout, JSON_INDENT(2));
     fputc('\n', stdout);
     json_decref(a);

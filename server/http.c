@@ -51,6 +51,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "params.h"
+#include "routes.h"
 #include "pool.h"
 #include "render.h"
 #include "service.h"
@@ -351,12 +352,7 @@ static enum MHD_Result queue_bytes(req_t *r, int status, const void *data, size_
     add_common_headers(r, resp);
     if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
-    if (status == 405) MHD_add_response_header(resp, "Allow", r->route == RT_PREDICT || r->route == RT_EXPLAIN ||
-                                                                      r->route == RT_SANITY || r->route == RT_ACTIVATIONS ||
-                                                                      r->route == RT_FILTER || r->route == RT_KSERVE_PREDICT ||
-                                                                      r->route == RT_KSERVE_EXPLAIN
-                                                                  ? "POST, OPTIONS"
-                                                                  : "GET, HEAD, OPTIONS");
+    if (status == 405) MHD_add_response_header(resp, "Allow", route_get(r->route)->post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
     if (r->phase == PH_RECEIVING && status >= 400) MHD_add_response_header(resp, "Connection", "close");
     r->status = status;
     r->bytes_out = (long long)len;
@@ -388,7 +384,7 @@ static enum MHD_Result queue_stored(req_t *r)
     if (r->status == 503) MHD_add_response_header(resp, "Retry-After", "1");
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (r->status == 405)
-        MHD_add_response_header(resp, "Allow", (r->route >= RT_PREDICT && r->route <= RT_KSERVE_EXPLAIN) ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+        MHD_add_response_header(resp, "Allow", route_get(r->route)->post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
     if (r->phase == PH_RECEIVING && r->status >= 400) MHD_add_response_header(resp, "Connection", "close");
     if (r->resp_is_problem) metrics_problem(r->problem_type);
     r->bytes_out = (long long)r->resp_len;
@@ -577,106 +573,22 @@ static int find_model(const char *name)
     return -1;
 }
 
-static int valid_model_name(const char *s, size_t n)
+/* Match url to a route (routes.c's table); fills r->route, model and layer. Returns 0, or 404. */
+static int match_route(req_t *r, const char *url)
 {
-    if (!n || n >= MODEL_MAX_NAME || s[0] == '.') return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.') return 0;
-    return 1;
-}
-
-/* Match url to a route; fills r->route, model and layer. Returns 0, or 404 with detail. */
-static int route_match(req_t *r, const char *url)
-{
-    r->route = RT_NOT_FOUND;
     r->model_idx = -1;
-    static const struct {
-        const char *path;
-        int route;
-    } fixed[] = {{"/healthz", RT_HEALTHZ}, {"/readyz", RT_READYZ}, {"/metrics", RT_METRICS}, {"/openapi.yaml", RT_OPENAPI},
-                 {"/v1/models", RT_MODELS}, {"/v2/health/live", RT_V2_LIVE}, {"/v2/health/ready", RT_V2_READY}};
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (!strcmp(url, fixed[i].path)) {
-            r->route = fixed[i].route;
-            return 0;
-        }
-    if (asset_find(url) && strcmp(url, "/openapi.yaml")) {
+    if (asset_find(url) && strcmp(url, route_get(RT_OPENAPI)->path)) {
         r->route = RT_DASHBOARD;
         return 0;
     }
-    const char *p = NULL;
-    if (!strncmp(url, "/v1/models/", 11)) p = url + 11;
-    else if (!strncmp(url, "/v2/models/", 11)) {
-        const char *q = url + 11, *sl = strchr(q, '/');
-        if (sl && !strcmp(sl, "/ready") && valid_model_name(q, (size_t)(sl - q))) {
-            snprintf(r->model_name, sizeof r->model_name, "%.*s", (int)(sl - q), q);
-            r->route = RT_V2_MODEL_READY;
-            return 0;
-        }
-        return 404;
-    }
-    if (!p) return 404;
-    size_t n = strcspn(p, "/:");
-    if (!valid_model_name(p, n)) return 404;
-    snprintf(r->model_name, sizeof r->model_name, "%.*s", (int)n, p);
-    const char *rest = p + n;
-    if (!*rest) r->route = RT_MODEL;
-    else if (!strcmp(rest, "/predict")) r->route = RT_PREDICT;
-    else if (!strcmp(rest, "/explain")) r->route = RT_EXPLAIN;
-    else if (!strcmp(rest, "/sanity")) r->route = RT_SANITY;
-    else if (!strcmp(rest, ":predict")) r->route = RT_KSERVE_PREDICT;
-    else if (!strcmp(rest, ":explain")) r->route = RT_KSERVE_EXPLAIN;
-    else if (!strncmp(rest, "/layers/", 8)) {
-        /* the layer name may contain '/' (torch names): match the suffix from the right */
-        const char *ln = rest + 8;
-        size_t l = strlen(ln);
-        const char *suf = "/activations";
-        size_t sl = strlen(suf);
-        if (l > sl && !strcmp(ln + l - sl, suf)) {
-            if (l - sl >= sizeof r->layer) return 404;
-            snprintf(r->layer, sizeof r->layer, "%.*s", (int)(l - sl), ln);
-            r->route = RT_ACTIVATIONS;
-        } else if (l > 10 && !strcmp(ln + l - 10, "/visualize")) {
-            /* .../filters/{index}/visualize */
-            const char *end = ln + l - 10, *q = end;
-            while (q > ln && isdigit((unsigned char)q[-1])) q--;
-            if (q == end || (size_t)(end - q) > 9 || q - ln < 9 || strncmp(q - 9, "/filters/", 9)) return 404;
-            r->filter_index = atoi(q);
-            size_t ll = (size_t)(q - 9 - ln);
-            if (!ll || ll >= sizeof r->layer) return 404;
-            snprintf(r->layer, sizeof r->layer, "%.*s", (int)ll, ln);
-            r->route = RT_FILTER;
-        } else {
-            return 404;
-        }
-    } else {
-        return 404;
-    }
+    route_match_t m;
+    int rc = route_match(url, &m);
+    r->route = m.route;
+    if (rc) return 404;
+    snprintf(r->model_name, sizeof r->model_name, "%s", m.model);
+    snprintf(r->layer, sizeof r->layer, "%s", m.layer);
+    r->filter_index = m.index;
     return 0;
-}
-
-static int route_is_post(int rt)
-{
-    return rt == RT_PREDICT || rt == RT_EXPLAIN || rt == RT_SANITY || rt == RT_ACTIVATIONS || rt == RT_FILTER ||
-           rt == RT_KSERVE_PREDICT || rt == RT_KSERVE_EXPLAIN;
-}
-
-static int route_needs_auth(int rt)
-{
-    return !(rt == RT_HEALTHZ || rt == RT_READYZ || rt == RT_METRICS || rt == RT_V2_LIVE || rt == RT_V2_READY ||
-             rt == RT_V2_MODEL_READY || rt == RT_OPENAPI || rt == RT_DASHBOARD || rt == RT_PREFLIGHT);
-}
-
-static int request_route(int rt)
-{
-    switch (rt) {
-    case RT_PREDICT:
-    case RT_KSERVE_PREDICT: return R_PREDICT;
-    case RT_SANITY: return R_SANITY;
-    case RT_ACTIVATIONS: return R_ACTIVATIONS;
-    case RT_FILTER: return R_FILTER;
-    default: return R_EXPLAIN;
-    }
 }
 
 /* ---- auth ---------------------------------------------------------------------------------------- */
@@ -811,15 +723,14 @@ static enum MHD_Result handle_get(req_t *r)
 static int parse_body(req_t *r)
 {
     char d[768];
-    int st = 0;
+    int st = 0, images = route_get(r->route)->images;
     if (r->body_kind == BODY_MULTIPART) {
         st = body_form_finish(&r->form, &r->rq, &S.cfg, d, sizeof d);
     } else if (r->body_kind == BODY_JSON) {
-        int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
         /* an empty JSON body: no parameters for filter visualization, the probe set for /sanity */
-        st = body_parse_json(&r->form, r->body.p, r->body.len, kserve, r->route == RT_FILTER || r->route == RT_SANITY, &r->rq,
-                             &S.cfg, d, sizeof d);
-    } else if (r->body_kind == BODY_RAW && (r->body.len || r->route != RT_SANITY)) { /* empty /sanity: probe set */
+        st = body_parse_json(&r->form, r->body.p, r->body.len, route_get(r->route)->kserve,
+                             images == IMG_NONE || images == IMG_PROBES, &r->rq, &S.cfg, d, sizeof d);
+    } else if (r->body_kind == BODY_RAW && (r->body.len || images != IMG_PROBES)) { /* empty /sanity: probe set */
         st = body_take_raw(&r->form, &r->body, d, sizeof d);
     }
     if (st) set_problem(r, st, "%s", d);
@@ -863,7 +774,7 @@ static void job_run(void *arg, worker_ctx_t *w)
         outcome_t oc;
         blob_t blobs[BODY_MAX_IMAGES];
         for (int i = 0; i < r->form.n_images; i++) blobs[i] = (blob_t){r->form.images[i].p, r->form.images[i].len};
-        int kserve = r->route == RT_KSERVE_PREDICT || r->route == RT_KSERVE_EXPLAIN;
+        int kserve = route_get(r->route)->kserve;
         json_t *answer = NULL;
         if (kserve) {
             json_t *arr = json_array();
@@ -878,7 +789,7 @@ static void job_run(void *arg, worker_ctx_t *w)
                 }
             }
             if (failed) json_decref(arr);
-            else answer = json_pack("{s:o}", r->route == RT_KSERVE_PREDICT ? "predictions" : "explanations", arr);
+            else answer = json_pack("{s:o}", r->rq.route == R_PREDICT ? "predictions" : "explanations", arr);
         } else {
             json_t *doc = service_run(&env, r->model_idx, &r->rq, blobs, r->form.n_images, r->request_id, &oc);
             if (!doc) set_problem(r, oc.status, "%s", oc.detail);
@@ -1053,13 +964,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_destroy_response(resp);
             return rc;
         }
-        if (route_match(r, url)) return answer_problem(r, 404, "no route for %s %.*s", method, utf8_cut(url, 200), url);
+        if (match_route(r, url)) return answer_problem(r, 404, "no route for %s %.*s", method, utf8_cut(url, 200), url);
         if (r->route == RT_DASHBOARD) snprintf(r->layer, sizeof r->layer, "%s", url);
-        int post = route_is_post(r->route);
+        int post = route_get(r->route)->post;
         int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
         if ((post && strcmp(method, "POST")) || (!post && !is_get))
             return answer_problem(r, 405, "%s is not allowed on %s", method, metrics_route_label(r->route));
-        if (route_needs_auth(r->route) && !authorized(conn))
+        if (route_get(r->route)->auth && !authorized(conn))
             return answer_problem(r, 401, "a valid API key is required: send 'Authorization: Bearer <key>'");
         /* GET/HEAD: answered at the next call, once MHD knows there is no body; a response queued
          * in this first call makes libmicrohttpd 0.9.75 close the connection (no keep-alive) */
@@ -1079,7 +990,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return answer_problem(r, 413, "the body is %llu bytes; the limit is %lld (max_upload_bytes)", n,
                                       (long long)S.cfg.max_upload_bytes);
         }
-        params_init(&r->rq, request_route(r->route));
+        params_init(&r->rq, route_get(r->route)->params);
         if (r->route == RT_ACTIVATIONS) {
             r->rq.ep.methods = 1u << M_ACTIVATIONS;
             snprintf(r->rq.layer, sizeof r->rq.layer, "%s", r->layer);
@@ -1159,16 +1070,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* the whole request is in: no read deadline until it is answered */
     track_t *t = track_of(conn);
     if (t) atomic_store(&t->deadline, 0);
-    if (!route_is_post(r->route) && r->phase == PH_RECEIVING) return handle_get(r);
+    if (!route_get(r->route)->post && r->phase == PH_RECEIVING) return handle_get(r);
     if (r->phase == PH_RECEIVING) {
         int st = parse_body(r);
         if (st) return queue_stored(r);
-        if (r->route != RT_FILTER && r->route != RT_SANITY && r->form.n_images == 0) /* /sanity: the probe set */
+        int images = route_get(r->route)->images;
+        if ((images == IMG_ONE || images == IMG_MANY) && r->form.n_images == 0) /* /sanity: the probe set */
             return answer_problem(r, 400, "no image: send the image as the body, as the multipart field 'image', or as base64 in JSON 'image'");
-        if (r->route != RT_FILTER && r->route != RT_SANITY && r->route != RT_KSERVE_PREDICT && r->route != RT_KSERVE_EXPLAIN &&
-            r->form.n_images > 1)
+        if (images == IMG_ONE && r->form.n_images > 1)
             return answer_problem(r, 422, "%d images sent; this route takes one", r->form.n_images);
-        if (r->route == RT_KSERVE_PREDICT) r->rq.route = R_PREDICT;
         if (r->rq.route != R_PREDICT) methods_string(r); /* predict computes no method: log none */
         r->t_queued = now_ns();
         r->phase = PH_QUEUED;

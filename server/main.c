@@ -20,6 +20,7 @@ static int usage(FILE *f)
             "  ops        the ONNX ops the engine runs, with their opsets (docs/OPS.md)\n"
             "  methods    the explanation methods: family, shared passes, parameters (the method table)\n"
             "  params     the request parameters: type, default, bounds, choices (--json)\n"
+            "  routes     the HTTP routes: path, method, API key, parameters, images (--json)\n"
             "Run 'explaind <command> --help' for a command's options.\n");
     return f == stdout ? 0 : 2;
 }
@@ -40,6 +41,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "ops")) return cli_ops(argc - 2, argv + 2);
     if (!strcmp(c, "methods")) return cli_methods(argc - 2, argv + 2);
     if (!strcmp(c, "params")) return cli_params(argc - 2, argv + 2);
+    if (!strcmp(c, "routes")) return cli_routes(argc - 2, argv + 2);
     fprintf(stderr, "explaind: unknown command '%s'\n", c);
     return usage(stderr);
 }

@@ -10,12 +10,6 @@
 
 #include "explain.h"
 
-static const char *const route_labels[RT_COUNT] = {
-    "/healthz", "/readyz", "/metrics", "/openapi.yaml", "/", "/v1/models", "/v1/models/{model}",
-    "/v1/models/{model}/predict", "/v1/models/{model}/explain", "/v1/models/{model}/sanity",
-    "/v1/models/{model}/layers/{layer}/activations", "/v1/models/{model}/layers/{layer}/filters/{index}/visualize",
-    "/v1/models/{model}:predict", "/v1/models/{model}:explain", "/v2/health/live", "/v2/health/ready",
-    "/v2/models/{model}/ready", "OPTIONS", "(unmatched)"};
 
 /* every status the server answers (499: the client left before its answer, nginx's code) */
 static const int statuses[] = {200, 204, 400, 401, 404, 405, 408, 413, 414, 415, 422, 431, 499, 500, 501, 503, 504};
@@ -42,7 +36,7 @@ static atomic_llong slow_clients;
 
 void metrics_slow_client(void) { atomic_fetch_add(&slow_clients, 1); }
 
-const char *metrics_route_label(int r) { return r >= 0 && r < RT_COUNT ? route_labels[r] : "(unmatched)"; }
+const char *metrics_route_label(int r) { return route_get(r)->path; }
 
 static void hist_add(hist_t *h, double s)
 {
@@ -168,13 +162,13 @@ char *metrics_render(int queue_depth, int workers_busy, int workers, const char 
             long long c = atomic_load(&req_count[r][i]);
             if (!c) continue;
             if (i < NSTATUS)
-                sb_printf(&s, "explaind_requests_total{route=\"%s\",status=\"%d\"} %lld\n", route_labels[r], statuses[i], c);
-            else sb_printf(&s, "explaind_requests_total{route=\"%s\",status=\"other\"} %lld\n", route_labels[r], c);
+                sb_printf(&s, "explaind_requests_total{route=\"%s\",status=\"%d\"} %lld\n", route_get(r)->path, statuses[i], c);
+            else sb_printf(&s, "explaind_requests_total{route=\"%s\",status=\"other\"} %lld\n", route_get(r)->path, c);
         }
     sb_printf(&s, "# HELP explaind_request_duration_seconds Time from the first byte handled to the response queued.\n"
                   "# TYPE explaind_request_duration_seconds histogram\n");
     for (int r = 0; r < RT_COUNT; r++)
-        if (atomic_load(&req_hist[r].count)) hist_render(&s, "explaind_request_duration_seconds", "route", route_labels[r], &req_hist[r]);
+        if (atomic_load(&req_hist[r].count)) hist_render(&s, "explaind_request_duration_seconds", "route", route_get(r)->path, &req_hist[r]);
     sb_printf(&s, "# HELP explaind_method_duration_seconds Engine time per explanation method.\n"
                   "# TYPE explaind_method_duration_seconds histogram\n");
     for (int m = 0; m < M_COUNT; m++)

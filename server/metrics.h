@@ -13,11 +13,7 @@
 
 #include <stddef.h>
 
-enum {
-    RT_HEALTHZ, RT_READYZ, RT_METRICS, RT_OPENAPI, RT_DASHBOARD, RT_MODELS, RT_MODEL, RT_PREDICT, RT_EXPLAIN,
-    RT_SANITY, RT_ACTIVATIONS, RT_FILTER, RT_KSERVE_PREDICT, RT_KSERVE_EXPLAIN, RT_V2_LIVE, RT_V2_READY,
-    RT_V2_MODEL_READY, RT_PREFLIGHT, RT_NOT_FOUND, RT_COUNT
-};
+#include "routes.h" /* RT_*: routes are labelled by their templates */
 
 const char *metrics_route_label(int route);
 void metrics_request(int route, int status, double seconds);
