@@ -1,5 +1,5 @@
-/* render.h — turning explanation maps into what the API returns: colormapped heatmap and overlay
- * PNGs, raw float32 maps, and the base64 codec that carries them (and uploaded images) in JSON.
+/* render.h — turning explanation maps into pictures: colormapped heatmaps and overlays, as RGB
+ * images or PNGs (encoded by encode.h, which also has raw float32 maps and base64).
  *
  * Memory: functions that return memory say so (free() it); the others write into buffers the
  * caller sized with the *_len/_max helpers. The PNG encoder keeps libpng's and zlib's blocks in a
@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "encode.h" /* the PNG writer, base64 and raw maps: what answers carry */
 #include "engine.h" /* image_t, ENG_* status codes */
 
 /* ---- colormaps (server/colormaps.c, generated from matplotlib 3.6) ---------------------------- */
@@ -68,7 +69,6 @@ void map_resize_bilinear(const float *src, int sh, int sw, float *dst, int dh, i
 int image_resize(const image_t *src, int w, int h, image_t *dst);
 
 /* ---- heatmaps and overlays ------------------------------------------------------------------- */
-#define RENDER_MAX_SIDE 16384 /* larger output sides are ENG_EINVAL */
 
 typedef struct {
     const char *colormap;   /* colormap_table name; NULL means "jet" (the API default) */
@@ -91,33 +91,5 @@ int render_overlay_rgb(const float *map, int h, int w, const render_opts_t *o, i
 /* The same, encoded as PNG: *png is malloc'd (free() it), *png_len its size. */
 int render_heatmap_png(const float *map, int h, int w, const render_opts_t *o, uint8_t **png, size_t *png_len);
 int render_overlay_png(const float *map, int h, int w, const render_opts_t *o, uint8_t **png, size_t *png_len);
-
-/* Encode an 8-bit image (1 channel: gray PNG, 3: RGB PNG) into malloc'd memory. */
-int render_png_encode(const image_t *img, uint8_t **png, size_t *png_len);
-
-/* ---- raw maps -------------------------------------------------------------------------------- */
-/* base64 of the n floats as little-endian IEEE float32 (the API's raw.data / attribution.data),
- * on any host byte order. malloc'd and NUL-terminated; NULL on allocation failure. */
-char *render_raw_b64(const float *map, size_t n);
-
-/* ---- base64 (RFC 4648 section 4, standard alphabet) ------------------------------------------ */
-/* Characters b64_encode writes for n bytes, NUL not included: 4 * ceil(n / 3). */
-size_t b64_encoded_len(size_t n);
-/* Standard alphabet, '=' padded, no line breaks; writes b64_encoded_len(n) + 1 bytes (NUL last). */
-void b64_encode(const uint8_t *in, size_t n, char *out);
-/* Bytes b64_decode can write for n input characters: an upper bound, 3 * ceil(n / 4). */
-size_t b64_decoded_max(size_t n);
-/* Decode in[0..n-1] into out (b64_decoded_max(n) bytes), *out_len = bytes written.
- * Accepted: the standard alphabet with '=' padding to a multiple of 4 characters; ASCII whitespace
- *   (space, \t, \n, \v, \f, \r) anywhere, skipped (clients wrap at 76 or 64 columns, RFC 2045/7468);
- *   one leading data URL header "data:<anything but ','>;base64," (what the browser's
- *   FileReader.readAsDataURL produces); empty input (0 bytes).
- * Rejected (ENG_EFORMAT): any other character (the URL-safe '-' and '_' included), missing or
- *   excess padding, '=' anywhere but the last one or two positions, a data URL that is not
- *   ";base64," encoded, and non-zero bits in the last character before the padding (RFC 4648
- *   3.5: such input has no canonical encoding and no honest encoder makes it).
- * On ENG_EFORMAT *out_len is the offset in `in` of the first offending character (n when the
- * input ends too early), for an error message; out holds garbage. */
-int b64_decode(const char *in, size_t n, uint8_t *out, size_t *out_len);
 
 #endif
