@@ -108,11 +108,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (!st) {
-        st = params_resolve(&rq, model, detail, sizeof detail);
+        resolved_t res;
+        st = params_resolve(&rq, model, &res, detail, sizeof detail);
         check_status(st, detail);
         if (!st) {
-            FUZZ_CHECK(rq.top_k >= 1 && rq.top_k <= model->n_labels);
-            FUZZ_CHECK(rq.ep.target >= -1 && rq.ep.target < model->n_labels);
+            FUZZ_CHECK(res.top_k >= 1 && res.top_k <= model->n_labels);
+            FUZZ_CHECK(res.ep.target >= -1 && res.ep.target < model->n_labels);
         }
     }
     body_free(&b);
