@@ -20,30 +20,16 @@
 #include "engine.h"
 
 typedef enum {
-    M_SALIENCY = 0,
-    M_GRAD_X_INPUT,
-    M_INTEGRATED_GRADIENTS,
-    M_SMOOTHGRAD,
-    M_GUIDED_BACKPROP,
-    M_DECONVNET,
-    M_CAM,
-    M_GRADCAM,
-    M_GRADCAM_PP,
-    M_XGRADCAM,
-    M_LAYERCAM,
-    M_SCORECAM,
-    M_EIGENCAM,
-    M_GUIDED_GRADCAM,
-    M_OCCLUSION,
-    M_ACTIVATIONS,
-    M_ATTENTION,
-    M_EDGE,
+#define METHOD(id, name, ...) M_##id,
+#include "explain/methods.def"
+#undef METHOD
     M_COUNT
 } method_t;
 
 /* The method table (engine/explain/explain.c) is the one source of what a method is; everything
- * below reads its row. Adding a method: its file, its enum constant above M_COUNT, its prototype in
- * methods.h and its row. `explaind methods --json` prints the rows. */
+ * below reads its row. Adding a method: its file and its row in engine/explain/methods.def (which
+ * makes the enum constant above, the prototype and the table row). `explaind methods --json`
+ * prints the rows. */
 
 /* "saliency" -> M_SALIENCY; -1 if unknown. */
 int method_from_name(const char *name);

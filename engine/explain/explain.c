@@ -35,46 +35,10 @@ typedef struct {
 #define LAYER_PARAMS "layer"
 #define IG_PARAMS "ig_steps,ig_method,baseline,seed"
 static const method_def_t methods[M_COUNT] = {
-    [M_SALIENCY] = {"saliency", 'g', MN_PLAIN_INPUT | MN_SMOOTHABLE, explain_saliency, "Saliency", GRADIENT_PARAMS,
-                    "|∂y_c/∂x|: pixels whose change moves the class score most (Simonyan et al. 2014)"},
-    [M_GRAD_X_INPUT] = {"grad_x_input", 'g', MN_PLAIN_INPUT | MN_SMOOTHABLE, explain_grad_x_input, "Gradient × Input",
-                        GRADIENT_PARAMS, "x ⊙ ∂y_c/∂x: gradient weighted by the input (Shrikumar et al. 2016)"},
-    [M_INTEGRATED_GRADIENTS] = {"integrated_gradients", 'g', MN_OTHER_INPUTS | MN_SMOOTHABLE, explain_integrated_gradients,
-                                "Integrated Gradients", GRADIENT_PARAMS "," IG_PARAMS,
-                                "path integral of gradients from a baseline; sums to f(x) − f(x₀) (Sundararajan et al. 2017)"},
-    [M_SMOOTHGRAD] = {"smoothgrad", 'g', MN_OTHER_INPUTS, explain_smoothgrad, "SmoothGrad",
-                      GRADIENT_PARAMS ",smoothgrad_samples,smoothgrad_noise,smoothgrad_type,smoothgrad_base," IG_PARAMS,
-                      "average of a gradient method over noisy copies of the input (Smilkov et al. 2017)"},
-    [M_GUIDED_BACKPROP] = {"guided_backprop", 'g', MN_GUIDED | MN_SMOOTHABLE, explain_guided_backprop, "Guided Backprop",
-                           GRADIENT_PARAMS, "gradient with ReLU passing only positive signals both ways (Springenberg et al. 2015)"},
-    [M_DECONVNET] = {"deconvnet", 'g', 0, explain_deconvnet, "DeconvNet", GRADIENT_PARAMS,
-                     "backward ReLU applied to the gradient only (Zeiler & Fergus 2014)"},
-    [M_CAM] = {"cam", 'c', MN_LAYER, explain_cam, "CAM", LAYER_PARAMS,
-               "class activation map from the linear head's weights; GAP + linear heads only (Zhou et al. 2016)"},
-    [M_GRADCAM] = {"gradcam", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_gradcam, "Grad-CAM", LAYER_PARAMS,
-                   "layer activations weighted by their average gradient, ReLU'd (Selvaraju et al. 2017)"},
-    [M_GRADCAM_PP] = {"gradcam_pp", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_gradcam_pp, "Grad-CAM++", LAYER_PARAMS,
-                      "Grad-CAM with higher-order pixel weights, better for several objects (Chattopadhay et al. 2018)"},
-    [M_XGRADCAM] = {"xgradcam", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_xgradcam, "XGrad-CAM", LAYER_PARAMS,
-                    "Grad-CAM with activation-normalized gradient weights (Fu et al. 2020)"},
-    [M_LAYERCAM] = {"layercam", 'c', MN_LAYER | MN_PLAIN_LAYER, explain_layercam, "LayerCAM", LAYER_PARAMS,
-                    "element-wise ReLU(gradient) ⊙ activation, finer maps at shallow layers (Jiang et al. 2021)"},
-    [M_SCORECAM] = {"scorecam", 'c', MN_LAYER | MN_OTHER_INPUTS, explain_scorecam, "Score-CAM", LAYER_PARAMS ",scorecam_channels",
-                    "channels weighted by the score of the input masked with each channel; no gradients (Wang et al. 2020)"},
-    [M_EIGENCAM] = {"eigencam", 'c', MN_LAYER, explain_eigencam, "Eigen-CAM", LAYER_PARAMS,
-                    "first principal component of the layer's activations; class-agnostic (Muhammad & Yeasin 2020)"},
-    [M_GUIDED_GRADCAM] = {"guided_gradcam", 'x', MN_LAYER | MN_PLAIN_LAYER | MN_GUIDED, explain_guided_gradcam,
-                          "Guided Grad-CAM", LAYER_PARAMS "," GRADIENT_PARAMS,
-                          "guided backprop ⊙ upsampled Grad-CAM: fine detail, class-specific (Selvaraju et al. 2017)"},
-    [M_OCCLUSION] = {"occlusion", 'p', MN_OTHER_INPUTS, explain_occlusion, "Occlusion",
-                     "occlusion_window,occlusion_stride,baseline,seed",
-                     "drop in the class score when a sliding window is replaced by a baseline (Zeiler & Fergus 2014)"},
-    [M_ACTIVATIONS] = {"activations", 'i', MN_LAYER, explain_activations, "Activations", LAYER_PARAMS,
-                       "the layer's feature maps: the channels with the highest mean activation"},
-    [M_ATTENTION] = {"attention", 'i', 0, explain_attention, "Attention", LAYER_PARAMS,
-                     "the model's own attention maps, e.g. CBAM spatial attention (Woo et al. 2018)"},
-    [M_EDGE] = {"edge", 'b', 0, explain_edge, "Edge detector", "",
-                "Sobel edge magnitude of the input: model-independent, the reference of Adebayo et al. 2018"},
+#define METHOD(id, name, family, needs, display, params, summary) \
+    [M_##id] = {#name, family, needs, explain_##name, display, params, summary},
+#include "methods.def"
+#undef METHOD
 };
 
 static const struct {

@@ -37,24 +37,9 @@ typedef struct {
 typedef int (*method_fn)(ectx_t *c, method_result_t *r, eng_err_t *err);
 
 /* ---- method entry points (one file each) ---- */
-int explain_saliency(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_grad_x_input(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_integrated_gradients(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_smoothgrad(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_guided_backprop(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_deconvnet(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_cam(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_gradcam(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_gradcam_pp(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_xgradcam(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_layercam(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_scorecam(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_eigencam(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_guided_gradcam(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_occlusion(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_activations(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_attention(ectx_t *c, method_result_t *r, eng_err_t *err);
-int explain_edge(ectx_t *c, method_result_t *r, eng_err_t *err);
+#define METHOD(id, name, ...) int explain_##name(ectx_t *c, method_result_t *r, eng_err_t *err);
+#include "methods.def"
+#undef METHOD
 
 /* ---- shared helpers (explain.c) ---- */
 /* Forward n images and backward from one-hot(target) per image; grads_out gets d/dx (n x in_size);
