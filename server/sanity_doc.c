@@ -359,3 +359,37 @@ json_t *sanity_agg_doc(const sanity_agg_t *a, const model_t *m, const request_t 
     }
     return doc;
 }
+
+json_t *sanity_report_image_doc(const model_t *m, const request_t *rq, const sanity_params_t *sp, const sanity_result_t *r,
+                                int index, int target)
+{
+    json_t *one = json_pack("{s:i, s:i, s:s}", "index", index, "target", target, "label", m->labels[target]);
+    json_object_set_new(one, "sanity", sanity_doc(m, rq, sp, r));
+    return one;
+}
+
+json_t *sanity_report_doc(const model_t *m, const request_t *rq, const sanity_params_t *sp, const sanity_agg_t *agg,
+                          const sanity_report_t *rep)
+{
+    json_t *doc = json_object();
+    json_object_set_new(doc, "request_id", json_string(rep->request_id));
+    json_object_set_new(doc, "model", json_string(m->name));
+    json_object_set_new(doc, "images", json_integer(rep->images));
+    json_object_set_new(doc, "images_from", json_string(rep->probe_files ? "probe_set" : "request"));
+    if (rep->probe_files) {
+        json_t *files = json_array();
+        for (int i = 0; i < rep->images; i++) json_array_append_new(files, json_string(rep->probe_files[i]));
+        char dir[MODEL_MAX_NAME + 16];
+        snprintf(dir, sizeof dir, "probes/%s", m->name);
+        json_object_set_new(doc, "probe_set", json_pack("{s:s, s:o}", "dir", dir, "files", files));
+    }
+    json_t *ml = json_array();
+    for (int k = 0; k < M_COUNT; k++)
+        if (rq->ep.methods & (1u << k)) json_array_append_new(ml, json_string(method_name(k)));
+    json_object_set_new(doc, "methods", ml);
+    json_object_set_new(doc, "sanity", sanity_agg_doc(agg, m, rq, sp));
+    if (rep->per_image) json_object_set_new(doc, "per_image", rep->per_image);
+    json_object_set_new(doc, "timing_ms", json_pack("{s:f, s:f, s:f}", "explain", rep->explain_ms, "sanity", rep->sanity_ms,
+                                                    "total", rep->total_ms));
+    return doc;
+}

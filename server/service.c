@@ -375,36 +375,14 @@ static json_t *run_sanity_report(const service_env_t *env, int mi, const request
             goto out;
         }
         sanity_agg_add(agg, &sr);
-        if (per) {
-            json_t *one = json_pack("{s:i, s:i, s:s}", "index", i, "target", out.target, "label", m->labels[out.target]);
-            json_object_set_new(one, "sanity", sanity_doc(m, rq, &sp, &sr));
-            json_array_append_new(per, one);
-        }
+        if (per) json_array_append_new(per, sanity_report_image_doc(m, rq, &sp, &sr, i, out.target));
         sanity_result_free(&sr);
         explain_out_free(&out);
     }
-    doc = json_object();
-    json_object_set_new(doc, "request_id", json_string(request_id));
-    json_object_set_new(doc, "model", json_string(m->name));
-    json_object_set_new(doc, "images", json_integer(n));
-    json_object_set_new(doc, "images_from", json_string(from_probes ? "probe_set" : "request"));
-    if (from_probes) {
-        json_t *files = json_array();
-        for (int i = 0; i < n; i++) json_array_append_new(files, json_string(env->models[mi].probe_files[i]));
-        char dir[MODEL_MAX_NAME + 16];
-        snprintf(dir, sizeof dir, "probes/%s", m->name);
-        json_object_set_new(doc, "probe_set", json_pack("{s:s, s:o}", "dir", dir, "files", files));
-    }
-    json_t *ml = json_array();
-    for (int k = 0; k < M_COUNT; k++)
-        if (rq->ep.methods & (1u << k)) json_array_append_new(ml, json_string(method_name(k)));
-    json_object_set_new(doc, "methods", ml);
-    json_object_set_new(doc, "sanity", sanity_agg_doc(agg, m, rq, &sp));
-    if (per) {
-        json_object_set_new(doc, "per_image", per);
-        per = NULL;
-    }
-    json_object_set_new(doc, "timing_ms", json_pack("{s:f, s:f, s:f}", "explain", explain_ms, "sanity", sanity_ms, "total", ms_since(t0)));
+    const sanity_report_t rep = {.request_id = request_id, .images = n, .probe_files = from_probes ? env->models[mi].probe_files : NULL,
+                                 .per_image = per, .explain_ms = explain_ms, .sanity_ms = sanity_ms, .total_ms = ms_since(t0)};
+    per = NULL; /* the document owns it */
+    doc = sanity_report_doc(m, rq, &sp, agg, &rep);
 out:
     json_decref(per);
     sanity_agg_free(agg);
