@@ -341,3 +341,60 @@ void doc_set_timing(json_t *doc, const doc_ctx_t *d, const explain_out_t *out, d
                                   "forward", out->forward_ms, "explain", out->explain_ms, "sanity", d->sanity_ms, "encode",
                                   encode_ms, "total", total_ms));
 }
+
+/* ---- filter visualization ------------------------------------------------------------------------ */
+json_t *doc_filter(const model_t *m, const request_t *rq, float *x, const float *curve, const char *request_id,
+                   stream_t *stream)
+{
+    const size_t S = model_input_size(m);
+    json_t *doc;
+    /* tensor -> pixels: undo the normalization, then stretch the values to 0..255 for display */
+    const input_spec_t *s = &m->input;
+    size_t hw = (size_t)s->height * s->width;
+    const int D = s->color == COLOR_RGB || s->color == COLOR_RGBA ? 3 : 1; /* displayed bands */
+    image_t vis = {.width = s->width, .height = s->height, .channels = D, .data = malloc(hw * D)};
+    float lo = 1e30f, hi = -1e30f;
+    for (size_t i = 0; i < S; i++) {
+        int ch = (int)(i / hw);
+        float v = x[i] * s->std[ch] + s->mean[ch];
+        x[i] = v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    for (size_t i = 0; vis.data && i < hw; i++)
+        for (int d = 0; d < D; d++) {
+            float a = 0; /* RGB from the color channels (BGR models reversed); else the channel mean */
+            if (D == 3) a = x[(s->bgr ? 2 - d : d) * hw + i];
+            else
+                for (int ch = 0; ch < s->channels; ch++) a += x[ch * hw + i] / s->channels;
+            float v = hi > lo ? (a - lo) / (hi - lo) * 255.f : 0.f;
+            vis.data[i * D + d] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+        }
+    doc = json_object();
+    json_object_set_new(doc, "request_id", json_string(request_id));
+    json_object_set_new(doc, "model", json_string(m->name));
+    json_object_set_new(doc, "layer", json_string(rq->fv.layer >= 0 ? doc_value_display_name(m, rq->fv.layer) : "logits"));
+    json_object_set_new(doc, "index", json_integer(rq->fv.index));
+    json_t *curve_j = json_array();
+    for (int i = 0; i < rq->fv.steps; i++) json_array_append_new(curve_j, json_real(curve[i]));
+    json_object_set_new(doc, "activation", curve_j);
+    json_object_set_new(doc, "steps", json_integer(rq->fv.steps));
+    json_object_set_new(doc, "seed", json_integer((json_int_t)rq->ep.seed));
+    uint8_t *png = NULL;
+    size_t plen = 0;
+    image_t big;
+    int scaled = 0;
+    if (vis.data && !rq->size_model && s->width < 224) { /* small models: enlarge for viewing */
+        int f = 224 / s->width;
+        if (f > 1 && image_resize(&vis, s->width * f, s->height * f, &big) == ENG_OK) scaled = 1;
+    }
+    if (vis.data && render_png_encode(scaled ? &big : &vis, &png, &plen) == ENG_OK)
+        json_object_set_new(doc, "image_png", doc_png(stream, png, plen));
+    if (rq->outputs & OUT_RAW) {
+        int dims[3] = {s->channels, s->height, s->width};
+        json_object_set_new(doc, "raw", doc_raw(stream, x, 3, dims));
+    }
+    if (scaled) image_free(&big);
+    image_free(&vis);
+    return doc;
+}
