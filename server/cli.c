@@ -328,28 +328,20 @@ static int run_doc(int route, int argc, char **argv)
             if (np < 1024) paths[np++] = files[i];
             continue;
         }
-        DIR *d = opendir(files[i]);
-        struct dirent *e;
-        char *names[1024];
-        int nn = 0;
-        while (d && (e = readdir(d)) && nn < 1024) {
-            const char *dot = strrchr(e->d_name, '.');
-            if (dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"))) names[nn++] = strdup(e->d_name);
+        int nn = 0, st;
+        char **names = service_scan_dir(files[i], service_is_image_name, 0, 1024, &nn, &st);
+        if (st) {
+            fprintf(stderr, "explaind %s: %s: %s\n", cmd, files[i],
+                    st == SCAN_TOO_MANY ? "more than 1024 images" : st == SCAN_NO_DIR ? "cannot open" : "out of memory");
+            for (int k = 0; k < no; k++) free(owned[k]);
+            return 2;
         }
-        if (d) closedir(d);
-        for (int x = 0; x < nn; x++) /* sorted, for reproducible reports */
-            for (int y = x + 1; y < nn; y++)
-                if (strcmp(names[y], names[x]) < 0) {
-                    char *t = names[x];
-                    names[x] = names[y];
-                    names[y] = t;
-                }
         for (int x = 0; x < nn; x++) {
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", files[i], names[x]);
-            free(names[x]);
             if (np < 1024 && no < 1024) paths[np++] = owned[no++] = strdup(p);
         }
+        service_free_names(names, nn);
     }
     if (!model_path || (!np && route != R_SANITY)) {
         fprintf(stderr, "usage: explaind %s --model MODEL.onnx %s [--PARAM VALUE ...]\n", cmd,

@@ -59,6 +59,8 @@
 #include "utf8.h"
 
 #define MAX_MODELS 64
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define MAX_ORIGINS 32
 
 typedef struct {
@@ -566,13 +568,6 @@ static void *sweeper_main(void *arg)
 }
 
 /* ---- routing --------------------------------------------------------------------------------------- */
-static int find_model(const char *name)
-{
-    for (int i = 0; i < S.n_models; i++)
-        if (!strcmp(S.models[i].model->name, name)) return i;
-    return -1;
-}
-
 /* Match url to a route (routes.c's table); fills r->route, model and layer. Returns 0, or 404. */
 static int match_route(req_t *r, const char *url)
 {
@@ -682,7 +677,7 @@ static enum MHD_Result handle_get(req_t *r)
         return answer_json(r, ok ? 200 : 503, doc);
     }
     case RT_V2_MODEL_READY: {
-        int i = find_model(r->model_name);
+        int i = service_find_model(S.models, S.n_models, r->model_name);
         if (i < 0) return answer_problem(r, 404, "no model named '%s'", r->model_name);
         int ok = atomic_load(&S.ready) && !atomic_load(&S.draining);
         return answer_json(r, ok ? 200 : 503, json_pack("{s:s, s:b}", "name", r->model_name, "ready", ok));
@@ -710,7 +705,7 @@ static enum MHD_Result handle_get(req_t *r)
         return answer_json(r, 200, json_pack("{s:o}", "models", arr));
     }
     case RT_MODEL: {
-        int i = find_model(r->model_name);
+        int i = service_find_model(S.models, S.n_models, r->model_name);
         if (i < 0) return answer_problem(r, 404, "no model named '%s'", r->model_name);
         return answer_json(r, 200, model_info(&S.models[i]));
     }
@@ -979,7 +974,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* POST: model, state, limits, parameters from the query string */
         if (!atomic_load(&S.ready)) return answer_problem(r, 503, "the models are still loading");
         if (atomic_load(&S.draining)) return answer_problem(r, 503, "the server is draining for shutdown");
-        r->model_idx = find_model(r->model_name);
+        r->model_idx = service_find_model(S.models, S.n_models, r->model_name);
         if (r->model_idx < 0) return answer_problem(r, 404, "no model named '%s'", r->model_name);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -1194,28 +1189,21 @@ static int load_keys(const char *path, char ***out, int *n, const char **why)
     return 0;
 }
 
+static int is_model_file(const char *n)
+{
+    size_t l = strlen(n);
+    return l > 5 && !strcmp(n + l - 5, ".onnx");
+}
+
 static int load_models(void)
 {
-    DIR *d = opendir(S.cfg.models_dir);
-    if (!d) {
-        log_event(LOG_ERROR, "cannot open models_dir '%s'", S.cfg.models_dir);
+    int nn = 0, st;
+    char **names = service_scan_dir(S.cfg.models_dir, is_model_file, strlen(".onnx"), MAX_MODELS, &nn, &st);
+    if (st) {
+        log_event(LOG_ERROR, "models_dir '%s': %s", S.cfg.models_dir,
+                  st == SCAN_NO_DIR ? "cannot open it" : st == SCAN_TOO_MANY ? "more than " STR(MAX_MODELS) " models" : "out of memory");
         return -1;
     }
-    char *names[MAX_MODELS];
-    int nn = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && nn < MAX_MODELS) {
-        size_t l = strlen(e->d_name);
-        if (l > 5 && !strcmp(e->d_name + l - 5, ".onnx") && e->d_name[0] != '.') names[nn++] = strndup(e->d_name, l - 5);
-    }
-    closedir(d);
-    for (int i = 0; i < nn; i++) /* stable order */
-        for (int j = i + 1; j < nn; j++)
-            if (strcmp(names[j], names[i]) < 0) {
-                char *t = names[i];
-                names[i] = names[j];
-                names[j] = t;
-            }
     int failed = 0;
     size_t info_len = 0;
     S.model_info = calloc(1, 1);
@@ -1226,7 +1214,6 @@ static int load_models(void)
         if (model_load(S.cfg.models_dir, names[i], NULL, &m, &err)) {
             log_event(LOG_ERROR, "model %s: %s", names[i], err.msg);
             failed++;
-            free(names[i]);
             continue;
         }
         /* a workspace is planned for at least one image: a model whose single-image workspace is
@@ -1239,7 +1226,6 @@ static int load_models(void)
                       m->input.width);
             model_free(m);
             failed++;
-            free(names[i]);
             continue;
         }
         char note[1024];
@@ -1265,8 +1251,8 @@ static int load_models(void)
             info_len += (size_t)k;
             S.model_info = ni;
         }
-        free(names[i]);
     }
+    service_free_names(names, nn);
     if (failed && !S.cfg.allow_partial) {
         log_event(LOG_ERROR, "%d model(s) failed to load; set allow_partial=true to start without them", failed);
         return -1;

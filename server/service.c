@@ -54,7 +54,7 @@ void service_free_probes(service_model_t *sm)
     sm->n_probes = 0;
 }
 
-static int is_image_name(const char *n)
+int service_is_image_name(const char *n)
 {
     const char *dot = strrchr(n, '.');
     return n[0] != '.' && dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
@@ -62,42 +62,66 @@ static int is_image_name(const char *n)
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int service_load_probes(service_model_t *sm, const char *models_dir, int max_images, char *err, size_t err_len)
+char **service_scan_dir(const char *dir, int (*keep)(const char *name), size_t strip, int max, int *n_out, int *status)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/probes/%s", models_dir, sm->model->name);
+    *n_out = 0;
+    *status = 0;
     DIR *d = opendir(dir);
-    if (!d) return 0; /* no probe set */
-    int n = 0, cap = 0, rc = 0;
+    if (!d) {
+        *status = SCAN_NO_DIR;
+        return NULL;
+    }
+    int n = 0, cap = 0;
     char **names = NULL;
     struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!is_image_name(e->d_name)) continue;
-        if (n == max_images) {
-            snprintf(err, err_len, "%s holds more than %d images (sanity_images_max)", dir, max_images);
-            rc = -1;
+    while (!*status && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || !keep(e->d_name)) continue;
+        if (n == max) {
+            *status = SCAN_TOO_MANY;
             break;
         }
         if (n == cap) {
             cap = cap ? 2 * cap : 32;
             char **nn = realloc(names, sizeof(char *) * (size_t)cap);
             if (!nn) {
-                rc = -1;
-                snprintf(err, err_len, "out of memory");
+                *status = SCAN_NO_MEMORY;
                 break;
             }
             names = nn;
         }
-        if (!(names[n] = strdup(e->d_name))) {
-            rc = -1;
-            snprintf(err, err_len, "out of memory");
-            break;
-        }
-        n++;
+        size_t l = strlen(e->d_name);
+        if (!(names[n] = strndup(e->d_name, l > strip ? l - strip : 0))) *status = SCAN_NO_MEMORY;
+        else n++;
     }
     closedir(d);
-    if (!rc && n) {
-        qsort(names, (size_t)n, sizeof(char *), cmp_names); /* reproducible reports */
+    if (*status) {
+        service_free_names(names, n);
+        return NULL;
+    }
+    if (n) qsort(names, (size_t)n, sizeof(char *), cmp_names); /* the same order on every machine */
+    *n_out = n;
+    return names;
+}
+
+void service_free_names(char **names, int n)
+{
+    for (int i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+}
+
+int service_load_probes(service_model_t *sm, const char *models_dir, int max_images, char *err, size_t err_len)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/probes/%s", models_dir, sm->model->name);
+    int n = 0, rc = 0, st;
+    char **names = service_scan_dir(dir, service_is_image_name, 0, max_images, &n, &st);
+    if (st == SCAN_NO_DIR) return 0; /* no probe set */
+    if (st) {
+        if (st == SCAN_TOO_MANY) snprintf(err, err_len, "%s holds more than %d images (sanity_images_max)", dir, max_images);
+        else snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    if (n) {
         sm->probes = calloc((size_t)n, sizeof(blob_t));
         sm->probe_files = calloc((size_t)n, sizeof(char *));
         if (!sm->probes || !sm->probe_files) {
@@ -124,8 +148,7 @@ int service_load_probes(service_model_t *sm, const char *models_dir, int max_ima
             if (f) fclose(f);
         }
     }
-    for (int i = 0; i < n; i++) free(names ? names[i] : NULL);
-    free(names);
+    service_free_names(names, n);
     if (rc) service_free_probes(sm);
     return rc;
 }
@@ -187,10 +210,10 @@ static json_t *stopped(const service_env_t *env, outcome_t *oc, int status, cons
 }
 
 
-int service_find_model(const service_env_t *env, const char *name)
+int service_find_model(const service_model_t *models, int n_models, const char *name)
 {
-    for (int i = 0; i < env->n_models; i++)
-        if (!strcmp(env->models[i].model->name, name)) return i;
+    for (int i = 0; i < n_models; i++)
+        if (!strcmp(models[i].model->name, name)) return i;
     return -1;
 }
 
@@ -293,7 +316,7 @@ static sanity_env_t sanity_env_for(const service_env_t *env, int mi)
     const model_t *m = env->models[mi].model;
     sanity_env_t se = {.model = m, .ws = env->ws[mi], .cache = env->cache, .helper_ws = env->helper_ws ? env->helper_ws[mi] : NULL};
     if (m->twin) {
-        int ti = service_find_model(env, m->twin);
+        int ti = service_find_model(env->models, env->n_models, m->twin);
         if (ti >= 0) {
             se.twin = env->models[ti].model;
             se.twin_ws = env->ws[ti];

@@ -64,7 +64,18 @@ typedef struct {
     stream_t *stream;
 } service_env_t;
 
-int service_find_model(const service_env_t *env, const char *name);
+int service_find_model(const service_model_t *models, int n_models, const char *name);
+
+/* The names in dir that keep() accepts, hidden ones (leading '.') never, each without its last
+ * `strip` characters (a suffix keep() checked), sorted by strcmp after that (the same order on
+ * every machine): models, probe sets, the CLI's image folders. malloc'd (release
+ * with service_free_names); NULL with *status SCAN_NO_DIR, SCAN_TOO_MANY (more than max) or
+ * SCAN_NO_MEMORY, or with *n 0 and status 0 for an empty folder. */
+enum { SCAN_NO_DIR = 1, SCAN_TOO_MANY, SCAN_NO_MEMORY };
+char **service_scan_dir(const char *dir, int (*keep)(const char *name), size_t strip, int max, int *n, int *status);
+void service_free_names(char **names, int n);
+/* .png, .jpg or .jpeg, any case, not hidden: what an image folder holds */
+int service_is_image_name(const char *name);
 
 /* Run rq (its route says which) for models[model] on the uploaded images (none for filter
  * visualization; one for predict/explain/activations; one or more for /sanity, or none: the
