@@ -1,4 +1,4 @@
-"""Smoke test of the sanity report generator (tests/sanity/make_report.py, `make sanity-report`):
+"""Smoke test of the sanity report generator (tests/sanity_report/make_report.py, `make sanity-report`):
 the whole pipeline on 3 Fashion-MNIST test images into a temporary folder — images exported,
 `explaind sanity` run for the seven methods in both cascading orders, plots and document written —
 and checks of what the document must hold, so that a broken generator is found before someone
@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("EXPLAIND_BIN", str(REPO / "build" / "explaind"))
-SCRIPT = REPO / "tests" / "sanity" / "make_report.py"
+SCRIPT = Path(__file__).resolve().parent / "make_report.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import make_report  # noqa: E402
 
