@@ -343,8 +343,8 @@ void doc_set_timing(json_t *doc, const doc_ctx_t *d, const explain_out_t *out, d
 }
 
 /* ---- filter visualization ------------------------------------------------------------------------ */
-json_t *doc_filter(const model_t *m, const request_t *rq, float *x, const float *curve, const char *request_id,
-                   stream_t *stream)
+json_t *doc_filter(const model_t *m, const request_t *rq, const filterviz_params_t *fv, float *x, const float *curve,
+                   const char *request_id, stream_t *stream)
 {
     const size_t S = model_input_size(m);
     json_t *doc;
@@ -373,12 +373,12 @@ json_t *doc_filter(const model_t *m, const request_t *rq, float *x, const float 
     doc = json_object();
     json_object_set_new(doc, "request_id", json_string(request_id));
     json_object_set_new(doc, "model", json_string(m->name));
-    json_object_set_new(doc, "layer", json_string(rq->fv.layer >= 0 ? doc_value_display_name(m, rq->fv.layer) : "logits"));
-    json_object_set_new(doc, "index", json_integer(rq->fv.index));
+    json_object_set_new(doc, "layer", json_string(fv->layer >= 0 ? doc_value_display_name(m, fv->layer) : "logits"));
+    json_object_set_new(doc, "index", json_integer(fv->index));
     json_t *curve_j = json_array();
-    for (int i = 0; i < rq->fv.steps; i++) json_array_append_new(curve_j, json_real(curve[i]));
+    for (int i = 0; i < fv->steps; i++) json_array_append_new(curve_j, json_real(curve[i]));
     json_object_set_new(doc, "activation", curve_j);
-    json_object_set_new(doc, "steps", json_integer(rq->fv.steps));
+    json_object_set_new(doc, "steps", json_integer(fv->steps));
     json_object_set_new(doc, "seed", json_integer((json_int_t)rq->ep.seed));
     uint8_t *png = NULL;
     size_t plen = 0;

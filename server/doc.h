@@ -55,8 +55,8 @@ json_t *doc_raw(stream_t *st, const float *data, int rank, const int *dims);
 
 /* The document of POST .../filters/{index}/visualize: the visualization x (a model input tensor,
  * un-normalized in place and stretched to 0..255 for display; small models enlarged to about 224
- * unless size=model), the activation curve (rq->fv.steps values), raw x when asked. */
-json_t *doc_filter(const model_t *m, const request_t *rq, float *x, const float *curve, const char *request_id,
-                   stream_t *stream);
+ * unless size=model), the activation curve (fv->steps values), raw x when asked. */
+json_t *doc_filter(const model_t *m, const request_t *rq, const filterviz_params_t *fv, float *x, const float *curve,
+                   const char *request_id, stream_t *stream);
 
 #endif

@@ -990,20 +990,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->rq.ep.methods = 1u << M_ACTIVATIONS;
             snprintf(r->rq.layer, sizeof r->rq.layer, "%s", r->layer);
             r->rq.outputs = OUT_HEATMAP;
-        } else if (r->route == RT_FILTER) {
-            const model_t *m = S.models[r->model_idx].model;
-            char sug[600]; /* node, value or module path (docs/MODELS.md, "Layer names") */
-            int v = strcmp(r->layer, "logits") ? graph_resolve_layer(m->graph, r->layer, sug, sizeof sug) : -1;
-            if (v < 0 && strcmp(r->layer, "logits"))
-                return answer_problem(r, 404, "layer '%.*s' is not in model '%s'; closest: %s", utf8_cut(r->layer, 200),
-                                      r->layer, m->name, sug);
-            r->rq.fv.layer = v < 0 ? -1 : v;
+        } else if (r->route == RT_FILTER) { /* resolved by params_resolve, with the parameters */
+            snprintf(r->rq.layer, sizeof r->rq.layer, "%s", r->layer);
             r->rq.fv.index = r->filter_index;
-            value_info_t vi;
-            graph_value_info(m->graph, v < 0 ? graph_output_value(m->graph) : v, &vi);
-            int nch = vi.rank >= 2 ? (int)vi.dims[1] : 1;
-            if (r->filter_index >= nch)
-                return answer_problem(r, 404, "filter %d does not exist: layer '%.*s' has %d channels", r->filter_index, utf8_cut(r->layer, 200), r->layer, nch);
         }
         argctx_t a = {.r = r};
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, arg_iter, &a);

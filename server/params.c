@@ -376,11 +376,35 @@ int params_set_json(request_t *r, const config_t *cfg, const char *name, const j
     return store(r, row, cfg, buf, d, dl);
 }
 
+/* The filter route's path: /layers/{layer}/filters/{index}/visualize, where {layer} may be "logits"
+ * (the class logits, index a class). 404 for a layer or a filter the model does not have. */
+static int resolve_filter(const request_t *r, const model_t *m, filterviz_params_t *fv, char *d, size_t dl)
+{
+    const int logits = !strcmp(r->layer, "logits");
+    char sug[600]; /* node, value or module path (docs/MODELS.md, "Layer names") */
+    int v = logits ? -1 : graph_resolve_layer(m->graph, r->layer, sug, sizeof sug);
+    if (v < 0 && !logits) {
+        snprintf(d, dl, "layer '%.*s' is not in model '%s'; closest: %s", utf8_cut(r->layer, 200), r->layer, m->name, sug);
+        return 404;
+    }
+    fv->layer = v;
+    value_info_t vi;
+    graph_value_info(m->graph, v < 0 ? graph_output_value(m->graph) : v, &vi);
+    int nch = vi.rank >= 2 ? (int)vi.dims[1] : 1;
+    if (fv->index >= nch) {
+        snprintf(d, dl, "filter %d does not exist: layer '%.*s' has %d channels", fv->index, utf8_cut(r->layer, 200),
+                 r->layer, nch);
+        return 404;
+    }
+    return 0;
+}
+
 int params_resolve(const request_t *r, const model_t *m, resolved_t *out, char *d, size_t dl)
 {
     const graph_t *g = m->graph;
     explain_params_t *ep = &out->ep;
     *ep = r->ep;
+    out->fv = r->fv;
     out->top_k = r->top_k;
     ep->target = -1;
     if (r->target_given) {
@@ -403,7 +427,10 @@ int params_resolve(const request_t *r, const model_t *m, resolved_t *out, char *
         }
     }
     ep->layer = -1;
-    if (r->layer[0]) {
+    if (r->route == R_FILTER) {
+        int rc = resolve_filter(r, m, &out->fv, d, dl);
+        if (rc) return rc;
+    } else if (r->layer[0]) {
         char sug[600];
         ep->layer = graph_resolve_layer(g, r->layer, sug, sizeof sug);
         if (ep->layer < 0) { /* the layer parameter: 422; the path of /layers/{layer}/activations: 404 */

@@ -57,10 +57,12 @@ int params_set_json(request_t *r, const config_t *cfg, const char *name, const j
  * the layer (name) resolved, and top_k capped at the model's classes. */
 typedef struct {
     explain_params_t ep;
+    filterviz_params_t fv; /* the filter route: its layer (from the path; "logits" = the class logits) resolved */
     int top_k;
 } resolved_t;
-/* Resolve names against the model (target label, layer) and check applicability; r is not changed,
- * so one request serves several models or instances (KServe). 0, 404 (unknown layer) or 422. */
+/* Resolve names against the model (target label, layer; the filter route's layer and index) and
+ * check applicability; r is not changed, so one request serves several models or instances (KServe).
+ * 0, 404 (unknown layer or filter of a path) or 422. */
 int params_resolve(const request_t *r, const model_t *m, resolved_t *out, char *detail, size_t dlen);
 /* Is `name` a parameter of any route? (for the JSON body's non-parameter keys) */
 int params_known(const char *name);

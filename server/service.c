@@ -454,13 +454,13 @@ static json_t *run(const service_env_t *env, int mi, const request_t *rq, const 
         int64_t t1 = eng_now_ns();
         size_t S = model_input_size(m);
         x = malloc(sizeof(float) * S);
-        float *curve = malloc(sizeof(float) * (size_t)rq->fv.steps);
+        float *curve = malloc(sizeof(float) * (size_t)res.fv.steps);
         if (!x || !curve) {
             free(x);
             free(curve);
             return fail(oc, 503, "out of memory");
         }
-        filterviz_params_t fv = rq->fv;
+        filterviz_params_t fv = res.fv;
         fv.seed = rq->ep.seed;
         int rc = explain_filter_visualize(m, ws, &fv, x, curve, &err);
         if (rc) {
@@ -469,7 +469,7 @@ static json_t *run(const service_env_t *env, int mi, const request_t *rq, const 
             return fail(oc, run_status(env, mi, rc), err.msg);
         }
         double compute_ms = ms_since(t1);
-        doc = doc_filter(m, rq, x, curve, request_id, env->stream);
+        doc = doc_filter(m, rq, &fv, x, curve, request_id, env->stream);
         free(curve);
         free(x);
         doc_ctx_t dc = {.stream = env->stream, .ws = ws};
