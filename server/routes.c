@@ -8,31 +8,15 @@
 #include "engine.h"
 #include "params.h"
 
-/* One row per route: template, POST, API key, parameter set, KServe, images; `tmpl` 0 for the rows
- * the server matches itself (the dashboard's assets, OPTIONS, no match). */
+/* The rows of routes.def, each with `tmpl` 0 for the rows the server matches itself (the
+ * dashboard's assets, OPTIONS, no match). */
 static const struct {
     route_t r;
     int tmpl;
 } table[RT_COUNT] = {
-    [RT_HEALTHZ] = {{"/healthz", 0, 0, 0, 0, IMG_NONE}, 1},
-    [RT_READYZ] = {{"/readyz", 0, 0, 0, 0, IMG_NONE}, 1},
-    [RT_METRICS] = {{"/metrics", 0, 0, 0, 0, IMG_NONE}, 1},
-    [RT_OPENAPI] = {{"/openapi.yaml", 0, 0, 0, 0, IMG_NONE}, 1},
-    [RT_DASHBOARD] = {{"/", 0, 0, 0, 0, IMG_NONE}, 0},
-    [RT_MODELS] = {{"/v1/models", 0, 1, 0, 0, IMG_NONE}, 1},
-    [RT_MODEL] = {{"/v1/models/{model}", 0, 1, 0, 0, IMG_NONE}, 1},
-    [RT_PREDICT] = {{"/v1/models/{model}/predict", 1, 1, R_PREDICT, 0, IMG_ONE}, 1},
-    [RT_EXPLAIN] = {{"/v1/models/{model}/explain", 1, 1, R_EXPLAIN, 0, IMG_ONE}, 1},
-    [RT_SANITY] = {{"/v1/models/{model}/sanity", 1, 1, R_SANITY, 0, IMG_PROBES}, 1},
-    [RT_ACTIVATIONS] = {{"/v1/models/{model}/layers/{layer}/activations", 1, 1, R_ACTIVATIONS, 0, IMG_ONE}, 1},
-    [RT_FILTER] = {{"/v1/models/{model}/layers/{layer}/filters/{index}/visualize", 1, 1, R_FILTER, 0, IMG_NONE}, 1},
-    [RT_KSERVE_PREDICT] = {{"/v1/models/{model}:predict", 1, 1, R_PREDICT, 1, IMG_MANY}, 1},
-    [RT_KSERVE_EXPLAIN] = {{"/v1/models/{model}:explain", 1, 1, R_EXPLAIN, 1, IMG_MANY}, 1},
-    [RT_V2_LIVE] = {{"/v2/health/live", 0, 0, 0, 0, IMG_NONE}, 1},
-    [RT_V2_READY] = {{"/v2/health/ready", 0, 0, 0, 0, IMG_NONE}, 1},
-    [RT_V2_MODEL_READY] = {{"/v2/models/{model}/ready", 0, 0, 0, 0, IMG_NONE}, 1},
-    [RT_PREFLIGHT] = {{"OPTIONS", 0, 0, 0, 0, IMG_NONE}, 0},
-    [RT_NOT_FOUND] = {{"(unmatched)", 0, 1, 0, 0, IMG_NONE}, 0},
+#define ROUTE(id, path, post, auth, params, kserve, images, tmpl) [RT_##id] = {{path, post, auth, params, kserve, images}, tmpl},
+#include "routes.def"
+#undef ROUTE
 };
 
 const route_t *route_get(int rt) { return &table[rt >= 0 && rt < RT_COUNT ? rt : RT_NOT_FOUND].r; }

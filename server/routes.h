@@ -1,7 +1,8 @@
 /* routes.h — the one table of HTTP routes (routes.c): the path template (also the metrics label and
  * what docs/API.md lists), the HTTP method, whether an API key is needed, the request parameters it
- * takes, whether it is a KServe V1 alias, and how many images it takes. The matcher reads the
- * templates themselves, so adding a route is one row plus its handler.
+ * takes, whether it is a KServe V1 alias, and how many images it takes: one row each in
+ * routes.def (which also makes the RT_* constants). The matcher reads the templates themselves,
+ * so adding a route is one row plus its handler.
  *
  * Templates: literal text and placeholders
  *   {model}  a model name: [A-Za-z0-9._-], not starting with '.', shorter than MODEL_MAX_NAME
@@ -15,9 +16,10 @@
 #include <stddef.h>
 
 enum {
-    RT_HEALTHZ, RT_READYZ, RT_METRICS, RT_OPENAPI, RT_DASHBOARD, RT_MODELS, RT_MODEL, RT_PREDICT, RT_EXPLAIN,
-    RT_SANITY, RT_ACTIVATIONS, RT_FILTER, RT_KSERVE_PREDICT, RT_KSERVE_EXPLAIN, RT_V2_LIVE, RT_V2_READY,
-    RT_V2_MODEL_READY, RT_PREFLIGHT, RT_NOT_FOUND, RT_COUNT
+#define ROUTE(id, ...) RT_##id,
+#include "routes.def"
+#undef ROUTE
+    RT_COUNT
 };
 
 /* how many images a POST route takes */
