@@ -789,10 +789,8 @@ static void job_run(void *arg, worker_ctx_t *w)
             json_t *doc = service_run(&env, r->model_idx, &r->rq, blobs, r->form.n_images, r->request_id, &oc);
             if (!doc) set_problem(r, oc.status, "%s", oc.detail);
             else {
-                /* per-method engine time into the histogram */
-                json_t *ex = json_object_get(doc, "explanations"), *mv;
-                const char *mk;
-                json_object_foreach(ex, mk, mv) metrics_method(mk, json_real_value(json_object_get(mv, "time_ms")) / 1e3);
+                for (int k = 0; k < M_COUNT; k++) /* per-method engine time into the histogram */
+                    if (oc.methods & (1u << k)) metrics_method(method_name(k), oc.method_ms[k] / 1e3);
                 answer = doc;
             }
         }

@@ -422,6 +422,7 @@ static json_t *run(const service_env_t *env, int mi, const request_t *rq, const 
     int64_t t0 = eng_now_ns();
     oc->status = 200;
     oc->detail[0] = 0;
+    oc->methods = 0;
     char detail[768];
     resolved_t res;
     int st = params_resolve(rq, m, &res, detail, sizeof detail);
@@ -533,6 +534,11 @@ static json_t *run(const service_env_t *env, int mi, const request_t *rq, const 
     }
     if (sanity) json_object_set_new(doc, "sanity", sanity);
     doc_set_timing(doc, &d, &out, enc, ms_since(t0));
+    for (int k = 0; k < M_COUNT; k++)
+        if (out.r[k].present) {
+            oc->methods |= 1u << k;
+            oc->method_ms[k] = out.r[k].time_ms;
+        }
 done:
     explain_out_free(&out);
     free(x);

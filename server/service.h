@@ -19,6 +19,8 @@
 typedef struct {
     int status;         /* HTTP status; 200 on success */
     char detail[768];   /* problem+json detail when status != 200 */
+    unsigned methods;   /* on success: the methods an explain document holds (bit M_*), with ... */
+    double method_ms[M_COUNT]; /* ... each one's engine time (for the per-method histogram) */
 } outcome_t;
 
 typedef struct {
