@@ -11,6 +11,11 @@
  *   - one scratch buffer (the largest any node asks for: im2col columns) and per-node aux memory
  *     (pooling argmax) for the maximum batch.
  * The hot path allocates nothing.
+ *
+ * Threads: a workspace runs on its owner's thread; with a team attached (ws_set_team) each op may
+ * split its work over the team's active threads (exec_t.team, par.h), with results bit-identical
+ * to one thread's. Ops split only work whose outputs are disjoint (GEMM column blocks, channels),
+ * so the one scratch buffer needs no per-thread copies.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +45,7 @@ struct ws {
     int64_t *prof_f, *prof_b;
     int bw_nodes_run;
     size_t bytes;
+    par_team_t *team; /* borrowed; NULL: one thread */
 };
 
 static size_t align_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
@@ -273,6 +279,9 @@ void ws_clear_overlays(ws_t *ws)
     memset(ws->ov_b, 0, sizeof(*ws->ov_b) * (size_t)ws->g->n_nodes);
 }
 
+void ws_set_team(ws_t *ws, par_team_t *team) { ws->team = team; }
+par_team_t *ws_team(const ws_t *ws) { return ws->team; }
+
 void ws_set_cancel(ws_t *ws, const atomic_int *flag) { ws->cancel = flag; }
 int ws_cancelled(const ws_t *ws) { return ws->cancel && atomic_load_explicit(ws->cancel, memory_order_relaxed); }
 int ws_deadline_passed(const ws_t *ws) { return ws_cancelled(ws) || (ws->deadline_ns && eng_now_ns() > ws->deadline_ns); }
@@ -299,6 +308,7 @@ int ws_forward_from(ws_t *ws, int first_node, int n, eng_err_t *err)
     e.x = ws->xin;
     e.scratch = ws->scratch;
     e.scratch_floats = ws->scratch_floats;
+    e.team = ws->team;
     for (int i = first_node; i < g->n_nodes; i++) {
         const node_t *nd = &g->nodes[i];
         if (ws_deadline_passed(ws))
@@ -396,6 +406,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
     e.acc = ws->accv;
     e.scratch = ws->scratch;
     e.scratch_floats = ws->scratch_floats;
+    e.team = ws->team;
     ws->bw_nodes_run = 0;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const node_t *nd = &g->nodes[i];

@@ -471,7 +471,7 @@ static void conv_forward_batched(const conv_p *p, const exec_t *e, int chunk)
                 for (int r = 0; r < p->K; r++) memcpy(col + r * ld + j * hw, x + r * hw, sizeof(float) * hw);
             else im2col(p, x, col + j * hw, ld);
         }
-        eng_sgemm(0, 0, p->M, (int)ld, p->K, 1.f, e->w, p->K, col, (int)ld, 0.f, tmp, (int)ld);
+        eng_sgemm(e->team, 0, 0, p->M, (int)ld, p->K, 1.f, e->w, p->K, col, (int)ld, 0.f, tmp, (int)ld);
         for (int j = 0; j < nb; j++) {
             float *y = e->y + (size_t)(i0 + j) * out_sz;
             for (int m = 0; m < p->M; m++) {
@@ -498,7 +498,7 @@ static void conv_backward_batched(const conv_p *p, const exec_t *e, int chunk)
             const float *dy = e->dy + (size_t)(i0 + j) * out_sz;
             for (int m = 0; m < p->M; m++) memcpy(dyb + m * ld + j * hw, dy + m * hw, sizeof(float) * hw);
         }
-        eng_sgemm(1, 0, p->K, (int)ld, p->M, 1.f, e->w, p->K, dyb, (int)ld, 0.f, dcol, (int)ld);
+        eng_sgemm(e->team, 1, 0, p->K, (int)ld, p->M, 1.f, e->w, p->K, dyb, (int)ld, 0.f, dcol, (int)ld);
         for (int j = 0; j < nb; j++) {
             float *dx = e->dx[0] + (size_t)(i0 + j) * in_sz;
             if (p->mode == CONV_1X1) {
@@ -542,7 +542,7 @@ static void conv_forward(const node_t *nd, const exec_t *e)
                 im2col(p, xg, e->scratch, out_hw);
                 B = e->scratch;
             }
-            eng_sgemm(0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
+            eng_sgemm(e->team, 0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
                       e->b ? 1.f : 0.f, y + (size_t)gi * p->Mg * out_hw, (int)out_hw);
         }
         same_patch_fixup(p, x, y, e->scratch, e->scratch_floats);
@@ -572,10 +572,10 @@ static void conv_backward(const node_t *nd, const exec_t *e)
             const float *wg = e->w + (size_t)gi * p->Mg * p->K, *dyg = dy + (size_t)gi * p->Mg * out_hw;
             float *dxg = dx + (size_t)gi * p->Cg * p->H * p->W;
             if (p->mode == CONV_1X1) {
-                eng_sgemm(1, 0, p->Cg, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, e->acc[0] ? 1.f : 0.f, dxg,
+                eng_sgemm(e->team, 1, 0, p->Cg, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, e->acc[0] ? 1.f : 0.f, dxg,
                           (int)out_hw);
             } else {
-                eng_sgemm(1, 0, p->K, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, 0.f, e->scratch, (int)out_hw);
+                eng_sgemm(e->team, 1, 0, p->K, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, 0.f, e->scratch, (int)out_hw);
                 col2im_add(p, e->scratch, dxg, out_hw);
             }
         }
