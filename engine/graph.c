@@ -147,7 +147,8 @@ void eng_sgemm(par_team_t *team, int trans_a, int trans_b, int M, int N, int K, 
 {
     sgemm_job_t j = {.trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
                      .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C};
-    j.parts = eng_sgemm_parts(M, N, K, par_team_active(team));
+    /* two slices per thread: par_for balances them when a thread is slow (its core is shared) */
+    j.parts = par_team_active(team) > 1 ? eng_sgemm_parts(M, N, K, 2 * par_team_active(team)) : 1;
     if (j.parts <= 1) {
         sgemm_call(&j, 0, N);
         return;

@@ -2,9 +2,11 @@
  *
  * A team has k threads: the caller plus k-1 helpers parked between jobs (spin briefly, then a futex
  * wait), created once (par_team_create) and reused for every op of every request. par_for(team, n,
- * fn, ctx) splits items 0..n-1 into contiguous ranges, one per active thread, runs them and returns
- * when all are done. The caller runs range 0. A NULL team, an active size of 1 or n < 2 runs
- * fn(ctx, 0, n, 0) inline, so an op written for par_for costs nothing extra on one core.
+ * fn, ctx) cuts items 0..n-1 into contiguous chunks at fixed positions (a few per active thread),
+ * the threads claim chunks until none is left, and it returns when all are done; fn may run several
+ * chunks on one thread, and a helper slow to wake leaves its chunks to the others. A NULL team, an
+ * active size of 1 or n < 2 runs fn(ctx, 0, n, 0) inline, so an op written for par_for costs
+ * nothing extra on one core.
  *
  * Results must not depend on the split: an op gives each output element to exactly one thread and
  * computes it as the one-thread loop does (engine/graph.c eng_sgemm splits GEMMs only where

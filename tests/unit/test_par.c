@@ -22,7 +22,7 @@
 
 #define MODEL "../../models/fashion-cnn.onnx"
 
-/* ---- par_for ---------------------------------------------------------------------------------- */
+/* ---- par_for: every item once, in whole grains, whatever thread runs which chunk --------------- */
 typedef struct {
     atomic_int *hits;
     atomic_int calls;
@@ -57,7 +57,7 @@ static void test_par_for_covers_every_item_once(void **state)
                         for (int i = 0; i < ns[a]; i++) assert_int_equal(atomic_load(&c.hits[i]), 1);
                         assert_false(c.bad_range);
                         int blocks = (ns[a] + grains[b] - 1) / grains[b];
-                        assert_true(atomic_load(&c.calls) <= (blocks < active ? blocks : active));
+                        assert_true(atomic_load(&c.calls) <= (blocks < 4 * active ? blocks : 4 * active));
                         free(c.hits);
                     }
         }
