@@ -215,6 +215,7 @@ static void test_model_bytes_do_not_depend_on_the_team(void **state)
 
 int main(void)
 {
+    eng_set_blas_threads(1); /* as the server runs it: every thread of ours calls one-thread sgemm */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_par_for_covers_every_item_once),
         cmocka_unit_test(test_split_sgemm_is_bit_identical),
