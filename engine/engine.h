@@ -193,7 +193,8 @@ const float *ws_value(const ws_t *ws, int value);
 int ws_batch(const ws_t *ws); /* n of the last forward */
 
 /* Backward hooks replace the backward rule of an element-wise unary op type (e.g. "Relu"):
- * given x (input), y (output) and dy, write dx (or add into it when accumulate != 0). */
+ * given x (input), y (output) and dy, write dx (or add into it when accumulate != 0). Element-wise
+ * by contract: with a team the workspace calls fn on chunks of the elements from several threads. */
 typedef void (*bw_hook_fn)(const float *x, const float *y, const float *dy, float *dx, size_t count,
                            int accumulate, void *ctx);
 typedef struct {

@@ -17,11 +17,13 @@
  * to one thread's. Ops split only work whose outputs are disjoint (GEMM column blocks, channels),
  * so the one scratch buffer needs no per-thread copies.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "graph.h"
+#include "par.h"
 
 #define ALIGN_FLOATS 16 /* 64-byte alignment of every buffer */
 
@@ -359,6 +361,29 @@ static const bw_hook_t *find_hook(const bw_req_t *req, const node_t *n)
     return NULL;
 }
 
+/* A hook is element-wise by contract: over a team its elements go in chunks, as act.c's rules do. */
+#define HOOK_GRAIN 16384
+typedef struct {
+    const bw_hook_t *h;
+    const float *x, *y, *dy;
+    float *dx;
+    int acc;
+} hook_job_t;
+
+static void hook_part(void *ctx, int lo, int hi, int tid)
+{
+    (void)tid;
+    const hook_job_t *j = ctx;
+    j->h->fn(j->x + lo, j->y + lo, j->dy + lo, j->dx + lo, (size_t)(hi - lo), j->acc, j->h->ctx);
+}
+
+static void run_hook(ws_t *ws, const bw_hook_t *h, const float *y, const float *dy, size_t count)
+{
+    hook_job_t j = {.h = h, .x = ws->xin[0], .y = y, .dy = dy, .dx = ws->dxin[0], .acc = ws->accv[0]};
+    if (count <= INT_MAX && count >= 2 * HOOK_GRAIN) par_for_grain(ws->team, (int)count, HOOK_GRAIN, hook_part, &j);
+    else h->fn(j.x, y, dy, j.dx, count, j.acc, h->ctx);
+}
+
 int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
 {
     const graph_t *g = ws->g;
@@ -444,7 +469,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
         const bw_hook_t *h = find_hook(req, nd);
         int64_t tp = ws->prof_b ? eng_now_ns() : 0;
         if (h) {
-            if (ws->dxin[0]) h->fn(ws->xin[0], e.y, e.dy, ws->dxin[0], (size_t)n * g->values[o].size, ws->accv[0], h->ctx);
+            if (ws->dxin[0]) run_hook(ws, h, e.y, e.dy, (size_t)n * g->values[o].size);
         } else if (nd->op->backward) {
             nd->op->backward(nd, &e);
         } else {

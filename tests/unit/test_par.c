@@ -2,7 +2,8 @@
  * once on contiguous ranges; eng_sgemm split over a team gives the same bytes as one cblas_sgemm
  * call (the convolution shapes of resnet50 and vgg16, forward and data backward, both transposes,
  * beta 0 and 1, batched columns); and a whole forward + backward of the shipped fashion-cnn gives
- * the same bytes in every activation and in the input gradient with teams of 1, 2, 3 and 4 threads.
+ * the same bytes in every activation, the input gradient and the guided-backprop input gradient (a
+ * ReLU hook) with teams of 1, 2, 3 and 4 threads.
  * Run from tests/unit (make unit does). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -144,9 +145,19 @@ static void test_split_sgemm_is_bit_identical(void **state)
 /* ---- a real model: every activation and the input gradient, teams of 1..4 ---------------------- */
 typedef struct {
     float *values;   /* every activation, concatenated */
-    float *grad;
+    float *grad, *guided;
     size_t n_values, n_grad;
 } run_t;
+
+/* guided backpropagation's ReLU rule (a hook, element-wise) */
+static void guided(const float *x, const float *y, const float *dy, float *dx, size_t count, int acc, void *ctx)
+{
+    (void)x, (void)ctx;
+    for (size_t i = 0; i < count; i++) {
+        float v = y[i] > 0 && dy[i] > 0 ? dy[i] : 0.f;
+        dx[i] = acc ? dx[i] + v : v;
+    }
+}
 
 static void run_model(const graph_t *g, par_team_t *team, int n, run_t *out)
 {
@@ -185,6 +196,12 @@ static void run_model(const graph_t *g, par_team_t *team, int n, run_t *out)
     bw_req_t req = {.seed_value = graph_output_value(g), .seed = seed, .n_capture = 1, .capture = &cap,
                     .capture_out = &out->grad};
     assert_int_equal(ws_backward(ws, &req, &err), ENG_OK);
+    out->guided = malloc(sizeof(float) * out->n_grad);
+    bw_hook_t hook = {"Relu", guided, NULL};
+    req.capture_out = &out->guided;
+    req.n_hooks = 1;
+    req.hooks = &hook;
+    assert_int_equal(ws_backward(ws, &req, &err), ENG_OK);
     ws_free(ws);
     free(x), free(seed);
 }
@@ -205,10 +222,11 @@ static void test_model_bytes_do_not_depend_on_the_team(void **state)
             assert_int_equal(r.n_values, ref.n_values);
             assert_memory_equal(r.values, ref.values, sizeof(float) * ref.n_values);
             assert_memory_equal(r.grad, ref.grad, sizeof(float) * ref.n_grad);
-            free(r.values), free(r.grad);
+            assert_memory_equal(r.guided, ref.guided, sizeof(float) * ref.n_grad);
+            free(r.values), free(r.grad), free(r.guided);
             par_team_free(t);
         }
-        free(ref.values), free(ref.grad);
+        free(ref.values), free(ref.grad), free(ref.guided);
     }
     graph_free(g);
 }
