@@ -24,7 +24,7 @@
 
 #include "par.h"
 
-#define PAR_SPIN 20000      /* polls before a futex wait (~1 ms of pause instructions) */
+#define PAR_SPIN 2000 /* polls before a futex wait (~100 us of pause instructions) */
 #define PAR_CHUNKS_PER_THREAD 4
 #define PAR_MAX_CHUNKS 1024 /* fits the claim word's 16-bit fields */
 
