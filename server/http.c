@@ -84,10 +84,12 @@ typedef struct {
     par_team_t *team;         /* request_threads_max threads (this one + parked helpers); NULL when 1 */
 } wstate_t;
 
-/* Threads one request may use: request_threads_max, 0 meaning every worker's core. */
+/* Threads one request may use: request_threads_max, 0 meaning every worker's core; never more than
+ * the workers (it borrows their cores). */
 static int request_threads(void)
 {
-    int t = S.cfg.request_threads_max > 0 ? S.cfg.request_threads_max : S.cfg.workers;
+    int t = S.cfg.request_threads_max > 0 && S.cfg.request_threads_max < S.cfg.workers ? S.cfg.request_threads_max
+                                                                                       : S.cfg.workers;
     return t < 1 ? 1 : t;
 }
 
