@@ -192,8 +192,22 @@ void ws_set_cancel(ws_t *ws, const atomic_int *flag);
 int ws_cancelled(const ws_t *ws);
 int64_t eng_now_ns(void);
 int ws_deadline_passed(const ws_t *ws); /* the deadline passed or the work was cancelled */
-/* OpenBLAS threads for this process (the server uses 1: parallelism comes from workers). */
+/* OpenBLAS threads for this process (the server uses 1: parallelism comes from workers and teams). */
 void eng_set_blas_threads(int n);
+
+/* Teams (engine/par.c, engine/par.h): one request split over several cores. A team has k threads,
+ * the caller plus k-1 helpers created here and parked between jobs; par_team_set_active picks how
+ * many of them the next passes use (1..k; the rest stay parked). Attached to a workspace, every
+ * forward and backward of that workspace splits its ops over the active threads; the results are
+ * bit-identical to one thread's whatever the count. The team is borrowed by the workspace (it must
+ * outlive its use; NULL detaches) and used by one thread at a time: the workspace's. */
+typedef struct par_team par_team_t;
+par_team_t *par_team_create(int k); /* NULL: out of memory or threads */
+void par_team_free(par_team_t *t);
+int par_team_size(const par_team_t *t);
+void par_team_set_active(par_team_t *t, int k);
+void ws_set_team(ws_t *ws, par_team_t *team);
+par_team_t *ws_team(const ws_t *ws);
 
 /* Parameter overlay: run `node` with these weights/bias instead of the shared ones (borrowed,
  * same sizes; NULL restores the shared tensor). Used by the sanity checks; the graph is untouched. */
@@ -209,7 +223,8 @@ const float *ws_value(const ws_t *ws, int value);
 int ws_batch(const ws_t *ws); /* n of the last forward */
 
 /* Backward hooks replace the backward rule of an element-wise unary op type (e.g. "Relu"):
- * given x (input), y (output) and dy, write dx (or add into it when accumulate != 0). */
+ * given x (input), y (output) and dy, write dx (or add into it when accumulate != 0). Element-wise
+ * by contract: with a team the workspace calls fn on chunks of the elements from several threads. */
 typedef void (*bw_hook_fn)(const float *x, const float *y, const float *dy, float *dx, size_t count,
                            int accumulate, void *ctx);
 typedef struct {

@@ -1,6 +1,7 @@
 /* graph.c — graph helpers, the finalize pass (prune, topological order, shape inference through
  * each op's init) and the public introspection API of engine.h. */
 #include "graph.h"
+#include "par.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -94,11 +95,66 @@ int node_need_act(const graph_t *g, const node_t *n, int i, eng_err_t *err)
     return ENG_OK;
 }
 
-void eng_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-               int ldb, float beta, float *C, int ldc)
+/* Splitting a GEMM over a team. Each thread computes a block of C's columns with its own
+ * one-thread cblas_sgemm call, so OpenBLAS's global lock is never taken. The split must not change
+ * a bit: OpenBLAS (SkylakeX kernels, 0.3.21) computes C in tiles of 16 columns of row-major C (its
+ * UNROLL_M in the column-major view) with the same K blocking whatever N is, so slices that start
+ * at multiples of 16 columns round every element as the whole call does. Calls of at most 100^3
+ * multiply-adds take other kernels (the "small matrix" and "direct" paths), whose tiles differ;
+ * so a call is split only when every slice stays well above that size. tests/unit/test_par.c checks
+ * split == unsplit bitwise over the convolution shapes of resnet50 and vgg16, both transposes. */
+#define SGEMM_SPLIT_COLS 16
+#define SGEMM_SLICE_MIN_MNK (4.0 * 1000 * 1000) /* multiply-adds per slice; the small paths end at 1e6 */
+
+typedef struct {
+    int trans_a, trans_b, M, N, K, lda, ldb, ldc, parts, blocks;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} sgemm_job_t;
+
+static void sgemm_call(const sgemm_job_t *j, int n0, int n1)
 {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
-                A, lda, B, ldb, beta, C, ldc);
+    const float *B = j->trans_b ? j->B + (size_t)n0 * j->ldb : j->B + n0;
+    cblas_sgemm(CblasRowMajor, j->trans_a ? CblasTrans : CblasNoTrans, j->trans_b ? CblasTrans : CblasNoTrans, j->M,
+                n1 - n0, j->K, j->alpha, j->A, j->lda, B, j->ldb, j->beta, j->C + n0, j->ldc);
+}
+
+static void sgemm_part(void *ctx, int lo, int hi, int tid)
+{
+    (void)tid;
+    const sgemm_job_t *j = ctx;
+    for (int p = lo; p < hi; p++) {
+        int n0 = (int)((int64_t)j->blocks * p / j->parts) * SGEMM_SPLIT_COLS;
+        int n1 = p == j->parts - 1 ? j->N : (int)((int64_t)j->blocks * (p + 1) / j->parts) * SGEMM_SPLIT_COLS;
+        sgemm_call(j, n0, n1);
+    }
+}
+
+/* Whole blocks of 16 columns; the last slice also takes the N % 16 columns after them, so no slice
+ * is narrower than a block (a 1-column slice of a 49-column call took another kernel and differed). */
+int eng_sgemm_parts(int M, int N, int K, int threads)
+{
+    const int blocks = N / SGEMM_SPLIT_COLS;
+    int parts = threads < blocks ? threads : blocks;
+    /* the narrowest slice has blocks / parts (rounded down) whole blocks */
+    while (parts > 1 && (double)M * K * (blocks / parts) * SGEMM_SPLIT_COLS < SGEMM_SLICE_MIN_MNK) parts--;
+    return parts < 1 ? 1 : parts;
+}
+
+void eng_sgemm(par_team_t *team, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc)
+{
+    sgemm_job_t j = {.trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
+                     .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C};
+    /* two slices per thread: par_for balances them when a thread is slow (its core is shared) */
+    j.parts = par_team_active(team) > 1 ? eng_sgemm_parts(M, N, K, 2 * par_team_active(team)) : 1;
+    if (j.parts <= 1) {
+        sgemm_call(&j, 0, N);
+        return;
+    }
+    j.blocks = N / SGEMM_SPLIT_COLS;
+    par_for(team, j.parts, sgemm_part, &j);
 }
 
 void eng_set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }

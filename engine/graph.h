@@ -97,6 +97,7 @@ typedef struct {
     size_t scratch_floats; /* size of scratch */
     void *aux;
     const float *w, *b; /* the node's weight and bias, after overlays (NULL if none) */
+    par_team_t *team;   /* the workspace's team: ops split their work with par_for (NULL: one thread) */
 } exec_t;
 
 typedef struct op_def {
@@ -165,8 +166,11 @@ int graph_add_alias(graph_t *g, const char *name, int value);
 int fold_eval_node(graph_t *g, node_t *n, eng_err_t *err); /* one constant node -> constant outputs */
 int graph_split_to_slices(graph_t *g, int node, eng_err_t *err); /* Split -> one Slice per output (split.c) */
 
-/* sgemm wrapper, row-major: C[M,N] = alpha * op(A) op(B) + beta * C */
-void eng_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+/* sgemm wrapper, row-major: C[M,N] = alpha * op(A) op(B) + beta * C. With a team (NULL: none),
+ * blocks of C's columns go to its threads where that gives the same bits as one call (graph.c). */
+void eng_sgemm(par_team_t *team, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
+/* Slices eng_sgemm cuts a call into for this many threads (1: not split). */
+int eng_sgemm_parts(int M, int N, int K, int threads);
 
 #endif

@@ -11,12 +11,19 @@
  *   - one scratch buffer (the largest any node asks for: im2col columns) and per-node aux memory
  *     (pooling argmax) for the maximum batch.
  * The hot path allocates nothing.
+ *
+ * Threads: a workspace runs on its owner's thread; with a team attached (ws_set_team) each op may
+ * split its work over the team's active threads (exec_t.team, par.h), with results bit-identical
+ * to one thread's. Ops split only work whose outputs are disjoint (GEMM column blocks, channels),
+ * so the one scratch buffer needs no per-thread copies.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "graph.h"
+#include "par.h"
 
 #define ALIGN_FLOATS 16 /* 64-byte alignment of every buffer */
 
@@ -40,6 +47,7 @@ struct ws {
     int64_t *prof_f, *prof_b;
     int bw_nodes_run;
     size_t bytes;
+    par_team_t *team; /* borrowed; NULL: one thread */
 };
 
 static size_t align_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
@@ -273,6 +281,9 @@ void ws_clear_overlays(ws_t *ws)
     memset(ws->ov_b, 0, sizeof(*ws->ov_b) * (size_t)ws->g->n_nodes);
 }
 
+void ws_set_team(ws_t *ws, par_team_t *team) { ws->team = team; }
+par_team_t *ws_team(const ws_t *ws) { return ws->team; }
+
 void ws_set_cancel(ws_t *ws, const atomic_int *flag) { ws->cancel = flag; }
 int ws_cancelled(const ws_t *ws) { return ws->cancel && atomic_load_explicit(ws->cancel, memory_order_relaxed); }
 int ws_deadline_passed(const ws_t *ws) { return ws_cancelled(ws) || (ws->deadline_ns && eng_now_ns() > ws->deadline_ns); }
@@ -299,6 +310,7 @@ int ws_forward_from(ws_t *ws, int first_node, int n, eng_err_t *err)
     e.x = ws->xin;
     e.scratch = ws->scratch;
     e.scratch_floats = ws->scratch_floats;
+    e.team = ws->team;
     for (int i = first_node; i < g->n_nodes; i++) {
         const node_t *nd = &g->nodes[i];
         if (ws_deadline_passed(ws))
@@ -349,6 +361,29 @@ static const bw_hook_t *find_hook(const bw_req_t *req, const node_t *n)
     return NULL;
 }
 
+/* A hook is element-wise by contract: over a team its elements go in chunks, as act.c's rules do. */
+#define HOOK_GRAIN 16384
+typedef struct {
+    const bw_hook_t *h;
+    const float *x, *y, *dy;
+    float *dx;
+    int acc;
+} hook_job_t;
+
+static void hook_part(void *ctx, int lo, int hi, int tid)
+{
+    (void)tid;
+    const hook_job_t *j = ctx;
+    j->h->fn(j->x + lo, j->y + lo, j->dy + lo, j->dx + lo, (size_t)(hi - lo), j->acc, j->h->ctx);
+}
+
+static void run_hook(ws_t *ws, const bw_hook_t *h, const float *y, const float *dy, size_t count)
+{
+    hook_job_t j = {.h = h, .x = ws->xin[0], .y = y, .dy = dy, .dx = ws->dxin[0], .acc = ws->accv[0]};
+    if (count <= INT_MAX && count >= 2 * HOOK_GRAIN) par_for_grain(ws->team, (int)count, HOOK_GRAIN, hook_part, &j);
+    else h->fn(j.x, y, dy, j.dx, count, j.acc, h->ctx);
+}
+
 int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
 {
     const graph_t *g = ws->g;
@@ -396,6 +431,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
     e.acc = ws->accv;
     e.scratch = ws->scratch;
     e.scratch_floats = ws->scratch_floats;
+    e.team = ws->team;
     ws->bw_nodes_run = 0;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const node_t *nd = &g->nodes[i];
@@ -433,7 +469,7 @@ int ws_backward(ws_t *ws, const bw_req_t *req, eng_err_t *err)
         const bw_hook_t *h = find_hook(req, nd);
         int64_t tp = ws->prof_b ? eng_now_ns() : 0;
         if (h) {
-            if (ws->dxin[0]) h->fn(ws->xin[0], e.y, e.dy, ws->dxin[0], (size_t)n * g->values[o].size, ws->accv[0], h->ctx);
+            if (ws->dxin[0]) run_hook(ws, h, e.y, e.dy, (size_t)n * g->values[o].size);
         } else if (nd->op->backward) {
             nd->op->backward(nd, &e);
         } else {

@@ -121,8 +121,8 @@ static int bench_request(request_t *rq, const config_t *cfg, const char *set, in
 static const char *const TIMING_KEYS[] = {"decode", "preprocess", "forward", "explain", "sanity", "encode", "total", NULL};
 
 static int bench_methods(const char *model, const char *methods, const char *image, int as_request, const int *batches,
-                         int nb, int reps, int warmup, int threads, int profile, int parallel_steps, int np, const char **pn,
-                         const char **pv)
+                         int nb, int reps, int warmup, int threads, par_team_t *team, int profile, int parallel_steps, int np,
+                         const char **pn, const char **pv)
 {
     if (as_request && !image) {
         fprintf(stderr, "explaind bench: --request needs --image\n");
@@ -148,6 +148,7 @@ static int bench_methods(const char *model, const char *methods, const char *ima
             ce.models[0].max_batch = B;
         }
     }
+    ws_set_team(ce.ws[0], team);
     if (parallel_steps && cli_env_parallel_steps(&ce, "bench")) {
         cli_env_free(&ce);
         return 2;
@@ -248,6 +249,7 @@ static int bench_methods(const char *model, const char *methods, const char *ima
                                   "median_ms", med, "min_ms", t[0], "median_cpu_ms", medc, "reps", reps, "forward", pfw,
                                   "backward", pbw);
             json_object_set_new(o, "sum_ms", json_real(sum));
+            json_object_set_new(o, "team", json_integer(par_team_size(team)));
             json_object_set_new(o, "sum_cpu_ms", json_real(sumc));
             if (has_timing) {
                 json_t *tm = json_object();
@@ -276,7 +278,7 @@ int cli_bench(int argc, char **argv)
 {
     const char *model = NULL;
     int batches[8] = {1, 16}, nb = 2, gbatches[8] = {1}, ngb = 1, reps = 10, warmup = 2, threads = 1, do_sgemm = 0,
-        profile = 0;
+        profile = 0, team_k = 1;
     const char *methods = NULL; /* --methods a,b: time explain_run (each listed set, ';' separates sets) */
     const char *image = NULL;
     int as_request = 0, batch_given = 0, np = 0, parallel_steps = 0;
@@ -285,7 +287,7 @@ int cli_bench(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: explaind bench [--model M.onnx] [--batch 1,16] [--grad-batch 1] [--reps 10] [--warmup 2]\n"
-                   "                      [--threads 1] [--sgemm] [--profile]\n"
+                   "                      [--threads 1] [--team 1] [--sgemm] [--profile]\n"
                    "       explaind bench --model M.onnx --methods 'saliency;gradcam;a,b,c' [--image IMG] [--request]\n"
                    "                      [--batch B] [--reps 10] [--warmup 2] [--profile] [--PARAM VALUE ...]\n"
                    "With --methods, each ';'-separated set is one explain request timed in-process (model and\n"
@@ -298,6 +300,8 @@ int cli_bench(int argc, char **argv)
                    "sanity randomization steps on two threads, as a server with an idle worker does.\n"
                    "Times the engine: forward at each batch, forward + input gradient at each grad batch\n"
                    "(median and min ms), GFLOP/s; --sgemm measures the OpenBLAS sgemm peak. One JSON line per result.\n"
+                   "--threads T: OpenBLAS threads; --team K: the engine's own threads (par.h), as a server request\n"
+                   "that borrows K-1 idle cores runs (OpenBLAS stays at one thread per call).\n"
                    "The driver that compares with PyTorch in the same run is `make bench` (tests/bench/).\n");
             return 0;
         }
@@ -315,6 +319,7 @@ int cli_bench(int argc, char **argv)
         else if (v && !strcmp(a, "--reps")) reps = atoi(argv[++i]);
         else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--team")) team_k = atoi(argv[++i]);
         else if (v && !strcmp(a, "--methods")) methods = argv[++i];
         else if (v && !strncmp(a, "--", 2) && np < PARAM_MAX) { /* a request parameter, checked later */
             pnames[np] = a + 2;
@@ -331,12 +336,21 @@ int cli_bench(int argc, char **argv)
                        openblas_get_corename()));
     if (!model) return 0;
     eng_err_t err = {0};
-    if (methods)
-        return bench_methods(model, methods, image, as_request, batch_given ? batches : NULL, nb, reps, warmup, threads,
-                             profile, parallel_steps, np, pnames, pvalues);
+    par_team_t *team = team_k > 1 ? par_team_create(team_k) : NULL;
+    if (team_k > 1 && !team) {
+        fprintf(stderr, "explaind bench: cannot start a team of %d threads\n", team_k);
+        return 2;
+    }
+    if (methods) {
+        int rc = bench_methods(model, methods, image, as_request, batch_given ? batches : NULL, nb, reps, warmup, threads,
+                               team, profile, parallel_steps, np, pnames, pvalues);
+        par_team_free(team);
+        return rc;
+    }
     graph_t *g;
     if (graph_load_onnx(model, NULL, &g, &err)) {
         fprintf(stderr, "explaind bench: %s\n", err.msg);
+        par_team_free(team);
         return 2;
     }
     int maxb = 1;
@@ -346,8 +360,10 @@ int cli_bench(int argc, char **argv)
     if (ws_create(g, maxb, &ws, &err)) {
         fprintf(stderr, "explaind bench: %s\n", err.msg);
         graph_free(g);
+        par_team_free(team);
         return 2;
     }
+    ws_set_team(ws, team);
     value_info_t in, out;
     graph_value_info(g, graph_input_value(g), &in);
     graph_value_info(g, graph_output_value(g), &out);
@@ -391,6 +407,7 @@ int cli_bench(int argc, char **argv)
                                   t[0], "gflops", flops * n * (pass ? 3 : 1) / (med / 1e3) / 1e9, "reps", reps, "blas_core",
                                   openblas_get_corename());
             json_object_set_new(o, "median_cpu_ms", json_real(medc));
+            json_object_set_new(o, "team", json_integer(par_team_size(team)));
             if (profile) {
                 json_t *ops = json_object();
                 for (int i = 0; i < n_nodes; i++) {
@@ -409,5 +426,6 @@ int cli_bench(int argc, char **argv)
     free(x); free(gi); free(seed); free(t); free(tc); free(pf); free(pb);
     ws_free(ws);
     graph_free(g);
+    par_team_free(team);
     return 0;
 }

@@ -68,6 +68,7 @@ static const key_t_ keys[] = {
     {"sanity_spearman_threshold", K_DBL, F(sanity_spearman_threshold), "0.5", 0, 1, "sanity verdict: spearman_abs must be below this at the last step (at every step with sanity_order=independent)", NULL},
     {"sanity_ssim_threshold", K_DBL, F(sanity_ssim_threshold), "0.5", 0, 1, "sanity verdict: ssim must be below this at the last step (at every step with sanity_order=independent)", NULL},
     {"sanity_auto_gflop", K_DBL, F(sanity_auto_gflop), "300", 0.001, 1e9, "sanity_layers=auto (the default): the estimated work, in GFLOP, a request's model-randomization steps may take: every layer when it fits, else blocks, else the first blocks of the cascade (docs/MODELS.md)", NULL},
+    {"request_threads_max", K_INT, F(request_threads_max), "0", 0, 1024, "threads one request may use: its worker's plus cores of idle workers it borrows while it runs (its convolutions split over them, with the same bytes as on one thread); a sanity request's helper thread counts as one; 0 = as many as there are workers, 1 = never borrow", NULL},
     {"sanity_helper_max_bytes", K_I64, F(sanity_helper_max_bytes), "268435456", 0, BIG, "a worker with a sanity request runs half of its randomization steps on a second thread when another worker is idle; that thread needs a second workspace of the model, kept by the worker if the workspace is at most this many bytes (0 = never)", NULL},
     {"sanity_cache_bytes", K_I64, F(sanity_cache_bytes), "268435456", 0, BIG, "memory for cached randomized-weight overlays (LRU)", NULL},
 };

@@ -62,6 +62,7 @@ typedef struct {
     double sanity_ssim_threshold;
     double sanity_auto_gflop; /* sanity_layers=auto: the FLOP budget of a request's checks */
     int64_t sanity_helper_max_bytes;
+    int request_threads_max; /* 0: workers */
     int64_t sanity_cache_bytes;
 } config_t;
 

@@ -84,7 +84,17 @@ static server_t S;
 typedef struct {
     ws_t *ws[MAX_MODELS];
     ws_t *helper[MAX_MODELS]; /* second workspaces for parallel sanity steps, made on first use */
+    par_team_t *team;         /* request_threads_max threads (this one + parked helpers); NULL when 1 */
 } wstate_t;
+
+/* Threads one request may use: request_threads_max, 0 meaning every worker's core; never more than
+ * the workers (it borrows their cores). */
+static int request_threads(void)
+{
+    int t = S.cfg.request_threads_max > 0 && S.cfg.request_threads_max < S.cfg.workers ? S.cfg.request_threads_max
+                                                                                       : S.cfg.workers;
+    return t < 1 ? 1 : t;
+}
 
 /* One forward and one input-gradient pass on a zero image, so that the first request a worker
  * serves does not pay for first-touch page faults of its arenas and OpenBLAS's per-thread buffers
@@ -123,7 +133,14 @@ static int worker_init(worker_ctx_t *w, int index, void *cls)
             return -1;
         }
     }
-    for (int i = 0; i < s->n_models; i++) warm_up(st->ws[i], s->models[i].model->graph);
+    if (request_threads() > 1 && !(st->team = par_team_create(request_threads())))
+        log_event(LOG_WARN, "worker %d: cannot start %d threads for request_threads_max; requests run on one", index,
+                  request_threads());
+    for (int i = 0; i < s->n_models; i++) {
+        warm_up(st->ws[i], s->models[i].model->graph);
+        ws_set_team(st->ws[i], st->team); /* idle: par_team_set_active(1) until a request borrows cores */
+    }
+    par_team_set_active(st->team, 1);
     w->state = st;
     return 0;
 }
@@ -137,15 +154,16 @@ static void worker_fini(worker_ctx_t *w, void *cls)
         ws_free(st->ws[i]);
         ws_free(st->helper[i]);
     }
+    par_team_free(st->team);
     free(st);
 }
 
-/* The helper workspaces for a sanity request on model mi: its own and its twin's slot. NULL when
- * no other worker is idle (the helper thread would only take a core from another request) or the
- * workspace is over sanity_helper_max_bytes. Made on first use, warmed up, then kept. */
+/* The helper workspaces for a sanity request on model mi: its own and its twin's slot. The caller
+ * has borrowed an idle worker's core for the helper thread (else it would only take a core from
+ * another request). NULL when the workspace is over sanity_helper_max_bytes. Made on first use,
+ * warmed up, then kept. */
 static ws_t *const *sanity_helpers(wstate_t *st, int mi)
 {
-    if (pool_busy(S.pool) >= pool_workers(S.pool)) return NULL;
     if (!st->helper[mi]) {
         if ((int64_t)ws_bytes(st->ws[mi]) > S.cfg.sanity_helper_max_bytes) return NULL;
         eng_err_t err;
@@ -763,7 +781,19 @@ static void job_run(void *arg, worker_ctx_t *w)
     } else if (!(r->stream = stream_new(S.cfg.max_response_bytes))) {
         set_problem(r, 503, "out of memory");
     } else {
-        if ((r->rq.sp.checks & SANITY_CHECK_MODEL) || (r->rq.route == R_SANITY && !r->rq.sp.checks)) env.helper_ws = sanity_helpers(st, r->model_idx);
+        /* idle workers' cores: the sanity steps' helper thread takes one (step-level parallelism, and
+         * its own workspace), the request's team the rest (each op split over them) */
+        int borrowed = st->team || S.cfg.sanity_helper_max_bytes ? pool_borrow(S.pool, request_threads() - 1) : 0, team_k = 1;
+        int sanity_steps = (r->rq.sp.checks & SANITY_CHECK_MODEL) || (r->rq.route == R_SANITY && !r->rq.sp.checks);
+        if (sanity_steps && borrowed > 0 && (env.helper_ws = sanity_helpers(st, r->model_idx))) team_k = borrowed;
+        else team_k = 1 + borrowed;
+        if (!st->team && team_k > 1) { /* no team: give back what only a team would use */
+            pool_return(S.pool, team_k - 1);
+            borrowed -= team_k - 1;
+            team_k = 1;
+        }
+        par_team_set_active(st->team, team_k);
+        const int64_t t_borrow = now_ns();
         env.stream = r->stream;
         guard_workspaces(st, r->deadline, &r->cancel);
         outcome_t oc;
@@ -810,6 +840,9 @@ static void job_run(void *arg, worker_ctx_t *w)
             r->stream = NULL;
         }
         guard_workspaces(st, 0, NULL);
+        par_team_set_active(st->team, 1);
+        pool_return(S.pool, borrowed);
+        metrics_borrowed_cores(borrowed, (double)(now_ns() - t_borrow) / 1e9);
     }
     r->t_done = now_ns();
     r->phase = PH_DONE;

@@ -35,6 +35,11 @@ static atomic_int prob_n;
 static atomic_llong slow_clients;
 
 void metrics_slow_client(void) { atomic_fetch_add(&slow_clients, 1); }
+static atomic_llong borrowed_core_us;
+void metrics_borrowed_cores(int cores, double seconds)
+{
+    if (cores > 0 && seconds > 0) atomic_fetch_add(&borrowed_core_us, (long long)(cores * seconds * 1e6));
+}
 
 const char *metrics_route_label(int r) { return route_get(r)->path; }
 
@@ -180,6 +185,9 @@ char *metrics_render(int queue_depth, int workers_busy, int workers, const char 
     sb_printf(&s, "# HELP explaind_slow_clients_total Connections shut down because their request headers did not arrive within read_timeout_s.\n"
                   "# TYPE explaind_slow_clients_total counter\nexplaind_slow_clients_total %lld\n",
               (long long)atomic_load(&slow_clients));
+    sb_printf(&s, "# HELP explaind_borrowed_core_seconds_total Core time requests ran on cores borrowed from idle workers (request_threads_max).\n"
+                  "# TYPE explaind_borrowed_core_seconds_total counter\nexplaind_borrowed_core_seconds_total %.6f\n",
+              (double)atomic_load(&borrowed_core_us) / 1e6);
     sb_printf(&s,
               "# HELP explaind_queue_depth Requests waiting for a worker.\n# TYPE explaind_queue_depth gauge\n"
               "explaind_queue_depth %d\n"

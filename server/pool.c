@@ -19,6 +19,7 @@ struct pool {
     pthread_cond_t has_job, idle;
     job_t *ring;
     int cap, head, count, busy, stop, nworkers;
+    int borrowed; /* cores lent to running jobs' teams */
     pthread_t *threads;
     worker_ctx_t *ctx;
     worker_init_fn init;
@@ -183,4 +184,24 @@ void pool_destroy(pool_t *p)
     free(p->threads);
     free(p->ctx);
     free(p);
+}
+
+int pool_borrow(pool_t *p, int want)
+{
+    if (want <= 0) return 0;
+    pthread_mutex_lock(&p->mu);
+    int free_cores = p->nworkers - p->busy - p->borrowed - p->count; /* queued jobs take idle workers next */
+    int take = want < free_cores ? want : free_cores;
+    if (take < 0) take = 0;
+    p->borrowed += take;
+    pthread_mutex_unlock(&p->mu);
+    return take;
+}
+
+void pool_return(pool_t *p, int n)
+{
+    if (n <= 0) return;
+    pthread_mutex_lock(&p->mu);
+    p->borrowed -= n;
+    pthread_mutex_unlock(&p->mu);
 }

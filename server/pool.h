@@ -1,6 +1,8 @@
 /* pool.h — the worker pool: N threads, a bounded FIFO of jobs. Each worker owns its workspaces
  * (one per model, created at start) and runs OpenBLAS single-threaded: parallelism comes from the
- * workers, because OpenBLAS 0.3.21 serialises multithreaded GEMM calls from different threads. */
+ * workers, because OpenBLAS 0.3.21 serialises multithreaded GEMM calls from different threads, and
+ * from cores a running job borrows: the pool counts one core per worker; a job may borrow the cores
+ * of idle workers (pool_borrow) for its own threads and gives them back when done (pool_return). */
 #ifndef EXPLAIND_POOL_H
 #define EXPLAIND_POOL_H
 
@@ -28,6 +30,10 @@ int pool_submit(pool_t *p, job_fn fn, void *arg);
 int pool_queued(pool_t *p);
 int pool_busy(pool_t *p);
 int pool_workers(pool_t *p);
+/* Take up to `want` cores that no worker and no other job uses (workers - busy - borrowed, at
+ * least 0); returns how many were taken. Call from a job; give them back with pool_return. */
+int pool_borrow(pool_t *p, int want);
+void pool_return(pool_t *p, int n);
 /* Wait until nothing is queued or running, or timeout_ms passes; 0 if idle. */
 int pool_wait_idle(pool_t *p, int timeout_ms);
 /* Stop the workers after the queue drains; frees the pool. */

@@ -24,14 +24,17 @@
  * broadcast to x (scalar, per-channel (C,1,1), ...): it is expanded once, at init, over the
  * smallest block of axes where it varies.
  * These are "unary" ops: explanation methods may replace their backward through hooks (guided
- * backprop and deconvnet replace Relu's).
+ * backprop and deconvnet replace Relu's). With a team, forward and backward split the elements
+ * into chunks (every element computed as on one thread).
  */
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../graph.h"
+#include "../par.h"
 
 enum {
     A_RELU, A_LEAKY, A_CLIP, A_SIGMOID, A_TANH, A_HSIGMOID, A_HSWISH, A_ELU, A_SELU, A_CELU, A_PRELU, A_SOFTPLUS,
@@ -187,12 +190,12 @@ INIT(gelu_init, A_GELU)
 
 static inline float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
-static void act_forward(const node_t *nd, const exec_t *e)
+/* elements [i0, i0 + n) of the batch (PRelu: always the whole batch) */
+static void act_forward_span(const node_t *nd, const exec_t *e, size_t i0, size_t n)
 {
     const act_p *p = nd->p;
-    const size_t n = (size_t)e->n * nout(e->g, nd)->size;
-    const float *x = e->x[0];
-    float *y = e->y;
+    const float *x = e->x[0] + i0;
+    float *y = e->y + i0;
     switch (p->kind) {
     case A_RELU: for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.f; break;
     case A_LEAKY: for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : p->alpha * x[i]; break;
@@ -247,13 +250,11 @@ static void act_forward(const node_t *nd, const exec_t *e)
     }
 }
 
-static void act_backward(const node_t *nd, const exec_t *e)
+static void act_backward_span(const node_t *nd, const exec_t *e, size_t i0, size_t n)
 {
     const act_p *p = nd->p;
-    float *dx = e->dx[0];
-    if (!dx) return;
-    const size_t n = (size_t)e->n * nout(e->g, nd)->size;
-    const float *x = e->x[0], *y = e->y, *dy = e->dy;
+    float *dx = e->dx[0] + i0;
+    const float *x = e->x[0] + i0, *y = e->y + i0, *dy = e->dy + i0;
     const int acc = e->acc[0];
 /* operands are loaded unconditionally so the compiler can if-convert and vectorize the selects */
 #define EMIT(expr)                                                                                                     \
@@ -332,6 +333,50 @@ static void act_backward(const node_t *nd, const exec_t *e)
         break;
     }
 #undef EMIT
+}
+
+/* Over a team: elements in chunks of ACT_GRAIN, each computed as on one thread (PRelu, whose slope
+ * index depends on the position, runs whole). */
+#define ACT_GRAIN 16384
+typedef struct {
+    const node_t *nd;
+    const exec_t *e;
+} act_job_t;
+
+static void act_forward_part(void *ctx, int lo, int hi, int tid)
+{
+    (void)tid;
+    const act_job_t *j = ctx;
+    act_forward_span(j->nd, j->e, (size_t)lo, (size_t)(hi - lo));
+}
+
+static void act_backward_part(void *ctx, int lo, int hi, int tid)
+{
+    (void)tid;
+    const act_job_t *j = ctx;
+    act_backward_span(j->nd, j->e, (size_t)lo, (size_t)(hi - lo));
+}
+
+static int act_split(const node_t *nd, const exec_t *e, size_t n)
+{
+    return ((const act_p *)nd->p)->kind != A_PRELU && n <= INT_MAX && n >= 2 * ACT_GRAIN && par_team_active(e->team) > 1;
+}
+
+static void act_forward(const node_t *nd, const exec_t *e)
+{
+    const size_t n = (size_t)e->n * nout(e->g, nd)->size;
+    act_job_t j = {nd, e};
+    if (act_split(nd, e, n)) par_for_grain(e->team, (int)n, ACT_GRAIN, act_forward_part, &j);
+    else act_forward_span(nd, e, 0, n);
+}
+
+static void act_backward(const node_t *nd, const exec_t *e)
+{
+    if (!e->dx[0]) return;
+    const size_t n = (size_t)e->n * nout(e->g, nd)->size;
+    act_job_t j = {nd, e};
+    if (act_split(nd, e, n)) par_for_grain(e->team, (int)n, ACT_GRAIN, act_backward_part, &j);
+    else act_backward_span(nd, e, 0, n);
 }
 
 const op_def_t op_relu = {.name = "Relu", .init = relu_init, .forward = act_forward, .backward = act_backward, .unary = 1,

@@ -15,6 +15,9 @@
  *   backward). A per-image GEMM of a 14x14 map is too thin for the BLAS kernels to run at speed.
  *   b is bounded by the workspace scratch (SCRATCH_BATCH_CAP).
  * Padding: pads = [top, left, bottom, right] or auto_pad SAME_UPPER / SAME_LOWER / VALID.
+ * Threads: with a team (exec_t.team), the GEMMs split by output columns (eng_sgemm) and im2col /
+ *   col2im by input channels; every output element is computed by one thread as on one, so the
+ *   bytes do not depend on the team.
  * Ties: outputs whose input patches are bitwise equal are made bitwise equal after the GEMM
  *   (same_patch_fixup), as PyTorch computes them; max pooling's exact ties on flat image regions depend on
  *   it (pool.c). Every forward algorithm (a future Winograd or direct path too) must end with it;
@@ -26,6 +29,7 @@
 #include <string.h>
 
 #include "../graph.h"
+#include "../par.h"
 
 typedef struct {
     int C, H, W, M, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, group;
@@ -342,10 +346,10 @@ static void valid_cols(const conv_p *p, int off, int *lo, int *hi)
 
 /* col[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside);
  * row r starts at col + r*ld (ld = Ho*Wo for one image, b*Ho*Wo when images sit side by side) */
-static void im2col(const conv_p *p, const float *x, float *col, size_t ld)
+static void im2col_channels(const conv_p *p, const float *x, float *col, size_t ld, int c0, int c1)
 {
     const size_t HW = ld;
-    for (int c = 0; c < p->Cg; c++)
+    for (int c = c0; c < c1; c++)
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
@@ -369,10 +373,10 @@ static void im2col(const conv_p *p, const float *x, float *col, size_t ld)
 }
 
 /* dx[c][ih][iw] += dcol[...] : the adjoint of im2col (same row stride ld) */
-static void col2im_add(const conv_p *p, const float *col, float *dx, size_t ld)
+static void col2im_add_channels(const conv_p *p, const float *col, float *dx, size_t ld, int c0, int c1)
 {
     const size_t HW = ld;
-    for (int c = 0; c < p->Cg; c++)
+    for (int c = c0; c < c1; c++)
         for (int i = 0; i < p->kh; i++)
             for (int j = 0; j < p->kw; j++) {
                 const float *row = col + (size_t)((c * p->kh + i) * p->kw + j) * HW;
@@ -391,6 +395,45 @@ static void col2im_add(const conv_p *p, const float *col, float *dx, size_t ld)
                         for (int ow = ow_lo; ow < ow_hi; ow++) xr[ow * p->sw] += r[ow];
                 }
             }
+}
+
+/* im2col and col2im over a team: input channel c owns rows c·kh·kw .. (c+1)·kh·kw - 1 of col and
+ * plane c of x / dx, so a split by channels gives every element to one thread, computed as before.
+ * Small maps run inline: a dispatch costs more than their copy. */
+#define COLS_SPLIT_MIN_FLOATS (1 << 16)
+typedef struct {
+    const conv_p *p;
+    const float *x, *col;
+    float *out;
+    size_t ld;
+} cols_job_t;
+
+static void im2col_part(void *ctx, int lo, int hi, int tid)
+{
+    (void)tid;
+    const cols_job_t *j = ctx;
+    im2col_channels(j->p, j->x, j->out, j->ld, lo, hi);
+}
+
+static void col2im_part(void *ctx, int lo, int hi, int tid)
+{
+    (void)tid;
+    const cols_job_t *j = ctx;
+    col2im_add_channels(j->p, j->col, j->out, j->ld, lo, hi);
+}
+
+static void im2col(par_team_t *team, const conv_p *p, const float *x, float *col, size_t ld)
+{
+    cols_job_t j = {.p = p, .x = x, .out = col, .ld = ld};
+    if ((size_t)p->K * p->Ho * p->Wo < COLS_SPLIT_MIN_FLOATS) im2col_part(&j, 0, p->Cg, 0);
+    else par_for(team, p->Cg, im2col_part, &j);
+}
+
+static void col2im_add(par_team_t *team, const conv_p *p, const float *col, float *dx, size_t ld)
+{
+    cols_job_t j = {.p = p, .col = col, .out = dx, .ld = ld};
+    if ((size_t)p->K * p->Ho * p->Wo < COLS_SPLIT_MIN_FLOATS) col2im_part(&j, 0, p->Cg, 0);
+    else par_for(team, p->Cg, col2im_part, &j);
 }
 
 /* depthwise: channel m reads input channel m / (M/C) */
@@ -469,9 +512,9 @@ static void conv_forward_batched(const conv_p *p, const exec_t *e, int chunk)
             const float *x = e->x[0] + (size_t)(i0 + j) * in_sz;
             if (p->mode == CONV_1X1)
                 for (int r = 0; r < p->K; r++) memcpy(col + r * ld + j * hw, x + r * hw, sizeof(float) * hw);
-            else im2col(p, x, col + j * hw, ld);
+            else im2col(e->team, p, x, col + j * hw, ld);
         }
-        eng_sgemm(0, 0, p->M, (int)ld, p->K, 1.f, e->w, p->K, col, (int)ld, 0.f, tmp, (int)ld);
+        eng_sgemm(e->team, 0, 0, p->M, (int)ld, p->K, 1.f, e->w, p->K, col, (int)ld, 0.f, tmp, (int)ld);
         for (int j = 0; j < nb; j++) {
             float *y = e->y + (size_t)(i0 + j) * out_sz;
             for (int m = 0; m < p->M; m++) {
@@ -498,7 +541,7 @@ static void conv_backward_batched(const conv_p *p, const exec_t *e, int chunk)
             const float *dy = e->dy + (size_t)(i0 + j) * out_sz;
             for (int m = 0; m < p->M; m++) memcpy(dyb + m * ld + j * hw, dy + m * hw, sizeof(float) * hw);
         }
-        eng_sgemm(1, 0, p->K, (int)ld, p->M, 1.f, e->w, p->K, dyb, (int)ld, 0.f, dcol, (int)ld);
+        eng_sgemm(e->team, 1, 0, p->K, (int)ld, p->M, 1.f, e->w, p->K, dyb, (int)ld, 0.f, dcol, (int)ld);
         for (int j = 0; j < nb; j++) {
             float *dx = e->dx[0] + (size_t)(i0 + j) * in_sz;
             if (p->mode == CONV_1X1) {
@@ -510,7 +553,7 @@ static void conv_backward_batched(const conv_p *p, const exec_t *e, int chunk)
                 }
             } else {
                 if (!e->acc[0]) memset(dx, 0, sizeof(float) * in_sz);
-                col2im_add(p, dcol + j * hw, dx, ld);
+                col2im_add(e->team, p, dcol + j * hw, dx, ld);
             }
         }
     }
@@ -539,10 +582,10 @@ static void conv_forward(const node_t *nd, const exec_t *e)
             const float *xg = x + (size_t)gi * p->Cg * p->H * p->W;
             const float *B = xg;
             if (p->mode == CONV_IM2COL) {
-                im2col(p, xg, e->scratch, out_hw);
+                im2col(e->team, p, xg, e->scratch, out_hw);
                 B = e->scratch;
             }
-            eng_sgemm(0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
+            eng_sgemm(e->team, 0, 0, p->Mg, (int)out_hw, p->K, 1.f, e->w + (size_t)gi * p->Mg * p->K, p->K, B, (int)out_hw,
                       e->b ? 1.f : 0.f, y + (size_t)gi * p->Mg * out_hw, (int)out_hw);
         }
         same_patch_fixup(p, x, y, e->scratch, e->scratch_floats);
@@ -572,11 +615,11 @@ static void conv_backward(const node_t *nd, const exec_t *e)
             const float *wg = e->w + (size_t)gi * p->Mg * p->K, *dyg = dy + (size_t)gi * p->Mg * out_hw;
             float *dxg = dx + (size_t)gi * p->Cg * p->H * p->W;
             if (p->mode == CONV_1X1) {
-                eng_sgemm(1, 0, p->Cg, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, e->acc[0] ? 1.f : 0.f, dxg,
+                eng_sgemm(e->team, 1, 0, p->Cg, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, e->acc[0] ? 1.f : 0.f, dxg,
                           (int)out_hw);
             } else {
-                eng_sgemm(1, 0, p->K, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, 0.f, e->scratch, (int)out_hw);
-                col2im_add(p, e->scratch, dxg, out_hw);
+                eng_sgemm(e->team, 1, 0, p->K, (int)out_hw, p->Mg, 1.f, wg, p->K, dyg, (int)out_hw, 0.f, e->scratch, (int)out_hw);
+                col2im_add(e->team, p, e->scratch, dxg, out_hw);
             }
         }
     }

@@ -214,7 +214,7 @@ static void convt_forward(const node_t *nd, const exec_t *e)
         }
         for (int gi = 0; gi < p->group; gi++) {
             /* w_g is (Cg, K): col (K, HW) = w_gᵀ · x_g */
-            eng_sgemm(1, 0, p->K, (int)in_hw, p->Cg, 1.f, e->w + (size_t)gi * p->Cg * p->K, p->K,
+            eng_sgemm(e->team, 1, 0, p->K, (int)in_hw, p->Cg, 1.f, e->w + (size_t)gi * p->Cg * p->K, p->K,
                       x + (size_t)gi * p->Cg * in_hw, (int)in_hw, 0.f, e->scratch, (int)in_hw);
             col2im_add(p, e->scratch, y + (size_t)gi * p->Mg * out_hw);
         }
@@ -231,7 +231,7 @@ static void convt_backward(const node_t *nd, const exec_t *e)
         float *dx = e->dx[0] + (size_t)i * p->C * in_hw;
         for (int gi = 0; gi < p->group; gi++) {
             im2col(p, dy + (size_t)gi * p->Mg * out_hw, e->scratch);
-            eng_sgemm(0, 0, p->Cg, (int)in_hw, p->K, 1.f, e->w + (size_t)gi * p->Cg * p->K, p->K, e->scratch,
+            eng_sgemm(e->team, 0, 0, p->Cg, (int)in_hw, p->K, 1.f, e->w + (size_t)gi * p->Cg * p->K, p->K, e->scratch,
                       (int)in_hw, e->acc[0] ? 1.f : 0.f, dx + (size_t)gi * p->Cg * in_hw, (int)in_hw);
         }
     }

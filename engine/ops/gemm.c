@@ -99,7 +99,7 @@ static void gemm_forward(const node_t *nd, const exec_t *e)
             for (int m = 0; m < p->M; m++) e->y[(size_t)r * p->M + m] = p->c_kind == 2 ? e->b[0] : e->b[m];
         beta = p->beta;
     }
-    eng_sgemm(0, p->transB, R, p->M, p->K, p->alpha, e->x[0], p->K, e->w, p->transB ? p->K : p->M, beta, e->y, p->M);
+    eng_sgemm(e->team, 0, p->transB, R, p->M, p->K, p->alpha, e->x[0], p->K, e->w, p->transB ? p->K : p->M, beta, e->y, p->M);
 }
 
 static void gemm_backward(const node_t *nd, const exec_t *e)
@@ -108,7 +108,7 @@ static void gemm_backward(const node_t *nd, const exec_t *e)
     if (!e->dx[0]) return;
     const int R = e->n * p->rows;
     /* dA (R,K) = α dY (R,M) · op(B)ᵀ ; op(B) is (K,M), so op(B)ᵀ is B when transB else Bᵀ */
-    eng_sgemm(0, !p->transB, R, p->K, p->M, p->alpha, e->dy, p->M, e->w, p->transB ? p->K : p->M, e->acc[0] ? 1.f : 0.f,
+    eng_sgemm(e->team, 0, !p->transB, R, p->K, p->M, p->alpha, e->dy, p->M, e->w, p->transB ? p->K : p->M, e->acc[0] ? 1.f : 0.f,
               e->dx[0], p->K);
 }
 

@@ -183,6 +183,26 @@ def test_64_parallel_clients_get_identical_explanations(start_server, fashion_in
     assert s.stop() == 0
 
 
+def test_a_request_that_borrows_idle_cores_gives_the_same_bytes(start_server, fashion_index, repo, boot_png):
+    # one request at a time on 2 workers borrows the idle worker's core (request_threads_max=0: all),
+    # its convolutions split over two threads; request_threads_max=1 never borrows. Same bytes.
+    shared = start_server(workers=2)
+    alone = start_server(workers=2, request_threads_max=1)
+    img = open(repo / "tests" / "data" / "fashion" / fashion_index[0]["file"], "rb").read()
+    paths = [("/v1/models/fashion-cnn/explain?methods=gradcam,saliency,guided_backprop,smoothgrad,integrated_gradients,"
+              "scorecam,occlusion&smoothgrad_samples=4&ig_steps=8&scorecam_channels=4&seed=5&output=raw", img),
+             ("/v1/models/mobilenet/explain?methods=saliency,gradcam,integrated_gradients&ig_steps=4&output=raw", boot_png)]
+    docs = {}
+    for name, s in (("shared", shared), ("alone", alone)):
+        c = s.client()
+        docs[name] = [explanations_without_time(c.post(p, data=d).json()) for p, d in paths]
+        c.close()
+    assert docs["shared"] == docs["alone"]
+    borrowed = {name: counter(s.metrics(), "explaind_borrowed_core_seconds_total") for name, s in (("shared", shared), ("alone", alone))}
+    assert borrowed["shared"] > 0 and borrowed["alone"] == 0, borrowed
+    assert shared.stop() == 0 and alone.stop() == 0
+
+
 def test_idle_keepalive_connection_does_not_hold_shutdown(start_server, boot_png):
     # a pooled idle connection is no request in flight: SIGTERM must not wait drain_timeout_ms for it
     s = start_server(workers=1, drain_timeout_ms=60000)

@@ -84,3 +84,12 @@ def test_every_status_the_server_answers_has_its_own_label(server, client):
     assert counter(after, "explaind_requests_total", route="(unmatched)", status="414") == \
         counter(before, "explaind_requests_total", route="(unmatched)", status="414") + 1
     assert not any(k[0] == "explaind_requests_total" and ("status", "other") in k[1] for k in after)
+
+
+def test_borrowed_core_time_moves_when_a_request_runs_alone(server, client, boot_png):
+    # the shared server has 2 workers: a request alone borrows the idle one's core for its team
+    before = counter(server.metrics(), "explaind_borrowed_core_seconds_total")
+    for _ in range(3):
+        assert client.post(EXPLAIN + "?methods=saliency,integrated_gradients&ig_steps=16", data=boot_png).status_code == 200
+    m = settled(server, lambda m: counter(m, "explaind_borrowed_core_seconds_total") > before)
+    assert counter(m, "explaind_borrowed_core_seconds_total") > before
