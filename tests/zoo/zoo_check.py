@@ -520,6 +520,21 @@ def markdown(res):
     return "\n".join(out)
 
 
+def summary(recs):
+    """The run's table: arch, size, params, load time, forward and saliency ms (explaind / PyTorch), verdict."""
+    def ms(v):
+        return "-" if v is None else f"{v:.1f}"
+    rows = [f"{'architecture':20s} {'size':>4s} {'params':>8s} {'load s':>7s} {'fwd ms':>17s} {'saliency ms':>17s} "
+            f"{'photos ok':>9s}  verdict"]
+    for r in recs:
+        n = sum(bool(e.get("saliency_ok")) for e in r["photos"].values())
+        rows.append(f"{r['arch']:20s} {r['size']:4d} {r['params'] / 1e6:7.1f}M {r.get('load_s', float('nan')):7.2f} "
+                    f"{ms(r.get('forward_ms')):>8s}/{ms(r.get('torch_forward_ms')):>8s} "
+                    f"{ms(r.get('saliency_ms')):>8s}/{ms(r.get('torch_saliency_ms')):>8s} "
+                    f"{n:>5d}/{len(r['photos'])}    {r['verdict']}")
+    return "\n".join(rows)
+
+
 def write_doc(table):
     text = DOC.read_text()
     block = f"{BEGIN}\n{table}\n{END}"
@@ -562,7 +577,7 @@ def main():
             ap.error(f"unknown architecture {x}; --list shows them")
     torch.set_num_threads(int(os.environ.get("ZOO_TORCH_THREADS", "1")))
     os.environ.setdefault("PHOTOS_DIR", str(zoo_dir() / "photos"))   # photos.compare's engine runs
-    failed = []
+    failed, recs = [], []
     for arch in archs:
         hw = smoke_size(arch, a.size) if a.size else FULL_SIZE.get(arch, 224)
         print(f"== {arch} at {hw}", flush=True)
@@ -572,6 +587,7 @@ def main():
             rec = {"arch": arch, "family": ZOO[arch], "size": hw, "params": 0, "photos": {}, "verdict": "FAIL",
                    "failures": [f"{type(err).__name__}: {err}"[:2000]]}
         save_result(rec)
+        recs.append(rec)
         t = (f"load {rec.get('load_s', 0):.2f} s, forward {rec.get('forward_ms')} ms (torch "
              f"{rec.get('torch_forward_ms')}), saliency {rec.get('saliency_ms')} ms (torch {rec.get('torch_saliency_ms')})")
         print(f"{arch} {hw}: {rec['verdict']} ({rec.get('weights')} weights)  {t}", flush=True)
@@ -579,6 +595,7 @@ def main():
             print(f"  FAIL {f}", flush=True)
         if rec["verdict"] == "FAIL" or (a.require_goal and rec["verdict"] != "PASS"):
             failed.append(arch)
+    print(summary(recs))
     print(f"{len(archs) - len(failed)}/{len(archs)} architectures pass" + (f"; failed: {', '.join(failed)}"
                                                                           if failed else ""))
     print(f"table: {results_path()} (zoo_check.py --markdown)")
