@@ -252,17 +252,19 @@ def torch_refs(model, model64, arch, x):
 
 
 def torch_times(model, hw, reps):
-    """Median ms of the float32 module at one thread: forward (no grad) and forward + input gradient."""
-    x = torch.zeros(1, 3, hw, hw)
+    """Median CPU ms of the float32 module at one thread (process CPU time: the machine is shared, and CPU
+    time is what contention changes least): forward (no grad) and forward + input gradient."""
+    torch.set_num_threads(1)
+    x = photos.photo(PHOTOS[0], hw)
     fwd, sal = [], []
     for i in range(reps + 1):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         with torch.no_grad():
             model(x)
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         xi = x.clone().requires_grad_(True)
         model(xi)[0, 0].backward()
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         if i:   # the first is the warm-up
             fwd.append(1e3 * (t1 - t0))
             sal.append(1e3 * (t2 - t1))
@@ -322,12 +324,13 @@ def engine_grads(onnx, xf32, k, layer, prefix):
 
 
 def engine_times(onnx, reps):
+    """Median CPU ms of `explaind bench` at one thread (forward, forward + input gradient)."""
     out = {}
     for line in run([tool("EXPLAIND", "explaind"), "bench", "--model", onnx, "--batch", "1", "--grad-batch", "1",
                      "--reps", str(reps), "--warmup", "1", "--threads", "1"]).splitlines():
         if line.startswith("{"):
             r = json.loads(line)
-            out[r["what"]] = r["median_ms"]
+            out[r["what"]] = r["median_cpu_ms"]
     return out.get("forward"), out.get("forward_grad")
 
 
@@ -429,16 +432,32 @@ def check(arch, hw, names, bench, reps):
     sal_ok = sum(bool(e.get("saliency_ok")) for e in rec["photos"].values())
     rec["goal"] = sal_ok >= min(MIN_PHOTOS_OK, len(names))
     if bench and not rec["failures"]:
-        torch.set_num_threads(1)
-        rec["torch_forward_ms"], rec["torch_saliency_ms"] = torch_times(model, hw, reps)
-        rec["forward_ms"], rec["saliency_ms"] = engine_times(str(onnx), reps)
-        rec["load_average"] = round(os.getloadavg()[0], 1)   # the machine is shared: timings are indicative
+        retime(rec, model, onnx, reps)
     rec["seconds"] = round(time.time() - t0, 1)
     # PASS: every check, and the plain saliency within the bound on two photos (the issue's goal); MISS: every
     # check, the saliency excess on the other photos explained by rounding-level kink flips
     rec["verdict"] = "FAIL" if rec["failures"] else "PASS" if rec["goal"] else "MISS"
     rec["date"] = datetime.datetime.utcnow().strftime("%Y-%m-%d")
     return rec
+
+
+def retime(rec, model, onnx, reps):
+    rec["torch_forward_ms"], rec["torch_saliency_ms"] = torch_times(model, rec["size"], reps)
+    rec["forward_ms"], rec["saliency_ms"] = engine_times(str(onnx), reps)
+    rec["load_average"] = round(os.getloadavg()[0], 1)   # the machine is shared: timings are indicative
+    rec["timing"] = "cpu"
+
+
+def retime_results(archs, reps):
+    """--retime: the timings of finished full-size records again (exports and weights choice cached)."""
+    for key, rec in sorted(load_results().items()):
+        if rec["arch"] not in archs or rec["size"] != FULL_SIZE.get(rec["arch"], 224) or rec["verdict"] == "FAIL":
+            continue
+        d = zoo_dir() / f"{rec['arch']}.{rec['size']}"
+        _, model = choose_weights(rec["arch"], rec["size"], d, key_of(rec["arch"], rec["size"]), PHOTOS[0])
+        retime(rec, model, d / "model.onnx", reps)
+        save_result(rec)
+        print(summary([rec]).splitlines()[1], flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -480,8 +499,8 @@ def markdown(res):
            "statistics as in the conformance suite; `init`: torchvision's initialisation, used where those "
            "statistics make PyTorch float32 itself miss the logits tolerance), each architecture at its "
            "torchvision weights' input size, on astronaut, coffee and chelsea letterboxed on white. Times: "
-           "median ms at one thread on each side (saliency = forward + input gradient), on the shared 2-core "
-           "machine" + (f" (load average {min(loads):.1f} to {max(loads):.1f})" if loads else "")
+           "median CPU ms at one thread on each side (saliency = forward + input gradient; wall-clock ms where "
+           "marked *), on the shared 2-core machine" + (f" (load average {min(loads):.1f} to {max(loads):.1f})" if loads else "")
            + ", so indicative only. logits: worst max|error| / max|logit| against float64 (tolerance 1e-4). "
            "saliency: photos within max(1e-3, 1.5 × PyTorch float32's distance) of float64, the worst plain "
            "distance over its bound, and, for the photos over it, the worst distance to the float64 reference that "
@@ -510,7 +529,8 @@ def markdown(res):
         fixed = [e["saliency_matched"] for e in ph if not e.get("saliency_ok") and e.get("saliency_matched") is not None]
         matched = f"{max(fixed):.1e}" if fixed else "-"
         out.append(f"| {a} | {r['size']} | {r.get('weights', '-')} | {r['params'] / 1e6:.1f} | "
-                   f"{r.get('load_s', float('nan')):.2f} | {ms(r.get('forward_ms'))} / {ms(r.get('torch_forward_ms'))} | "
+                   f"{r.get('load_s', float('nan')):.2f} | {ms(r.get('forward_ms'))} / {ms(r.get('torch_forward_ms'))}"
+                   f"{'' if r.get('timing') == 'cpu' else ' *'} | "
                    f"{ms(r.get('saliency_ms'))} / {ms(r.get('torch_saliency_ms'))} | {le:.1e} | "
                    f"{n_ok}/{len(ph)}, {over['saliency']:.1e} / {over['saliency_bound']:.1e}, {matched} | "
                    f"{gc:.1e} | `{r.get('cam_layer', '-')}` | {r['verdict']} |")
@@ -556,6 +576,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--require-goal", action="store_true",
                     help="exit 1 also on MISS (plain saliency over the bound on more than one photo)")
+    ap.add_argument("--retime", action="store_true", help="only the timings again, of finished full-size records")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the table of results.json")
     ap.add_argument("--write-doc", action="store_true", help="with --markdown: write it into docs/MODELS.md")
@@ -576,6 +597,9 @@ def main():
         if x not in ZOO:
             ap.error(f"unknown architecture {x}; --list shows them")
     torch.set_num_threads(int(os.environ.get("ZOO_TORCH_THREADS", "1")))
+    if a.retime:
+        retime_results(archs, a.reps)
+        return 0
     os.environ.setdefault("PHOTOS_DIR", str(zoo_dir() / "photos"))   # photos.compare's engine runs
     failed, recs = [], []
     for arch in archs:
