@@ -352,7 +352,8 @@ def kink_matched(case, name, r):
     except Exception as err:   # the kink analysis does not follow this graph: the excess stays unexplained
         return {"matched_ok": False, "matched_error": f"{type(err).__name__}: {err}"[:300]}
     return {"matched_ok": bool(m["ok"]), "saliency_matched": m["engine_matched"], "flips": m["flips"],
-            "f32_flips": m["f32_flips"], "outside_band": m["outside_band"]}
+            "f32_flips": m["f32_flips"], "outside_band": m["outside_band"],
+            "err_ratio_median": m["err_ratio_median"], "err_ratio_max": m["err_ratio_max"]}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -432,7 +433,9 @@ def check(arch, hw, names, bench, reps):
               f"(f32 {f32:.2e}, bound {e['saliency_bound']:.1e} {'ok' if e['saliency_ok'] else 'OVER'})  "
               f"cam {layer} (values {e['cam_value']:.1e})  gradcam {e['gradcam']:.1e} (f32 {gc32:.1e})"
               + ("" if e["saliency_ok"] else f"  kink-matched {e.get('saliency_matched', float('nan')):.2e} "
-                 f"(flips {e.get('flips')}, PyTorch f32 {e.get('f32_flips')}; outside band {e.get('outside_band')})"),
+                 f"(flips {e.get('flips')}, PyTorch f32 {e.get('f32_flips')}; outside band {e.get('outside_band')}; "
+                 f"engine / PyTorch f32 error at the kink nodes: median {e.get('err_ratio_median') or 0:.2f}, "
+                 f"max {e.get('err_ratio_max') or 0:.2f})"),
               flush=True)
     sal_ok = sum(bool(e.get("saliency_ok")) for e in rec["photos"].values())
     rec["goal"] = sal_ok >= min(MIN_PHOTOS_OK, len(names))
