@@ -7,7 +7,8 @@
 #                        $(ZOO_DIR)/results.json (one record per architecture and size, written as each ends).
 #   make zoo-check-doc   the table of results.json (full-size runs) into docs/MODELS.md's "## Model zoo"
 #   make zoo-smoke       part of `make test`: one member of each family at 64 x 64 (alexnet 224, inception_v3 75)
-#                        on two photos, same checks, no timings (~2.5 min on an idle 2-core machine, cold cache)
+#                        on two photos, same checks, no timings (85 s of CPU with a cold cache: 71 s wall at load
+#                        average 3, 4 min at 6.5; 53 s warm)
 ZOO_DIR   ?= $(BUILD)/zoo
 ZOO_ARCHS ?=
 ZOO_SIZE  ?=
