@@ -6,7 +6,7 @@
 #                        sizes: make zoo-check ZOO_ARCHS="resnet18 vgg11" ZOO_SIZE=64. Results accumulate in
 #                        $(ZOO_DIR)/results.json (one record per architecture and size, written as each ends).
 #   make zoo-check-doc   the table of results.json (full-size runs) into docs/MODELS.md's "## Model zoo"
-#   make zoo-smoke       part of `make test`: one member of each family at 64 x 64 (alexnet 224, inception_v3 75)
+#   make zoo-smoke       part of `make test`: one member of each family at 64 x 64 (AlexNet, VGG 224; inception_v3 107)
 #                        on two photos, same checks, no timings (85 s of CPU with a cold cache: 71 s wall at load
 #                        average 3, 4 min at 6.5; 53 s warm)
 ZOO_DIR   ?= $(BUILD)/zoo
