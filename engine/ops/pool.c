@@ -8,7 +8,11 @@
  *              Backward spreads dy / divisor over the same window.
  * ceil_mode:   out = ceil((H + pads - ext) / s) + 1, minus one when the last window would start
  *              in the end padding (PyTorch's rule).
- * Global*:     over all H*W; GlobalMaxPool saves its argmax like MaxPool.
+ * Global*:     over all H*W; GlobalMaxPool saves its argmax like MaxPool. GlobalAveragePool sums in double:
+ *              a float running sum over a large map whose values share a sign and magnitude (a white
+ *              letterbox band) drifts by up to H*W ulps, which PyTorch's blocked sums do not (regnet_y_3_2gf's
+ *              squeeze-excitation pools on chelsea letterboxed on white: 38x PyTorch float32's error at the
+ *              first SE's output, 105 kink flips; tests/zoo/zoo_check.py).
  *
  * Ties: exact comparisons, the first maximum in scan order wins (PyTorch's CPU kernel: `val > maxval`, index
  * of the first; padding never wins). Flat image regions (letterbox bands, saturated pixels) make exact ties
@@ -238,10 +242,10 @@ static void avgpool_forward(const node_t *nd, const exec_t *e)
     for (size_t c = 0; c < (size_t)e->n * p->C; c++) {
         const float *x = e->x[0] + c * in_hw;
         float *y = e->y + c * out_hw;
-        if (p->global) {
-            float s = 0;
+        if (p->global) { /* in double: a float running sum over a 112 x 112 flat letterbox band drifts */
+            double s = 0;
             for (size_t q = 0; q < in_hw; q++) s += x[q];
-            y[0] = s / (float)in_hw;
+            y[0] = (float)(s / (double)in_hw);
             continue;
         }
         for (int oh = 0; oh < p->Ho; oh++)

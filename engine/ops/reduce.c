@@ -8,7 +8,7 @@
  *   L2:         y = √(Σ x²)                     dx = dy · x / y   (0 where y = 0: torch's norm_backward)
  *   LogSumExp:  y = m + log Σ exp(x - m)        dx = dy · exp(x - y)   (logsumexp_backward; m = max,
  *               or 0 when the max is infinite, as torch)
- * Sums of L2 and LogSumExp accumulate in double.
+ * Every sum (Sum, Mean, L2, LogSumExp) accumulates in double.
  * Axes: an attribute before opset 18 (ReduceSum: before 13), then an optional constant int64 input.
  * Absent (or, as an input, empty) axes mean every axis, which includes the batch and is refused;
  * unless noop_with_empty_axes = 1 (where axes are an input), which makes the op the identity.
@@ -100,7 +100,7 @@ static int red_init_kind(graph_t *g, node_t *n, eng_err_t *err, int kind)
     }
     value_set_shape(nout(g, n), orank, od);
     if (kind == R_MAX) n->aux_per_image = sizeof(int32_t) * p->outer * p->inner;
-    if (kind == R_L2 || kind == R_LSE) n->scratch_fixed = 2 * p->inner + 16; /* inner doubles */
+    if (kind != R_MAX) n->scratch_fixed = 2 * p->inner + 16; /* inner doubles */
     n->flops = (double)x->size;
     return ENG_OK;
 }
@@ -119,7 +119,7 @@ static void red_forward(const node_t *nd, const exec_t *e)
         return;
     }
     const size_t in_img = p->outer * p->R * p->inner, out_img = p->outer * p->inner;
-    double *acc = (double *)e->scratch; /* L2, LogSumExp: inner sums */
+    double *acc = (double *)e->scratch; /* Sum, Mean, L2, LogSumExp: inner sums */
     for (int i = 0; i < e->n; i++)
         for (size_t o = 0; o < p->outer; o++) {
             const float *x = e->x[0] + i * in_img + o * p->R * p->inner;
@@ -154,12 +154,12 @@ static void red_forward(const node_t *nd, const exec_t *e)
                 for (size_t r = 0; r < p->R; r++)
                     for (size_t q = 0; q < p->inner; q++) acc[q] += exp((double)x[r * p->inner + q] - y[q]);
                 for (size_t q = 0; q < p->inner; q++) y[q] = (float)(y[q] + log(acc[q]));
-            } else {
-                for (size_t q = 0; q < p->inner; q++) y[q] = 0;
+            } else { /* Sum, Mean: in double, as GlobalAveragePool (pool.c: float running sums drift on flat maps) */
+                for (size_t q = 0; q < p->inner; q++) acc[q] = 0;
                 for (size_t r = 0; r < p->R; r++)
-                    for (size_t q = 0; q < p->inner; q++) y[q] += x[r * p->inner + q];
-                if (p->kind == R_MEAN)
-                    for (size_t q = 0; q < p->inner; q++) y[q] /= (float)p->R;
+                    for (size_t q = 0; q < p->inner; q++) acc[q] += x[r * p->inner + q];
+                const double div = p->kind == R_MEAN ? (double)p->R : 1.0;
+                for (size_t q = 0; q < p->inner; q++) y[q] = (float)(acc[q] / div);
             }
         }
 }

@@ -126,21 +126,22 @@ def rel_l2(a, b):
 # ----------------------------------------------------------------------------------------------------------
 # photos
 # ----------------------------------------------------------------------------------------------------------
-def photo(name):
-    """(1, 3, 224, 224) float32 ImageNet-normalized tensor of a named photo."""
+def photo(name, hw=HW):
+    """(1, 3, hw, hw) float32 ImageNet-normalized tensor of a named photo (Resize(hw * 8 // 7) + CenterCrop(hw),
+    torchvision's recipe, or letterboxed on white; tests/zoo/zoo_check.py takes other sizes)."""
     import skimage.data
     from PIL import Image
     import torchvision.transforms as T
     if name == "chelsea_white":
         im = Image.fromarray(skimage.data.chelsea())
         w, h = im.size
-        s = HW / max(w, h)
+        s = hw / max(w, h)
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        canvas = Image.new("RGB", (HW, HW), (255, 255, 255))
-        canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((HW - nw) // 2, (HW - nh) // 2))
+        canvas = Image.new("RGB", (hw, hw), (255, 255, 255))
+        canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((hw - nw) // 2, (hw - nh) // 2))
         im = canvas
     else:
-        im = T.CenterCrop(HW)(T.Resize(256)(Image.fromarray(getattr(skimage.data, name)())))
+        im = T.CenterCrop(hw)(T.Resize(hw * 8 // 7)(Image.fromarray(getattr(skimage.data, name)())))
     a = np.asarray(im, dtype=np.float64) / 255.0
     a = (a - MEAN) / STD
     return torch.from_numpy(a.transpose(2, 0, 1)[None].astype(np.float32).copy())

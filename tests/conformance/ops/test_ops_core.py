@@ -29,6 +29,19 @@ def test_leakyrelu_avgpool():
     opcase.check_module("leakyrelu_avgpool", net, (4, 9, 9), opsets=(11, 17))
 
 
+@pytest.mark.parametrize("how", ["gap", "reducemean"])
+def test_global_average_pool_of_a_letterbox_band_does_not_drift(how):
+    """A 112 x 112 map whose top 40 rows are one value (a white letterbox band after normalization, 2.64),
+    the rest N(0, 1): a float running sum over it drifts by thousands of ulps (regnet_y_3_2gf's
+    squeeze-excitation on chelsea letterboxed on white: 38 x PyTorch float32's error at the first SE,
+    tests/zoo/zoo_check.py); GlobalAveragePool and ReduceMean sum in double."""
+    import numpy as np
+    x = opcase.make_input((3, 112, 112), 2, 7).numpy()
+    x[:, :, :40, :] = np.float32((1 - 0.406) / 0.225)
+    pool = nn.AdaptiveAvgPool2d(1) if how == "gap" else Lambda(lambda t: t.mean((2, 3), keepdim=True))
+    opcase.check_module(f"letterbox_{how}", pool, (3, 112, 112), opsets=(13,), x=x, tol_fwd=1e-6)
+
+
 def test_sigmoid_gate():
     opcase.check_module("sigmoid_gate", Lambda(lambda x: x * torch.sigmoid(x)), (3, 5, 5), opsets=(13,))
 
