@@ -47,6 +47,18 @@ CLASSES = 6
 RESULTS = []   # (case, opset, metric, engine_err, torch32_err, tol) for the summary printed at the end
 
 
+class Lambda(nn.Module):
+    """A module around a function, for cases that are one expression (torch.onnx exports the
+    graph the function traces)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 def ops_dir():
     d = Path(os.environ.get("OPS_DIR", REPO / "build" / "ops")).resolve()
     d.mkdir(parents=True, exist_ok=True)

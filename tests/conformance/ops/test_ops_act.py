@@ -20,15 +20,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 
 import opcase
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
+from opcase import Lambda
 
 
 def explaind():

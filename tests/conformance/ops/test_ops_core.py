@@ -7,15 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import opcase
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
+from opcase import Lambda
 
 
 @pytest.mark.parametrize("opset", [9, 13, 17])

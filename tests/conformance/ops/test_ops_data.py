@@ -18,18 +18,10 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
 import opcase
+from opcase import Lambda
 
 INT64_MAX = 2 ** 63 - 1
 INT64_MIN = -2 ** 63
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 def i64(name, values):

@@ -14,15 +14,7 @@ import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
 
 import opcase
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
+from opcase import Lambda
 
 
 def f32(name, a):

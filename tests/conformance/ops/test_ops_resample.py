@@ -35,15 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.backend.test.case.node import resize as onnx_resize
 
 import opcase
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
+from opcase import Lambda
 
 
 # ---- torch modules -------------------------------------------------------------------------------------------------
