@@ -112,7 +112,7 @@ BAD = [
     ("unknown parameter", "explain", "raw", "PNG", "?ig_stepz=4", 422),
     ("out-of-range parameter", "explain", "raw", "PNG", "?ig_steps=100000", 422),
     ("NaN parameter", "explain", "raw", "PNG", "?alpha=NaN", 422),
-    ("unknown layer", "explain", "raw", "PNG", "?methods=gradcam&layer=%2Fnope", 404),
+    ("unknown layer", "explain", "raw", "PNG", "?methods=gradcam&layer=%2Fnope", 422),
     ("malformed multipart", "explain", "multipart_text", b"--x\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc", "", 400),
     ("KServe unknown field", "kserve_predict", "json", {"instances": [{"b64": "AAAA"}], "bogus": 1}, "", 422),
     # issue 16's attacks
