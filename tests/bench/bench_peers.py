@@ -260,7 +260,7 @@ def render(results, threads, reps, heavy_reps, serve_flags, scorecam_k):
             f"preprocessed tensor. Median wall ms over {reps} reps ({heavy_reps} for IG, SmoothGrad, Score-CAM, "
             f"occlusion). Score-CAM: {scorecam_k or 'all'} channels on both sides. Ratio = explaind / PyTorch "
             f"(below 1: explaind is faster). Goal: every row ≤ {GOAL}× for resnet50, resnet18 and vgg16: "
-            f"**{met} of {len(verdicts)} met**.", "",
+            + (f"**{met} of {len(verdicts)} met**." if verdicts else "none of those models ran here."), "",
             bc.md_table(["model", "request", "explaind ms", "PyTorch ms", "ratio", "goal"], rows,
                         ["---", "---", "---:", "---:", "---:", "---"])]
     return "\n".join(text)
